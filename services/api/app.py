@@ -1,0 +1,67 @@
+"""The api process: REST/JSON in, rows and outbox messages into PostgreSQL. Never runs a simulation."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import APIRouter, FastAPI
+
+from services.api.dependencies import AppContext
+from services.api.errors import install_error_handlers
+from services.api.health.router import router as health_router
+from services.api.jobs.router import router as jobs_router
+from services.api.jobs.service import JobService
+from services.api.limits import BodySizeLimit
+from shared.backends import build_catalog
+from shared.db.engine import create_engine, create_session_factory
+from shared.messaging.relay import OutboxRelay
+from shared.programs import Limits
+from shared.settings import Settings
+
+API_PREFIX = "/api/v1"
+# The official client keeps a base URL unchanged only when it contains "experimental".
+EXPERIMENTAL_PREFIX = "/experimental/api/v1"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter()
+    router.include_router(jobs_router)
+    return router
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessions = create_session_factory(engine)
+        relay = OutboxRelay(settings, sessions)
+        catalog = build_catalog(settings.backends, settings.aer_max_qubits)
+        limits = Limits(
+            max_shots=settings.max_shots,
+            max_circuits=settings.max_circuits,
+            max_decoded_bytes=settings.max_decoded_bytes,
+            default_shots=settings.default_shots,
+        )
+        app.state.context = AppContext(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            relay=relay,
+            jobs=JobService(sessions, catalog, limits),
+        )
+        relay_task = asyncio.create_task(relay.run())
+        try:
+            yield
+        finally:
+            await relay.stop()
+            with suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(relay_task, timeout=5)
+            await engine.dispose()
+
+    app = FastAPI(title="qruntime", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router(), prefix=API_PREFIX)
+    app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

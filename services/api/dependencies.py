@@ -1,0 +1,28 @@
+"""Objects the routers need, built once per app in its lifespan and reached through request state."""
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.api.jobs.service import JobService
+from shared.messaging.relay import OutboxRelay
+from shared.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    relay: OutboxRelay
+    jobs: JobService
+
+
+def context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.context
+    return ctx
+
+
+def job_service(request: Request) -> JobService:
+    return context(request).jobs

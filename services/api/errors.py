@@ -1,0 +1,67 @@
+"""One handler renders every refusal as {"errors": [{"code", "message"}]}; nothing else reaches the client."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import ErrorCode, QRuntimeError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: QRuntimeError) -> JSONResponse:
+    return JSONResponse(error.as_body(), status_code=error.status)
+
+
+def _describe(errors: list[dict[str, object]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        location = ".".join(str(p) for p in err.get("loc", ()) if p != "body")  # type: ignore[attr-defined]
+        parts.append(f"{location or 'body'}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QRuntimeError)
+    async def _domain(_: Request, exc: QRuntimeError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(QRuntimeError(ErrorCode.INVALID_REQUEST, _describe(list(exc.errors()))))
+
+    @app.exception_handler(ValidationError)
+    async def _validation(_: Request, exc: ValidationError) -> JSONResponse:
+        errors = [dict(e) for e in exc.errors()]
+        return error_response(QRuntimeError(ErrorCode.INVALID_REQUEST, _describe(errors)))  # type: ignore[arg-type]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = ErrorCode.INVALID_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
+        message = exc.detail if isinstance(exc.detail, str) else "The request was refused."
+        if exc.status_code == 404:
+            message = "No such resource."
+        return error_response(QRuntimeError(code, message, status=exc.status_code))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # Nothing was committed; the client may safely retry.
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            QRuntimeError(
+                ErrorCode.UNAVAILABLE, "The service is temporarily unavailable; retry shortly.", 503
+            )
+        )
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(QRuntimeError(ErrorCode.INTERNAL, "An internal error occurred.", 500))

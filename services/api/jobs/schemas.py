@@ -1,0 +1,55 @@
+"""Request and response shapes of the jobs resource (the fields the official client sends and reads)."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobCreate(BaseModel):
+    # The client also sends fields qruntime has no use for (runtime, private, calibration_id, ...).
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+    program_id: str = Field(min_length=1, max_length=64)
+    backend: str = Field(min_length=1, max_length=128)
+    params: Any = None
+    session_id: str | None = Field(default=None, max_length=64)
+    tags: list[str] | None = Field(default=None, max_length=64)
+    # The client's `max_execution_time` arrives as `cost` (seconds).
+    cost: int | None = Field(default=None, gt=0)
+    log_level: str | None = Field(default=None, max_length=16)
+    priority: int = Field(default=0, ge=-10, le=10)
+
+
+class JobCreated(BaseModel):
+    id: str
+    backend: str
+
+
+class JobState(BaseModel):
+    status: str
+    reason: str | None = None
+    reason_code: int | None = None
+
+
+class ProgramRef(BaseModel):
+    id: str
+
+
+class JobView(BaseModel):
+    id: str
+    backend: str
+    state: JobState
+    status: str
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    session_id: str | None
+    program: ProgramRef
+    tags: list[str]
+    cost: int | None
+    private: bool = False
+    runtime: str = ""
+    estimated_running_time_seconds: float | None = None
+    # Raw RuntimeEncoder JSON of the inputs, omitted with exclude_params=true.
+    params: Any = None

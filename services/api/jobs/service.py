@@ -1,0 +1,131 @@
+"""Rules for jobs: what may be submitted, cancelled and read."""
+
+import json
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.backends import BackendInfo
+from shared.db.engine import unit_of_work
+from shared.db.models import Job
+from shared.db.repositories.jobs import JobRepository
+from shared.db.repositories.outbox import OutboxRepository
+from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from shared.job_events import announce_job_state
+from shared.programs import Limits, decode_body, normalize
+from shared.states import JobStatus, check_job_transition
+
+from .schemas import JobCreate, JobCreated, JobState, JobView, ProgramRef
+
+MAX_ID_LENGTH = 64
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(10)
+
+
+class JobService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: dict[str, BackendInfo],
+        limits: Limits,
+    ) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        self.limits = limits
+
+    async def submit(self, body: bytes) -> JobCreated:
+        raw = decode_body(body, self.limits.max_decoded_bytes)
+        if not isinstance(raw, dict):
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
+        request = JobCreate.model_validate(raw)
+        backend = self.catalog.get(request.backend)
+        if backend is None:
+            raise InvalidInput(
+                ErrorCode.BACKEND_NOT_FOUND,
+                f"Backend '{request.backend}' is not served here; available: {', '.join(self.catalog)}.",
+            )
+        params = normalize(request.program_id, request.params, backend, self.limits)
+        job = Job(
+            id=new_job_id(),
+            program_id=request.program_id,
+            backend=backend.name,
+            status=JobStatus.QUEUED.value,
+            params=params.encoded,
+            num_pubs=params.num_pubs,
+            total_shots=params.total_shots,
+            priority=request.priority,
+            tags=request.tags or [],
+            session_id=request.session_id,
+            max_execution_time=request.cost,
+            log_level=request.log_level,
+            attempts=0,
+        )
+        async with unit_of_work(self.sessions) as session:
+            await JobRepository(session).add(job)
+            await announce_job_state(OutboxRepository(session), job)
+        return JobCreated(id=job.id, backend=job.backend)
+
+    async def view(self, job_id: str, exclude_params: bool) -> JobView:
+        async with unit_of_work(self.sessions) as session:
+            job = await self._get(JobRepository(session), job_id)
+        return to_view(job, exclude_params)
+
+    async def cancel(self, job_id: str) -> None:
+        async with unit_of_work(self.sessions) as session:
+            jobs = JobRepository(session)
+            job = await self._get(jobs, job_id)
+            check_job_transition(JobStatus(job.status), JobStatus.CANCELLED)
+            cancelled = await jobs.cancel(job_id, reason="Cancelled by the user.")
+            if cancelled is None:  # it became final meanwhile
+                fresh = await self._get(jobs, job_id)
+                check_job_transition(JobStatus(fresh.status), JobStatus.CANCELLED)
+                return
+            await announce_job_state(OutboxRepository(session), cancelled)
+
+    async def result(self, job_id: str) -> tuple[str, str]:
+        """The result body and its media type; a failed job's error text is a 2xx body too."""
+        async with unit_of_work(self.sessions) as session:
+            jobs = JobRepository(session)
+            job = await self._get(jobs, job_id)
+            status = JobStatus(job.status)
+            if status is JobStatus.DONE:
+                body = await jobs.get_result(job_id)
+                if body is not None:
+                    return body, "application/json"
+            if status in (JobStatus.ERROR, JobStatus.CANCELLED):
+                return _error_text(job), "text/plain"
+        raise Conflict(
+            ErrorCode.JOB_NOT_FINISHED,
+            f"Job {job_id} is {status.ibm_name}; its result is available once it has completed.",
+        )
+
+    async def _get(self, jobs: JobRepository, job_id: str) -> Job:
+        job = await jobs.get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
+        if job is None:
+            raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
+        return job
+
+
+def _error_text(job: Job) -> str:
+    code = f"Error code {job.reason_code}; " if job.reason_code else ""
+    return f"{code}{job.reason or JobStatus(job.status).ibm_name}"
+
+
+def to_view(job: Job, exclude_params: bool) -> JobView:
+    status = JobStatus(job.status)
+    return JobView(
+        id=job.id,
+        backend=job.backend,
+        state=JobState(status=status.ibm_name, reason=job.reason, reason_code=job.reason_code),
+        status=status.ibm_name,
+        created=job.created_at,
+        started=job.started_at,
+        finished=job.finished_at,
+        session_id=job.session_id,
+        program=ProgramRef(id=job.program_id),
+        tags=list(job.tags or []),
+        cost=job.max_execution_time,
+        params=None if exclude_params else json.loads(job.params),
+    )

@@ -1,0 +1,121 @@
+"""The database schema (PostgreSQL is the system of record). Alembic migrations mirror these tables."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.states import JobStatus
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+JOB_STATUS_CHECK = "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    reason_code: Mapped[int | None] = mapped_column(Integer)
+    # Request parameters, normalised and encoded with qiskit-ibm-runtime's RuntimeEncoder.
+    params: Mapped[str] = mapped_column(Text)
+    num_pubs: Mapped[int] = mapped_column(Integer)
+    total_shots: Mapped[int] = mapped_column(BigInteger)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    max_execution_time: Mapped[int | None] = mapped_column(Integer)
+    log_level: Mapped[str | None] = mapped_column(String(16))
+    # The dispatch that currently owns the job; a stale dispatch message no longer matches and is dropped.
+    dispatch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    executor_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    execution_seconds: Mapped[float | None] = mapped_column()
+
+    __table_args__ = (
+        CheckConstraint(JOB_STATUS_CHECK, name="jobs_status_valid"),
+        Index(
+            "jobs_unfinished_by_backend",
+            "backend",
+            "status",
+            "created_at",
+            postgresql_where=text("status IN ('QUEUED', 'RUNNING')"),
+        ),
+        Index("jobs_created_at", "created_at"),
+    )
+
+
+class JobResult(Base):
+    __tablename__ = "job_results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    # RuntimeEncoder JSON of a PrimitiveResult, served verbatim.
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    # Logical exchange ("commands", "dispatch", "events"); the namespace is applied when publishing.
+    exchange: Mapped[str] = mapped_column(String(32))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+
+
+class InboxMessage(Base):
+    """Message ids a consumer has already processed (idempotent consumers)."""
+
+    __tablename__ = "inbox"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Executor(Base):
+    """One running executor process; its heartbeat is its lease on the jobs it runs."""
+
+    __tablename__ = "executors"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(128))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("executors_backend_heartbeat", "backend", "heartbeat_at"),)

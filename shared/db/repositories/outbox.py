@@ -1,0 +1,57 @@
+"""The transactional outbox: messages written in the same transaction as the state change they announce."""
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import OutboxMessage
+from shared.messaging.messages import Message
+
+NOTIFY_CHANNEL = "qruntime_outbox"
+
+
+class OutboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, exchange: str, routing_key: str, message: Message, priority: int = 0) -> None:
+        self.session.add(
+            OutboxMessage(
+                message_id=message.message_id,
+                exchange=exchange,
+                routing_key=routing_key,
+                body=message.model_dump(mode="json"),
+                priority=priority,
+            )
+        )
+        # Delivered on commit (and folded into one per transaction): wakes the relays at once.
+        await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    async def lock_unsent(self, limit: int) -> list[OutboxMessage]:
+        rows = await self.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.sent_at.is_(None))
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows)
+
+    async def mark_sent(self, ids: list[int]) -> None:
+        await self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=text("now()"))
+        )
+
+    async def delete_sent_before(self, seconds: float) -> int:
+        result = await self.session.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.sent_at.is_not(None),
+                OutboxMessage.sent_at < text("now() - make_interval(secs => :secs)").bindparams(secs=seconds),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def backlog(self) -> int:
+        count = await self.session.scalar(
+            select(text("count(*)")).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+        )
+        return int(count or 0)

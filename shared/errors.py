@@ -1,0 +1,60 @@
+"""The one error type of qruntime.
+
+Every refusal carries a stable numeric code (IBM Qiskit Runtime's families: 1xxx validation,
+3xxx job state, 4xxx session, 5xxx execution, 6xxx shots/experiments, 9xxx internal), an HTTP
+status and a message a person can act on. The API renders it as
+``{"errors": [{"code": ..., "message": ..., "solution": ...}]}`` in one handler.
+"""
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    INTERNAL = 1000
+    INVALID_FOR_BACKEND = 1002
+    BACKEND_NOT_FOUND = 1007
+    PROGRAM_NOT_FOUND = 1008
+    INVALID_REQUEST = 1200
+    MALFORMED_CIRCUIT = 1201
+    PAYLOAD_TOO_LARGE = 1202
+    TOO_MANY_CIRCUITS = 1203
+    UNAUTHORIZED = 3200
+    JOB_NOT_FOUND = 3250
+    JOB_NOT_FINISHED = 3213
+    JOB_TRANSITION_INVALID = 3214
+    SESSION_CLOSED = 4001
+    EXECUTION_TIMED_OUT = 5201
+    EXECUTION_CANCELLED = 5202
+    EXECUTION_FAILED = 5203
+    SIMULATOR_FAILED = 5204
+    SHOTS_OUT_OF_RANGE = 6001
+    RAN_TOO_LONG = 1305
+    UNAVAILABLE = 9001
+
+
+class QRuntimeError(Exception):
+    """A refusal with a stable code, an HTTP status and a human message."""
+
+    def __init__(self, code: ErrorCode, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def as_body(self) -> dict[str, object]:
+        return {"errors": [{"code": int(self.code), "message": self.message}]}
+
+
+class NotFound(QRuntimeError):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message, status=404)
+
+
+class Conflict(QRuntimeError):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message, status=409)
+
+
+class InvalidInput(QRuntimeError):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code, message, status=400)

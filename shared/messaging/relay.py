@@ -1,0 +1,141 @@
+"""The outbox relay: publishes committed outbox rows with publisher confirms, then marks them sent.
+
+Every process runs one, but only one relays at a time (a transaction-scoped advisory lock), so a
+job's events leave in the order they were committed. Woken by LISTEN/NOTIFY, with a slow poll as a
+fallback. A message is marked sent only after the broker confirmed it, so a crash at any point
+re-sends rather than loses (consumers are idempotent).
+"""
+
+import asyncio
+import json
+import logging
+from contextlib import suppress
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db.engine import asyncpg_dsn, unit_of_work
+from shared.db.models import OutboxMessage
+from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
+from shared.messaging.connection import connect_with_retry
+from shared.messaging.topology import Topology
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one relay at a time per database
+BATCH_SIZE = 200
+KEEP_SENT_SECONDS = 3600.0
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.topology = Topology(settings.namespace)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._connection: AbstractRobustConnection | None = None
+        self.broker_connected = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        try:
+            while not self._stop.is_set():
+                self._connection = await connect_with_retry(self.settings.amqp_url, self._stop)
+                if self._connection is None:
+                    return
+                try:
+                    await self._relay_until_broken(self._connection)
+                except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
+                    log.warning("outbox relay lost the broker: %s", exc)
+                finally:
+                    self.broker_connected = False
+                    with suppress(Exception):
+                        await self._connection.close()
+        finally:
+            listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await listener
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def _relay_until_broken(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await self.topology.declare_all(channel, self.settings.backends)
+        exchanges = await self._exchanges(channel)
+        self.broker_connected = True
+        last_cleanup = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            sent = await self.relay_once(exchanges)
+            if loop.time() - last_cleanup > 60:
+                last_cleanup = loop.time()
+                async with unit_of_work(self.sessions) as session:
+                    await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+            if sent >= BATCH_SIZE:
+                continue
+            self._wake.clear()
+            if sent:
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_seconds)
+
+    async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
+        names = ("commands", "dispatch", "events", "dead")
+        return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in names}
+
+    async def relay_once(self, exchanges: dict[str, AbstractExchange]) -> int:
+        async with unit_of_work(self.sessions) as session:
+            got_lock = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=RELAY_LOCK_KEY)
+            )
+            if not got_lock:
+                return 0
+            outbox = OutboxRepository(session)
+            rows = await outbox.lock_unsent(BATCH_SIZE)
+            if not rows:
+                return 0
+            # Confirms are pipelined: publish the whole batch, then wait for every ack.
+            await asyncio.gather(*(self._publish(exchanges, row) for row in rows))
+            await outbox.mark_sent([row.id for row in rows])
+            return len(rows)
+
+    async def _publish(self, exchanges: dict[str, AbstractExchange], row: OutboxMessage) -> None:
+        await exchanges[row.exchange].publish(
+            aio_pika.Message(
+                body=json.dumps(row.body).encode(),
+                content_type="application/json",
+                message_id=str(row.message_id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=row.priority,
+                type=str(row.body.get("type", "")),
+            ),
+            routing_key=row.routing_key,
+            mandatory=row.exchange != "events",
+        )
+
+    async def _listen(self) -> None:
+        """LISTEN for outbox inserts; reconnects quietly, the poll covers the gaps."""
+        dsn = asyncpg_dsn(self.settings.database_url)
+        while not self._stop.is_set():
+            try:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                    while not self._stop.is_set() and not conn.is_closed():
+                        await asyncio.sleep(1.0)
+                finally:
+                    with suppress(Exception):
+                        await conn.close()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("outbox listener: %s", exc)
+                await asyncio.sleep(1.0)

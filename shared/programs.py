@@ -1,0 +1,199 @@
+"""Primitive programs: validating and normalising what a client submits (api side).
+
+A pub's circuit may be OpenQASM 2 text, OpenQASM 3 text or the client's encoded QPY. Everything
+is parsed here, before the job is stored, so a bad circuit is a 400 now and never an ERROR later.
+The normalised params are stored encoded with qiskit-ibm-runtime's RuntimeEncoder, so the executor
+(and `job.inputs` on the client) decode one format.
+"""
+
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qiskit import QuantumCircuit, qasm2, qasm3
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
+
+from shared.backends import BackendInfo
+from shared.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
+
+SUPPORTED_PROGRAMS = ("sampler",)
+# Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
+_COMPRESSED_TYPES = {"QuantumCircuit", "ndarray", "Instruction"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_shots: int
+    max_circuits: int
+    max_decoded_bytes: int
+    default_shots: int
+
+
+@dataclass(frozen=True)
+class NormalizedParams:
+    encoded: str
+    num_pubs: int
+    total_shots: int
+
+
+def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
+    """Parse a request body with RuntimeDecoder, refusing compressed payloads that inflate too far."""
+    decoder = RuntimeDecoder()
+    budget = [max_decoded_bytes]
+
+    def hook(obj: dict[str, Any]) -> Any:
+        kind = obj.get("__type__")
+        value = obj.get("__value__")
+        if kind in _COMPRESSED_TYPES and isinstance(value, str):
+            budget[0] -= _inflated_size(value, budget[0])
+            if budget[0] < 0:
+                raise InvalidInput(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"The encoded circuits and arrays inflate to more than {max_decoded_bytes} bytes.",
+                )
+        if kind is None:
+            return obj
+        try:
+            return decoder.object_hook(obj)
+        except QRuntimeError:
+            raise
+        except Exception as exc:
+            raise InvalidInput(
+                ErrorCode.MALFORMED_CIRCUIT, f"Could not decode a value of type {kind}: {_short(exc)}"
+            ) from exc
+
+    try:
+        return json.loads(body, object_hook=hook)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"The request body is not valid JSON: {exc}") from exc
+
+
+def _inflated_size(value: str, limit: int) -> int:
+    try:
+        raw = base64.standard_b64decode(value)
+    except (binascii.Error, ValueError):
+        return 0  # not compressed base64; the decoder will complain in its own words
+    inflater = zlib.decompressobj()
+    size = 0
+    try:
+        chunk = inflater.decompress(raw, 1 << 20)
+        while chunk:
+            size += len(chunk)
+            if size > limit:
+                return size
+            chunk = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+    except zlib.error:
+        return 0
+    return size
+
+
+def parse_circuit(value: Any, where: str) -> QuantumCircuit:
+    if isinstance(value, QuantumCircuit):
+        return value
+    if not isinstance(value, str):
+        raise InvalidInput(
+            ErrorCode.MALFORMED_CIRCUIT,
+            f"{where}: a circuit must be OpenQASM 2 or 3 text or an encoded QuantumCircuit "
+            f"(QPY), not {type(value).__name__}.",
+        )
+    head = value.lstrip()
+    try:
+        if head.startswith("OPENQASM 3"):
+            return qasm3.loads(value)
+        if head.startswith("OPENQASM 2"):
+            return qasm2.loads(value, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+    except Exception as exc:
+        version = "3" if head.startswith("OPENQASM 3") else "2"
+        raise InvalidInput(
+            ErrorCode.MALFORMED_CIRCUIT,
+            f"{where}: the OpenQASM {version} program does not parse: {_short(exc)}",
+        ) from exc
+    raise InvalidInput(
+        ErrorCode.MALFORMED_CIRCUIT,
+        f"{where}: circuit text must start with an 'OPENQASM 2.0;' or 'OPENQASM 3.0;' header.",
+    )
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _positive_int(value: Any, what: str, limits: Limits) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} must be a whole number, not {value!r}.")
+    if not 1 <= value <= limits.max_shots:
+        raise InvalidInput(
+            ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} is {value}; it must be between 1 and {limits.max_shots}."
+        )
+    return value
+
+
+def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    if not isinstance(params, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params must be an object with a 'pubs' list.")
+    pubs = params.get("pubs")
+    if not isinstance(pubs, list) or not pubs:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.pubs must be a non-empty list of pubs.")
+    if len(pubs) > limits.max_circuits:
+        raise InvalidInput(
+            ErrorCode.TOO_MANY_CIRCUITS,
+            f"The job has {len(pubs)} pubs; at most {limits.max_circuits} are allowed in one job.",
+        )
+    options = params.get("options") or {}
+    if not isinstance(options, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
+    default_shots = _positive_int(
+        options.get("default_shots", limits.default_shots), "options.default_shots", limits
+    )
+
+    normalized_pubs: list[list[Any]] = []
+    total_shots = 0
+    for index, pub in enumerate(pubs):
+        where = f"pub {index}"
+        items = list(pub) if isinstance(pub, list | tuple) else [pub]
+        if not 1 <= len(items) <= 3:
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST, f"{where}: a sampler pub is [circuit, parameter_values?, shots?]."
+            )
+        circuit = parse_circuit(items[0], where)
+        if circuit.num_qubits > backend.num_qubits:
+            raise InvalidInput(
+                ErrorCode.INVALID_FOR_BACKEND,
+                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
+                f"{backend.num_qubits}.",
+            )
+        values = items[1] if len(items) > 1 else None
+        shots = items[2] if len(items) > 2 and items[2] is not None else default_shots
+        shots = _positive_int(shots, f"{where}: shots", limits)
+        try:
+            coerced = SamplerPub.coerce((circuit, values, shots))
+        except Exception as exc:
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+        total_shots += shots * max(1, coerced.parameter_values.size)
+        normalized_pubs.append([circuit, values, shots])
+
+    normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
+    return NormalizedParams(
+        encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(pubs), total_shots=total_shots
+    )
+
+
+NORMALIZERS: dict[str, Callable[[Any, BackendInfo, Limits], NormalizedParams]] = {
+    "sampler": normalize_sampler,
+}
+
+
+def normalize(program_id: str, params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    normalizer = NORMALIZERS.get(program_id)
+    if normalizer is None:
+        raise NotFound(
+            ErrorCode.PROGRAM_NOT_FOUND,
+            f"Program '{program_id}' does not exist here; supported: {', '.join(SUPPORTED_PROGRAMS)}.",
+        )
+    return normalizer(params, backend, limits)

@@ -1,0 +1,55 @@
+"""The one configuration class of qruntime. Every process reads its settings here and nowhere else."""
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QRUNTIME_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/qruntime"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Prefix of every exchange and queue, so several stacks (and test runs) can share one broker.
+    namespace: str = "qruntime"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Backends this deployment serves; `qruntime up` starts one executor for each.
+    backends: Annotated[list[str], NoDecode] = ["aer_simulator", "fake_manila"]
+
+    # Request limits.
+    max_shots: int = Field(default=100_000, gt=0)
+    max_circuits: int = Field(default=300, gt=0)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Upper bound of decompressed QPY/ndarray payloads in one request (zip-bomb guard).
+    max_decoded_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Width of the ideal `aer_simulator` (a statevector of 2^n amplitudes must fit in memory).
+    aer_max_qubits: int = Field(default=28, gt=0, le=40)
+    default_shots: int = Field(default=4096, gt=0)
+
+    # Scheduling and recovery.
+    dispatch_per_executor: int = Field(default=2, gt=0)
+    executor_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    # An executor whose heartbeat is older than this is presumed dead; its running jobs are requeued.
+    executor_lease_seconds: float = Field(default=15.0, gt=0)
+    max_job_attempts: int = Field(default=3, gt=0)
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _split_backends(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -24,14 +24,22 @@ def _configure_logging(settings: Settings) -> None:
     )
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("qiskit").setLevel(logging.WARNING)
 
 
 def _run_until_signalled(make: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
     async def main() -> None:
+        from shared.health_server import start_health_server
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(stop()))
-        await make()
+        health = start_health_server(get_settings().health_port)
+        try:
+            await make()
+        finally:
+            if health is not None:
+                health.cancel()
 
     asyncio.run(main())
 

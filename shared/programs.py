@@ -52,9 +52,10 @@ def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
         if kind in _COMPRESSED_TYPES and isinstance(value, str):
             budget[0] -= _inflated_size(value, budget[0])
             if budget[0] < 0:
-                raise InvalidInput(
+                raise QRuntimeError(
                     ErrorCode.PAYLOAD_TOO_LARGE,
                     f"The encoded circuits and arrays inflate to more than {max_decoded_bytes} bytes.",
+                    status=413,
                 )
         if kind is None:
             return obj

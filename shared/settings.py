@@ -17,6 +17,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Scheduler and executor processes serve /healthz and /metrics on this port when it is set
+    # (Kubernetes probes); unset under `qruntime up`, where they would collide on one machine.
+    health_port: int | None = None
 
     # Backends this deployment serves; `qruntime up` starts one executor for each.
     backends: Annotated[list[str], NoDecode] = ["aer_simulator", "fake_manila"]

@@ -9,12 +9,15 @@ re-sends rather than loses (consumers are idempotent).
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from contextlib import suppress
+from typing import Any
 
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import asyncpg_dsn, unit_of_work
@@ -76,11 +79,18 @@ class OutboxRelay:
         last_cleanup = 0.0
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
-            sent = await self.relay_once(exchanges)
-            if loop.time() - last_cleanup > 60:
-                last_cleanup = loop.time()
-                async with unit_of_work(self.sessions) as session:
-                    await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+            try:
+                sent = await self.relay_once(exchanges)
+                if loop.time() - last_cleanup > 60:
+                    last_cleanup = loop.time()
+                    async with unit_of_work(self.sessions) as session:
+                        await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+            except (DBAPIError, OSError) as exc:
+                # The database is down or restarting: nothing is lost, the rows wait for us.
+                log.warning("outbox relay cannot reach the database: %s", type(exc).__name__)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+                continue
             if sent >= BATCH_SIZE:
                 continue
             self._wake.clear()
@@ -130,12 +140,22 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(dsn)
                 try:
+                    lost = asyncio.Event()
+                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                     await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                    while not self._stop.is_set() and not conn.is_closed():
-                        await asyncio.sleep(1.0)
+                    await _first_of(lost.wait(), self._stop.wait())
                 finally:
                     with suppress(Exception):
                         await conn.close()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("outbox listener: %s", exc)
                 await asyncio.sleep(1.0)
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
 
 COMMANDS = "commands"
 DISPATCH = "dispatch"
@@ -52,7 +53,7 @@ class Topology:
         await dead.bind(exchanges[DEAD])
         return exchanges
 
-    def _work_queue_arguments(self) -> dict[str, object]:
+    def _work_queue_arguments(self) -> FieldTable:
         return {"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": self.exchange_name(DEAD)}
 
     async def declare_scheduler_queue(self, channel: AbstractChannel) -> AbstractQueue:

@@ -1,0 +1,288 @@
+"""Running qruntime's processes for tests: each test stack gets its own database and broker namespace,
+and its api, scheduler and executors run as separate OS processes against the real services."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+
+from shared.messaging.topology import Topology
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get("QRUNTIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("QRUNTIME_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+BELL_QASM2 = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0],q[1];
+measure q -> c;
+"""
+
+BELL_QASM3 = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[2] q;
+bit[2] c;
+h q[0];
+cx q[0], q[1];
+c = measure q;
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sampler_job(backend: str, circuit: Any = BELL_QASM2, shots: int = 1000, **extra: Any) -> dict[str, Any]:
+    return {
+        "program_id": "sampler",
+        "backend": backend,
+        "params": {"pubs": [[circuit, None, shots]], "version": 2},
+        **extra,
+    }
+
+
+def run_sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@dataclass
+class Stack:
+    backends: list[str]
+    settings_env: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.database = f"qrt_test_{self.tag}"
+        self.namespace = f"qrt-test-{self.tag}"
+        self.dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + self.database
+        self.api_port = free_port()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.log_dir = Path(os.environ.get("QRUNTIME_TEST_LOGS", "/tmp/qruntime-test-logs")) / self.tag
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "QRUNTIME_DATABASE_URL": self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
+                "QRUNTIME_AMQP_URL": AMQP_URL,
+                "QRUNTIME_NAMESPACE": self.namespace,
+                "QRUNTIME_API_PORT": str(self.api_port),
+                "QRUNTIME_BACKENDS": ",".join(self.backends),
+                "QRUNTIME_EXECUTOR_HEARTBEAT_SECONDS": "0.5",
+                "QRUNTIME_EXECUTOR_LEASE_SECONDS": "3",
+                "QRUNTIME_SCHEDULER_TICK_SECONDS": "0.5",
+                "QRUNTIME_OUTBOX_POLL_SECONDS": "0.5",
+                "QRUNTIME_LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.settings_env)
+        return env
+
+    def qruntime(
+        self, *args: str, env: dict[str, str] | None = None, name: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        name = name or "-".join(args).replace("--backend-", "")
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes[name] = process
+        return process
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "migrate"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start_api(self, env: dict[str, str] | None = None, wait_ready: bool = True) -> None:
+        self.qruntime("api", env=env, name="api")
+        self.wait_for_api(require_ready=wait_ready)
+
+    def start_scheduler(self, name: str = "scheduler") -> subprocess.Popen[bytes]:
+        return self.qruntime("scheduler", name=name)
+
+    def start_executor(self, backend: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        return self.qruntime("executor", "--backend", backend, name=name or f"executor-{backend}")
+
+    def start_all(self) -> None:
+        self.migrate()
+        self.start_scheduler()
+        for backend in self.backends:
+            self.start_executor(backend)
+        self.start_api()
+        self.wait_for_executors(len(self.backends))
+
+    def wait_for_api(self, require_ready: bool = True, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        path = "/readyz" if require_ready else "/healthz"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.processes["api"].poll() is not None:
+                raise RuntimeError(f"api exited; see {self.log_dir}/api.log")
+            time.sleep(0.2)
+        raise TimeoutError(f"api not {'ready' if require_ready else 'alive'}; see {self.log_dir}")
+
+    def wait_for_executors(self, count: int, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = run_sql(self.dsn, "SELECT count(*) AS n FROM executors WHERE stopped_at IS NULL")[0]["n"]
+            if live >= count:
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"{count} executors did not register; see {self.log_dir}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        process.send_signal(sig)
+        process.wait(timeout=60)
+
+    def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return run_sql(self.dsn, query, *args)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_final(self, job_ids: list[str], timeout: float = 120) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            rows = self.sql("SELECT id, status FROM jobs WHERE id = ANY($1::text[])", job_ids)
+            statuses = {r["id"]: r["status"] for r in rows}
+            if len(statuses) == len(job_ids) and all(
+                s in ("DONE", "ERROR", "CANCELLED") for s in statuses.values()
+            ):
+                return statuses
+            time.sleep(0.2)
+        raise TimeoutError(f"jobs not final: {statuses}; logs in {self.log_dir}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def destroy(self) -> None:
+        self.stop()
+        run_sql(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        asyncio.run(delete_namespace(self.namespace, self.backends))
+
+
+async def delete_namespace(namespace: str, backends: list[str]) -> None:
+    topology = Topology(namespace)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queues = [
+            topology.scheduler_queue,
+            topology.dead_queue,
+            *(topology.executor_queue(b) for b in backends),
+        ]
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for logical in ("commands", "dispatch", "events", "dead"):
+            await channel.exchange_delete(topology.exchange_name(logical))
+
+
+def decode_result(text: str) -> Any:
+    from qiskit_ibm_runtime import RuntimeDecoder
+
+    return json.loads(text, cls=RuntimeDecoder)
+
+
+@dataclass
+class EventRecorder:
+    """A real queue bound to the stack's events exchange, collecting job events."""
+
+    namespace: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.queue_name = f"{self.namespace}.test-events-{uuid.uuid4().hex[:6]}"
+
+    def bind(self) -> None:
+        async def go() -> None:
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.declare_exchange(
+                    Topology(self.namespace).exchange_name("events"),
+                    aio_pika.ExchangeType.TOPIC,
+                    durable=True,
+                )
+                queue = await channel.declare_queue(self.queue_name, durable=False, auto_delete=False)
+                await queue.bind(exchange, routing_key="job.#")
+
+        asyncio.run(go())
+
+    def drain(self) -> list[dict[str, Any]]:
+        async def go() -> None:
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                queue = await channel.get_queue(self.queue_name)
+                while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                    self.events.append({"routing_key": message.routing_key, **json.loads(message.body)})
+
+        asyncio.run(go())
+        return self.events
+
+    def delete(self) -> None:
+        async def go() -> None:
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                await channel.queue_delete(self.queue_name)
+
+        asyncio.run(go())
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    if path.exists():
+        yield from path.read_text(errors="replace").splitlines()

@@ -45,6 +45,9 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
     session_id: Mapped[str | None] = mapped_column(String(64))
+    # Who submitted it and on which instance (tenant); fair share counts usage per instance.
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
     max_execution_time: Mapped[int | None] = mapped_column(Integer)
     log_level: Mapped[str | None] = mapped_column(String(16))
     # The dispatch that currently owns the job; a stale dispatch message no longer matches and is dropped.
@@ -67,6 +70,7 @@ class Job(Base):
             postgresql_where=text("status IN ('QUEUED', 'RUNNING')"),
         ),
         Index("jobs_created_at", "created_at"),
+        Index("jobs_instance_created", "instance_id", "created_at"),
     )
 
 

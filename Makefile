@@ -19,6 +19,8 @@ services:
 	@bash scripts/ensure-services.sh
 
 run: install services
+	$(BIN)/qruntime migrate
+	$(BIN)/qruntime admin bootstrap
 	$(BIN)/qruntime up
 
 lint: install

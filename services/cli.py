@@ -11,6 +11,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import IO
 
+from pydantic import ValidationError
+
+from services.admin_cli import add_admin_parser, run_admin
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("qruntime")
@@ -126,13 +129,9 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in roles)
     children: list[subprocess.Popen[bytes]] = []
     for name, argv in roles:
-        child = subprocess.Popen(
-            base + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
-        )
+        child = subprocess.Popen(base + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
         assert child.stdout is not None
-        threading.Thread(
-            target=_pipe_with_prefix, args=(child.stdout, name.ljust(width)), daemon=True
-        ).start()
+        threading.Thread(target=_pipe_with_prefix, args=(child.stdout, name.ljust(width)), daemon=True).start()
         children.append(child)
 
     stopping = threading.Event()
@@ -169,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", action="append", help="backend to serve (repeatable; default: all of QRUNTIME_BACKENDS)"
     )
     sub.add_parser("up", help="migrate, then run api, scheduler and executors on this machine")
+    add_admin_parser(sub)
     return parser
 
 
@@ -178,12 +178,18 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "scheduler": cmd_scheduler,
     "executor": cmd_executor,
     "up": cmd_up,
+    "admin": run_admin,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"qruntime: invalid configuration: {problems}", file=sys.stderr)
+        return 2
     _configure_logging(settings)
     return COMMANDS[args.command](settings, args)
 

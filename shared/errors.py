@@ -18,7 +18,12 @@ class ErrorCode(IntEnum):
     MALFORMED_CIRCUIT = 1201
     PAYLOAD_TOO_LARGE = 1202
     TOO_MANY_CIRCUITS = 1203
+    MAX_CONCURRENT_JOBS = 1012
     UNAUTHORIZED = 3200
+    INVALID_API_KEY = 3201
+    ACCESS_NOT_ALLOWED = 3207
+    NOT_FOUND = 3404
+    ALREADY_EXISTS = 3409
     JOB_NOT_FOUND = 3250
     JOB_NOT_FINISHED = 3213
     JOB_TRANSITION_INVALID = 3214
@@ -58,3 +63,13 @@ class Conflict(QRuntimeError):
 class InvalidInput(QRuntimeError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(code, message, status=400)
+
+
+class Unauthorized(QRuntimeError):
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.UNAUTHORIZED) -> None:
+        super().__init__(code, message, status=401)
+
+
+class Forbidden(QRuntimeError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.ACCESS_NOT_ALLOWED, message, status=403)

@@ -1,9 +1,9 @@
 """The one configuration class of qruntime. Every process reads its settings here and nowhere else."""
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -45,12 +45,45 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("backends", mode="before")
+    # Identity. In production a real JWT secret is mandatory (the server refuses to start without one).
+    environment: Literal["development", "production"] = "development"
+    jwt_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=3600, ge=60)
+    # Parts of the CRNs that name instances: crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<id>::
+    region: str = "local"
+    account: str = "qruntime"
+    # Rolling window over which an instance's usage is counted against its allocation.
+    usage_window_days: float = Field(default=28.0, gt=0)
+    # Origins allowed to call the API from a browser; empty = CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    @field_validator("backends", "cors_origins", mode="before")
     @classmethod
     def _split_backends(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> "Settings":
+        if self.environment == "production":
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if len(secret) < 32 or secret == DEVELOPMENT_JWT_SECRET:
+                raise ValueError(
+                    "QRUNTIME_JWT_SECRET must be set to a random string of at least 32 characters "
+                    "when QRUNTIME_ENVIRONMENT=production"
+                )
+        return self
+
+    @property
+    def signing_secret(self) -> str:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return DEVELOPMENT_JWT_SECRET
+
+
+# Only ever used in development mode, where tokens must survive an api restart without configuration.
+DEVELOPMENT_JWT_SECRET = "qruntime-development-only-secret-do-not-use-in-production"
 
 
 @lru_cache

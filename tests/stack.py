@@ -44,6 +44,9 @@ c = measure q;
 """
 
 
+TEST_JWT_SECRET = "test-secret-of-the-qruntime-suite-0123456789"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,11 +74,22 @@ def run_sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
 
 
 @dataclass
+class Account:
+    """A user provisioned with `qruntime admin`, and the instance it acts in."""
+
+    name: str
+    api_key: str
+    instance_crn: str
+    token: str | None = None
+
+
+@dataclass
 class Stack:
     backends: list[str]
     settings_env: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.database = f"qrt_test_{self.tag}"
@@ -101,6 +115,7 @@ class Stack:
                 "QRUNTIME_SCHEDULER_TICK_SECONDS": "0.5",
                 "QRUNTIME_OUTBOX_POLL_SECONDS": "0.5",
                 "QRUNTIME_LOG_LEVEL": "INFO",
+                "QRUNTIME_JWT_SECRET": TEST_JWT_SECRET,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -131,6 +146,58 @@ class Stack:
             capture_output=True,
         )
 
+    def admin(self, *args: str) -> str:
+        """Run `qruntime admin ...`; returns its last line of output (a key, a CRN or an id)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "admin", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def add_account(
+        self, name: str, instance: str, admin: bool = False, new_instance: bool = True, **limits: str
+    ) -> Account:
+        self.admin("create-user", name, *(["--admin"] if admin else []))
+        if new_instance:
+            options = [arg for k, v in limits.items() for arg in (f"--{k.replace('_', '-')}", v)]
+            crn = self.admin("create-instance", instance, *options)
+        else:
+            crn = self._crn_of(instance)
+        self.admin("add-member", instance, name)
+        account = Account(name=name, api_key=self.admin("create-key", name), instance_crn=crn)
+        self.accounts[name] = account
+        return account
+
+    def _crn_of(self, instance: str) -> str:
+        for line in subprocess.run(
+            [sys.executable, "-m", "services.cli", "admin", "list-instances"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines():
+            _, name, crn = line.split("\t")
+            if name == instance:
+                return crn
+        raise KeyError(instance)
+
+    def token(self, user: str) -> str:
+        account = self.accounts[user]
+        if account.token is None:
+            response = httpx.post(
+                self.url + "/identity/token",
+                data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": account.api_key},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            account.token = response.json()["access_token"]
+        return account.token
+
     def start_api(self, env: dict[str, str] | None = None, wait_ready: bool = True) -> None:
         self.qruntime("api", env=env, name="api")
         self.wait_for_api(require_ready=wait_ready)
@@ -143,6 +210,7 @@ class Stack:
 
     def start_all(self) -> None:
         self.migrate()
+        self.add_account("alice", "lab-a")
         self.start_scheduler()
         for backend in self.backends:
             self.start_executor(backend)
@@ -180,8 +248,12 @@ class Stack:
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return run_sql(self.dsn, query, *args)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+    def client(self, user: str | None = "alice") -> httpx.Client:
+        """An HTTP client authenticated as `user` (None: anonymous), as the official client would be."""
+        headers = {}
+        if user is not None:
+            headers = {"Authorization": f"Bearer {self.token(user)}", "Service-CRN": self.accounts[user].instance_crn}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
     def wait_final(self, job_ids: list[str], timeout: float = 120) -> dict[str, str]:
         deadline = time.monotonic() + timeout
@@ -189,9 +261,7 @@ class Stack:
         while time.monotonic() < deadline:
             rows = self.sql("SELECT id, status FROM jobs WHERE id = ANY($1::text[])", job_ids)
             statuses = {r["id"]: r["status"] for r in rows}
-            if len(statuses) == len(job_ids) and all(
-                s in ("DONE", "ERROR", "CANCELLED") for s in statuses.values()
-            ):
+            if len(statuses) == len(job_ids) and all(s in ("DONE", "ERROR", "CANCELLED") for s in statuses.values()):
                 return statuses
             time.sleep(0.2)
         raise TimeoutError(f"jobs not final: {statuses}; logs in {self.log_dir}")

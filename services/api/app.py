@@ -4,16 +4,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from services.api.admin.router import router as admin_router
+from services.api.auth import current_principal
 from services.api.dependencies import AppContext
 from services.api.errors import install_error_handlers
 from services.api.health.router import router as health_router
+from services.api.identity.router import router as identity_router
 from services.api.jobs.router import router as jobs_router
 from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
+from services.api.usage.router import router as usage_router
 from shared.backends import build_catalog
 from shared.db.engine import create_engine, create_session_factory
+from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
 from shared.programs import Limits
 from shared.settings import Settings
@@ -24,8 +30,11 @@ EXPERIMENTAL_PREFIX = "/experimental/api/v1"
 
 
 def api_router() -> APIRouter:
-    router = APIRouter()
+    # Every route of the runtime API needs an authenticated caller.
+    router = APIRouter(dependencies=[Depends(current_principal)])
     router.include_router(jobs_router)
+    router.include_router(usage_router)
+    router.include_router(admin_router)
     return router
 
 
@@ -48,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
             sessions=sessions,
             relay=relay,
             jobs=JobService(sessions, catalog, limits),
+            identity=IdentityService(settings, sessions),
         )
         relay_task = asyncio.create_task(relay.run())
         try:
@@ -61,7 +71,15 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="qruntime", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(identity_router)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "Service-CRN"],
+        )
     return app

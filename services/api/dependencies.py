@@ -6,6 +6,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.jobs.service import JobService
+from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
 
@@ -17,6 +18,7 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     relay: OutboxRelay
     jobs: JobService
+    identity: IdentityService
 
 
 def context(request: Request) -> AppContext:

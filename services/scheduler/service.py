@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.policy import free_slots, message_priority
 from shared.db.engine import asyncpg_dsn, unit_of_work
+from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.inbox import InboxRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.outbox import OutboxRepository
@@ -100,9 +102,7 @@ class Scheduler:
                     await self._tick()
                     self._wake.clear()
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), timeout=self.settings.scheduler_tick_seconds
-                        )
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler_tick_seconds)
             finally:
                 with suppress(Exception):
                     await queue.cancel(tag)
@@ -147,8 +147,13 @@ class Scheduler:
             jobs = JobRepository(session)
             outbox = OutboxRepository(session)
             loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
-            for backend, free in free_slots(loads, self.settings.dispatch_per_executor).items():
-                for job in await jobs.lock_next_undispatched(backend, free):
+            slots = free_slots(loads, self.settings.dispatch_per_executor)
+            # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
+            held = (
+                await IdentityRepository(session).instances_over_allocation(self._usage_window_start()) if slots else []
+            )
+            for backend, free in slots.items():
+                for job in await jobs.lock_next_undispatched(backend, free, held):
                     dispatch_id = uuid.uuid4()
                     if not await jobs.mark_dispatched(job.id, dispatch_id):
                         continue
@@ -161,6 +166,9 @@ class Scheduler:
                     dispatched += 1
         return dispatched
 
+    def _usage_window_start(self) -> datetime:
+        return datetime.now(UTC) - timedelta(days=self.settings.usage_window_days)
+
     async def reap_orphans(self) -> int:
         """Requeue RUNNING jobs whose executor died; after too many attempts, fail them with a reason."""
         reaped = 0
@@ -171,8 +179,7 @@ class Scheduler:
                 if job.attempts >= self.settings.max_job_attempts:
                     changed = await jobs.fail(
                         job,
-                        reason=f"The executor running this job stopped {job.attempts} times; "
-                        "the job was given up.",
+                        reason=f"The executor running this job stopped {job.attempts} times; the job was given up.",
                         reason_code=int(ErrorCode.EXECUTION_FAILED),
                     )
                 else:

@@ -71,6 +71,7 @@ class Job(Base):
         ),
         Index("jobs_created_at", "created_at"),
         Index("jobs_instance_created", "instance_id", "created_at"),
+        Index("jobs_user_created", "user_id", "created_at"),
     )
 
 
@@ -123,3 +124,51 @@ class Executor(Base):
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("executors_backend_heartbeat", "backend", "heartbeat_at"),)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="users_role_valid"),)
+
+
+class ApiKey(Base):
+    """An API key, stored only as a SHA-256 hash of its secret (keys are 256-bit random, so a slow
+    hash buys nothing); the plain key is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Instance(Base):
+    """A tenant or project. Named by a CRN, as the official client's `instance` is."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    crn: Mapped[str] = mapped_column(String(255), unique=True)
+    # None: unlimited.
+    usage_allocation_seconds: Mapped[float | None] = mapped_column()
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InstanceMember(Base):
+    __tablename__ = "instance_members"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

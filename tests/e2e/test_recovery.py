@@ -7,8 +7,6 @@ import time
 from collections import Counter
 from contextlib import suppress
 
-import httpx
-
 from tests.stack import BELL_QASM2, EventRecorder, Stack, free_port, sampler_job
 
 GHZ_12 = (
@@ -96,10 +94,9 @@ class TcpProxy:
 def test_api_accepts_jobs_while_broker_is_unreachable(make_stack: type[Stack]) -> None:
     stack = make_stack(backends=["aer_simulator"])
     stack.migrate()
+    stack.add_account("alice", "lab-a")
     broker_port = free_port()  # nothing listens here yet
-    stack.start_api(
-        env={"QRUNTIME_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}/"}, wait_ready=False
-    )
+    stack.start_api(env={"QRUNTIME_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}/"}, wait_ready=False)
     with stack.client() as client:
         assert client.get("/readyz").status_code == 503
         job_ids = []
@@ -137,7 +134,7 @@ def test_scheduler_standby_takes_over(make_stack: type[Stack]) -> None:
     stack.start_scheduler(name="scheduler-standby")
     time.sleep(1.0)
     stack.kill("scheduler", signal.SIGKILL)
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
+    with stack.client() as client:
         job_ids = [
             client.post("/api/v1/jobs", json=sampler_job("aer_simulator", BELL_QASM2, 100)).json()["id"]
             for _ in range(5)

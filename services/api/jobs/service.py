@@ -8,9 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.backends import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import Job
+from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.outbox import OutboxRepository
-from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.identity.service import Principal
 from shared.job_events import announce_job_state
 from shared.programs import Limits, decode_body, normalize
 from shared.states import JobStatus, check_job_transition
@@ -35,7 +37,12 @@ class JobService:
         self.catalog = catalog
         self.limits = limits
 
-    async def submit(self, body: bytes) -> JobCreated:
+    async def submit(self, body: bytes, principal: Principal) -> JobCreated:
+        if principal.instance_id is None:
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST,
+                "Name the instance to run in with a Service-CRN header (you belong to several, or none).",
+            )
         raw = decode_body(body, self.limits.max_decoded_bytes)
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
@@ -61,34 +68,48 @@ class JobService:
             max_execution_time=request.cost,
             log_level=request.log_level,
             attempts=0,
+            user_id=principal.user_id,
+            instance_id=principal.instance_id,
         )
         async with unit_of_work(self.sessions) as session:
+            await self._check_concurrency(IdentityRepository(session), principal.instance_id)
             await JobRepository(session).add(job)
             await announce_job_state(OutboxRepository(session), job)
         return JobCreated(id=job.id, backend=job.backend)
 
-    async def view(self, job_id: str, exclude_params: bool) -> JobView:
+    async def _check_concurrency(self, identity: IdentityRepository, instance_id: str) -> None:
+        instance = await identity.lock_instance(instance_id)
+        limit = instance.max_concurrent_jobs if instance else None
+        if limit is not None and await identity.unfinished_jobs(instance_id) >= limit:
+            raise QRuntimeError(
+                ErrorCode.MAX_CONCURRENT_JOBS,
+                f"The instance already has {limit} jobs queued or running, its limit; "
+                "submit again when one has finished.",
+                status=429,
+            )
+
+    async def view(self, job_id: str, principal: Principal, exclude_params: bool) -> JobView:
         async with unit_of_work(self.sessions) as session:
-            job = await self._get(JobRepository(session), job_id)
+            job = await self._get(JobRepository(session), job_id, principal)
         return to_view(job, exclude_params)
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, job_id: str, principal: Principal) -> None:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            job = await self._get(jobs, job_id)
+            job = await self._get(jobs, job_id, principal)
             check_job_transition(JobStatus(job.status), JobStatus.CANCELLED)
             cancelled = await jobs.cancel(job_id, reason="Cancelled by the user.")
             if cancelled is None:  # it became final meanwhile
-                fresh = await self._get(jobs, job_id)
+                fresh = await self._get(jobs, job_id, principal)
                 check_job_transition(JobStatus(fresh.status), JobStatus.CANCELLED)
                 return
             await announce_job_state(OutboxRepository(session), cancelled)
 
-    async def result(self, job_id: str) -> tuple[str, str]:
+    async def result(self, job_id: str, principal: Principal) -> tuple[str, str]:
         """The result body and its media type; a failed job's error text is a 2xx body too."""
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            job = await self._get(jobs, job_id)
+            job = await self._get(jobs, job_id, principal)
             status = JobStatus(job.status)
             if status is JobStatus.DONE:
                 body = await jobs.get_result(job_id)
@@ -101,9 +122,10 @@ class JobService:
             f"Job {job_id} is {status.ibm_name}; its result is available once it has completed.",
         )
 
-    async def _get(self, jobs: JobRepository, job_id: str) -> Job:
+    async def _get(self, jobs: JobRepository, job_id: str, principal: Principal) -> Job:
         job = await jobs.get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
-        if job is None:
+        # Another user's job answers exactly like a missing one: its existence is not revealed.
+        if job is None or not (principal.is_admin or job.user_id == principal.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
         return job
 

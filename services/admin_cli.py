@@ -1,0 +1,157 @@
+"""`qruntime admin ...`: manage users, API keys and instances from a shell (and the development bootstrap).
+
+Commands that create a secret or an identifier print it alone on the last line of standard output,
+so scripts can capture it: KEY=$(qruntime admin create-key alice | tail -n1).
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from shared.db.engine import create_engine, create_session_factory
+from shared.errors import QRuntimeError
+from shared.identity.service import IdentityService
+from shared.settings import Settings
+
+DEV_CREDENTIALS = Path(".qruntime-dev.env")
+
+
+def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    admin = sub.add_parser("admin", help="manage users, API keys and instances")
+    commands = admin.add_subparsers(dest="admin_command", required=True)
+    user = commands.add_parser("create-user", help="create a user")
+    user.add_argument("name")
+    user.add_argument("--admin", action="store_true", help="make the user an administrator")
+    key = commands.add_parser("create-key", help="create an API key for a user (printed once)")
+    key.add_argument("user", help="user name or id")
+    revoke = commands.add_parser("revoke-key", help="revoke an API key")
+    revoke.add_argument("key_id")
+    instance = commands.add_parser("create-instance", help="create an instance (tenant); prints its CRN")
+    instance.add_argument("name")
+    instance.add_argument("--allocation-seconds", type=float, default=None, help="usage allocation per window")
+    instance.add_argument("--max-concurrent-jobs", type=int, default=None, help="queued+running jobs limit")
+    limits = commands.add_parser("set-limits", help="change an instance's allocation or concurrency limit")
+    limits.add_argument("instance", help="instance name, id or CRN")
+    limits.add_argument("--allocation-seconds", type=float, default=None)
+    limits.add_argument("--max-concurrent-jobs", type=int, default=None)
+    limits.add_argument("--unlimited", action="store_true", help="remove both limits")
+    member = commands.add_parser("add-member", help="let a user act in an instance")
+    member.add_argument("instance", help="instance name, id or CRN")
+    member.add_argument("user", help="user name or id")
+    commands.add_parser("list-users", help="list users")
+    commands.add_parser("list-instances", help="list instances")
+    commands.add_parser("bootstrap", help="development: create an admin, an instance and a key if there are none")
+
+
+async def _with_service(settings: Settings, action: Callable[[IdentityService], Awaitable[None]]) -> None:
+    engine = create_engine(settings, pool_size=2)
+    try:
+        await action(IdentityService(settings, create_session_factory(engine)))
+    finally:
+        await engine.dispose()
+
+
+def run_admin(settings: Settings, args: argparse.Namespace) -> int:
+    command: str = args.admin_command
+    if command == "bootstrap":
+        return run_bootstrap(settings)
+
+    async def action(identity: IdentityService) -> None:
+        if command == "create-user":
+            user = await identity.create_user(args.name, "admin" if args.admin else "user")
+            print(f"created {user.role} {user.name}")
+            print(user.id)
+        elif command == "create-key":
+            key, plain = await identity.create_key(args.user)
+            print(f"API key {key.id} for user {args.user} (shown once; only its hash is stored):")
+            print(plain)
+        elif command == "revoke-key":
+            key = await identity.revoke_key(args.key_id)
+            print(f"revoked API key {key.id}")
+        elif command == "create-instance":
+            created = await identity.create_instance(args.name, args.allocation_seconds, args.max_concurrent_jobs)
+            print(f"created instance {created.name}")
+            print(created.crn)
+        elif command == "set-limits":
+            changes: dict[str, float | int | None] = {
+                "usage_allocation_seconds": args.allocation_seconds,
+                "max_concurrent_jobs": args.max_concurrent_jobs,
+            }
+            if not args.unlimited:
+                changes = {k: v for k, v in changes.items() if v is not None}
+            changed = await identity.set_limits(args.instance, changes)
+            print(
+                f"{changed.name}: allocation {changed.usage_allocation_seconds} s, "
+                f"max concurrent jobs {changed.max_concurrent_jobs}"
+            )
+        elif command == "add-member":
+            inst, user = await identity.add_member(args.instance, args.user)
+            print(f"{user.name} is a member of {inst.name}")
+        elif command == "list-users":
+            for user in await identity.list_users():
+                print(f"{user.id}\t{user.name}\t{user.role}\t{'active' if user.active else 'inactive'}")
+        elif command == "list-instances":
+            for inst in await identity.list_instances():
+                print(f"{inst.id}\t{inst.name}\t{inst.crn}")
+
+    try:
+        asyncio.run(_with_service(settings, action))
+    except QRuntimeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def bootstrap(identity: IdentityService) -> str | None:
+    """Development only: one admin, one instance and one key. Returns their env lines, or None when
+    users exist already."""
+    if await identity.has_users():
+        return None
+    await identity.create_user("admin", "admin")
+    instance = await identity.create_instance("default")
+    await identity.add_member(instance.name, "admin")
+    _, plain = await identity.create_key("admin")
+    return f"QRUNTIME_DEV_API_KEY={plain}\nQRUNTIME_DEV_INSTANCE_CRN={instance.crn}\n"
+
+
+def run_bootstrap(settings: Settings) -> int:
+    if settings.environment != "development":
+        print("error: bootstrap is for development; use the other admin commands in production", file=sys.stderr)
+        return 1
+    created: list[str | None] = []
+
+    async def action(identity: IdentityService) -> None:
+        created.append(await bootstrap(identity))
+
+    asyncio.run(_with_service(settings, action))
+    if created[0] is not None:
+        # Development convenience: the plain key is kept in a private file so a restart can show it again.
+        DEV_CREDENTIALS.write_text(created[0])
+        os.chmod(DEV_CREDENTIALS, 0o600)
+        print(_instructions(settings, created[0]))
+    elif DEV_CREDENTIALS.exists():
+        print(_instructions(settings, DEV_CREDENTIALS.read_text()))
+    else:
+        print("users exist already; create a key with: qruntime admin create-key <user>")
+    return 0
+
+
+def _instructions(settings: Settings, env: str) -> str:
+    values = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
+    key, crn = values.get("QRUNTIME_DEV_API_KEY", ""), values.get("QRUNTIME_DEV_INSTANCE_CRN", "")
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    return f"""
+Development credentials (administrator 'admin', instance 'default'; also in {DEV_CREDENTIALS}):
+  API key:      {key}
+  Instance CRN: {crn}
+curl:
+  curl -H "Authorization: apikey {key}" {base}/api/v1/instances/usage
+Qiskit (qiskit-ibm-runtime >= 0.49):
+  export IAM_URL={base} QISKIT_FUNCTIONS_EXPERIMENTAL=1
+  export QISKIT_IBM_TOKEN={key}
+  export QISKIT_IBM_URL={base}/experimental/api/v1
+  export QISKIT_IBM_INSTANCE={crn}
+"""

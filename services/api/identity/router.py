@@ -1,0 +1,42 @@
+"""The IAM-style token exchange the official client performs (`POST {IAM_URL}/identity/token`)."""
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from services.api.dependencies import context
+from shared.errors import ErrorCode, InvalidInput
+
+router = APIRouter(tags=["identity"])
+
+APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    expiration: int
+
+
+@router.post("/identity/token", response_model=TokenResponse)
+async def exchange_api_key(request: Request) -> TokenResponse:
+    # Form-encoded, no Authorization header: exactly what ibm-cloud-sdk-core's IAMTokenManager sends.
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    grant = form.get("grant_type", [""])[0]
+    apikey = form.get("apikey", [""])[0]
+    if grant != APIKEY_GRANT or not apikey:
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST,
+            f"Send a form body with grant_type={APIKEY_GRANT} and apikey=<your API key>.",
+        )
+    issued = await context(request).identity.exchange_key(apikey)
+    return TokenResponse(
+        access_token=issued.access_token,
+        # The client stores a refresh token but never uses it; it asks for a new grant instead.
+        refresh_token="not_supported",
+        expires_in=issued.expires_at - issued.issued_at,
+        expiration=issued.expires_at,
+    )

@@ -1,0 +1,42 @@
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from services.api.auth import CurrentPrincipal
+from services.api.dependencies import context
+
+router = APIRouter(tags=["usage"])
+
+
+class InstanceUsage(BaseModel):
+    instance: str | None
+    usage_consumed_seconds: float
+    usage_allocation_seconds: float | None
+    usage_limit_seconds: float | None
+    usage_remaining_seconds: float | None
+    usage_limit_reached: bool
+
+
+@router.get("/instances/usage", response_model=InstanceUsage)
+async def instance_usage(request: Request, principal: CurrentPrincipal) -> InstanceUsage:
+    # The official client calls this before every submission: it must always answer quickly.
+    if principal.instance_id is None:
+        return InstanceUsage(
+            instance=None,
+            usage_consumed_seconds=0.0,
+            usage_allocation_seconds=None,
+            usage_limit_seconds=None,
+            usage_remaining_seconds=None,
+            usage_limit_reached=False,
+        )
+    usage = await context(request).identity.usage(principal.instance_id)
+    remaining = (
+        None if usage.allocation_seconds is None else max(0.0, usage.allocation_seconds - usage.consumed_seconds)
+    )
+    return InstanceUsage(
+        instance=principal.instance_crn,
+        usage_consumed_seconds=usage.consumed_seconds,
+        usage_allocation_seconds=usage.allocation_seconds,
+        usage_limit_seconds=usage.allocation_seconds,
+        usage_remaining_seconds=remaining,
+        usage_limit_reached=usage.limit_reached,
+    )

@@ -1,0 +1,132 @@
+"""SQL for users, API keys, instances and memberships."""
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import ApiKey, Instance, InstanceMember, Job, User
+from shared.states import JobStatus
+
+
+class IdentityRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: User | ApiKey | Instance) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def user_by_name(self, name: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.name == name))
+
+    async def user(self, user_id: str) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def users(self) -> list[User]:
+        return list(await self.session.scalars(select(User).order_by(User.created_at)))
+
+    async def count_users(self) -> int:
+        return int(await self.session.scalar(select(func.count()).select_from(User)) or 0)
+
+    async def key_with_user(self, key_id: str) -> tuple[ApiKey, User] | None:
+        row = (
+            await self.session.execute(
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id)
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def keys_of(self, user_id: str) -> list[ApiKey]:
+        return list(await self.session.scalars(select(ApiKey).where(ApiKey.user_id == user_id)))
+
+    async def touch_key(self, key_id: str) -> None:
+        await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
+
+    async def revoke_key(self, key_id: str) -> ApiKey | None:
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .returning(ApiKey)
+        )
+        return result.scalars().first()
+
+    async def instance(self, instance_id: str) -> Instance | None:
+        return await self.session.get(Instance, instance_id)
+
+    async def instance_by_name(self, name: str) -> Instance | None:
+        return await self.session.scalar(select(Instance).where(Instance.name == name))
+
+    async def instance_by_crn(self, crn: str) -> Instance | None:
+        return await self.session.scalar(select(Instance).where(Instance.crn == crn))
+
+    async def instances(self) -> list[Instance]:
+        return list(await self.session.scalars(select(Instance).order_by(Instance.created_at)))
+
+    async def instances_of(self, user_id: str) -> list[Instance]:
+        return list(
+            await self.session.scalars(
+                select(Instance)
+                .join(InstanceMember, InstanceMember.instance_id == Instance.id)
+                .where(InstanceMember.user_id == user_id)
+                .order_by(Instance.created_at)
+            )
+        )
+
+    async def is_member(self, instance_id: str, user_id: str) -> bool:
+        found = await self.session.scalar(
+            select(InstanceMember.user_id).where(
+                InstanceMember.instance_id == instance_id, InstanceMember.user_id == user_id
+            )
+        )
+        return found is not None
+
+    async def add_member(self, instance_id: str, user_id: str) -> None:
+        await self.session.execute(
+            insert(InstanceMember).values(instance_id=instance_id, user_id=user_id).on_conflict_do_nothing()
+        )
+
+    async def lock_instance(self, instance_id: str) -> Instance | None:
+        """Serialises submissions per instance, so a concurrency limit cannot be overrun by a race."""
+        return await self.session.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
+
+    async def unfinished_jobs(self, instance_id: str) -> int:
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.instance_id == instance_id,
+                Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+            )
+        )
+        return int(count or 0)
+
+    async def usage_seconds(self, instance_id: str, since: datetime) -> float:
+        """Execution time of the instance's finished jobs in the window; cancelled jobs do not count."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(Job.execution_seconds), 0.0)).where(
+                Job.instance_id == instance_id,
+                Job.status.in_([JobStatus.DONE.value, JobStatus.ERROR.value]),
+                Job.finished_at >= since,
+            )
+        )
+        return float(total or 0.0)
+
+    async def instances_over_allocation(self, since: datetime) -> list[str]:
+        used = (
+            select(func.coalesce(func.sum(Job.execution_seconds), 0.0))
+            .where(
+                Job.instance_id == Instance.id,
+                Job.status.in_([JobStatus.DONE.value, JobStatus.ERROR.value]),
+                Job.finished_at >= since,
+            )
+            .scalar_subquery()
+        )
+        rows = await self.session.scalars(
+            select(Instance.id).where(
+                Instance.usage_allocation_seconds.is_not(None), used >= Instance.usage_allocation_seconds
+            )
+        )
+        return list(rows)

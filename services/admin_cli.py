@@ -31,7 +31,9 @@ def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     revoke.add_argument("key_id")
     instance = commands.add_parser("create-instance", help="create an instance (tenant); prints its CRN")
     instance.add_argument("name")
-    instance.add_argument("--allocation-seconds", type=float, default=None, help="usage allocation per window")
+    instance.add_argument(
+        "--allocation-seconds", type=float, default=None, help="usage allocation per window"
+    )
     instance.add_argument("--max-concurrent-jobs", type=int, default=None, help="queued+running jobs limit")
     limits = commands.add_parser("set-limits", help="change an instance's allocation or concurrency limit")
     limits.add_argument("instance", help="instance name, id or CRN")
@@ -43,7 +45,9 @@ def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     member.add_argument("user", help="user name or id")
     commands.add_parser("list-users", help="list users")
     commands.add_parser("list-instances", help="list instances")
-    commands.add_parser("bootstrap", help="development: create an admin, an instance and a key if there are none")
+    commands.add_parser(
+        "bootstrap", help="development: create an admin, an instance and a key if there are none"
+    )
 
 
 async def _with_service(settings: Settings, action: Callable[[IdentityService], Awaitable[None]]) -> None:
@@ -72,7 +76,9 @@ def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             key = await identity.revoke_key(args.key_id)
             print(f"revoked API key {key.id}")
         elif command == "create-instance":
-            created = await identity.create_instance(args.name, args.allocation_seconds, args.max_concurrent_jobs)
+            created = await identity.create_instance(
+                args.name, args.allocation_seconds, args.max_concurrent_jobs
+            )
             print(f"created instance {created.name}")
             print(created.crn)
         elif command == "set-limits":
@@ -119,7 +125,9 @@ async def bootstrap(identity: IdentityService) -> str | None:
 
 def run_bootstrap(settings: Settings) -> int:
     if settings.environment != "development":
-        print("error: bootstrap is for development; use the other admin commands in production", file=sys.stderr)
+        print(
+            "error: bootstrap is for development; use the other admin commands in production", file=sys.stderr
+        )
         return 1
     created: list[str | None] = []
 

@@ -129,9 +129,13 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in roles)
     children: list[subprocess.Popen[bytes]] = []
     for name, argv in roles:
-        child = subprocess.Popen(base + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy())
+        child = subprocess.Popen(
+            base + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
+        )
         assert child.stdout is not None
-        threading.Thread(target=_pipe_with_prefix, args=(child.stdout, name.ljust(width)), daemon=True).start()
+        threading.Thread(
+            target=_pipe_with_prefix, args=(child.stdout, name.ljust(width)), daemon=True
+        ).start()
         children.append(child)
 
     stopping = threading.Event()
@@ -187,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
         print(f"qruntime: invalid configuration: {problems}", file=sys.stderr)
         return 2
     _configure_logging(settings)

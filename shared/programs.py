@@ -149,7 +149,9 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
     options = params.get("options") or {}
     if not isinstance(options, dict):
         raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
-    default_shots = _positive_int(options.get("default_shots", limits.default_shots), "options.default_shots", limits)
+    default_shots = _positive_int(
+        options.get("default_shots", limits.default_shots), "options.default_shots", limits
+    )
 
     normalized_pubs: list[list[Any]] = []
     total_shots = 0
@@ -164,7 +166,8 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
         if circuit.num_qubits > backend.num_qubits:
             raise InvalidInput(
                 ErrorCode.INVALID_FOR_BACKEND,
-                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has {backend.num_qubits}.",
+                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
+                f"{backend.num_qubits}.",
             )
         values = items[1] if len(items) > 1 else None
         shots = items[2] if len(items) > 2 and items[2] is not None else default_shots

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     jwt_secret: SecretStr | None = None
     token_ttl_seconds: int = Field(default=3600, ge=60)
-    # Parts of the CRNs that name instances: crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<id>::
+    # Parts of the CRNs that name instances:
+    # crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<instance id>::
     region: str = "local"
     account: str = "qruntime"
     # Rolling window over which an instance's usage is counted against its allocation.

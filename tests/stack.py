@@ -252,7 +252,10 @@ class Stack:
         """An HTTP client authenticated as `user` (None: anonymous), as the official client would be."""
         headers = {}
         if user is not None:
-            headers = {"Authorization": f"Bearer {self.token(user)}", "Service-CRN": self.accounts[user].instance_crn}
+            headers = {
+                "Authorization": f"Bearer {self.token(user)}",
+                "Service-CRN": self.accounts[user].instance_crn,
+            }
         return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
     def wait_final(self, job_ids: list[str], timeout: float = 120) -> dict[str, str]:
@@ -261,7 +264,9 @@ class Stack:
         while time.monotonic() < deadline:
             rows = self.sql("SELECT id, status FROM jobs WHERE id = ANY($1::text[])", job_ids)
             statuses = {r["id"]: r["status"] for r in rows}
-            if len(statuses) == len(job_ids) and all(s in ("DONE", "ERROR", "CANCELLED") for s in statuses.values()):
+            if len(statuses) == len(job_ids) and all(
+                s in ("DONE", "ERROR", "CANCELLED") for s in statuses.values()
+            ):
                 return statuses
             time.sleep(0.2)
         raise TimeoutError(f"jobs not final: {statuses}; logs in {self.log_dir}")

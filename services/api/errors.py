@@ -55,7 +55,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # Nothing was committed; the client may safely retry.
         log.error("database unavailable: %s", type(exc).__name__)
         return error_response(
-            QRuntimeError(ErrorCode.UNAVAILABLE, "The service is temporarily unavailable; retry shortly.", 503)
+            QRuntimeError(
+                ErrorCode.UNAVAILABLE, "The service is temporarily unavailable; retry shortly.", 503
+            )
         )
 
     @app.exception_handler(DBAPIError)

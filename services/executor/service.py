@@ -164,11 +164,15 @@ class ExecutorService:
 
     async def _register(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            session.add(Executor(id=self.id, backend=self.backend, hostname=socket.gethostname(), pid=os.getpid()))
+            session.add(
+                Executor(id=self.id, backend=self.backend, hostname=socket.gethostname(), pid=os.getpid())
+            )
 
     async def _deregister(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            await session.execute(update(Executor).where(Executor.id == self.id).values(stopped_at=func.now()))
+            await session.execute(
+                update(Executor).where(Executor.id == self.id).values(stopped_at=func.now())
+            )
 
     async def _heartbeat(self) -> None:
         while True:

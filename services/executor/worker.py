@@ -78,7 +78,9 @@ class SimulationWorker:
         await self.stop()
         await self.start()
 
-    async def run(self, program_id: str, params_text: str, should_stop: Callable[[], Awaitable[bool]]) -> Outcome:
+    async def run(
+        self, program_id: str, params_text: str, should_stop: Callable[[], Awaitable[bool]]
+    ) -> Outcome:
         """Run one job; poll `should_stop` meanwhile and kill the child when it says so."""
         assert self._conn is not None and self._process is not None
         conn, process = self._conn, self._process

@@ -102,7 +102,9 @@ class Scheduler:
                     await self._tick()
                     self._wake.clear()
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scheduler_tick_seconds)
+                        await asyncio.wait_for(
+                            self._wake.wait(), timeout=self.settings.scheduler_tick_seconds
+                        )
             finally:
                 with suppress(Exception):
                     await queue.cancel(tag)
@@ -150,7 +152,9 @@ class Scheduler:
             slots = free_slots(loads, self.settings.dispatch_per_executor)
             # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
             held = (
-                await IdentityRepository(session).instances_over_allocation(self._usage_window_start()) if slots else []
+                await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
+                if slots
+                else []
             )
             for backend, free in slots.items():
                 for job in await jobs.lock_next_undispatched(backend, free, held):
@@ -179,7 +183,8 @@ class Scheduler:
                 if job.attempts >= self.settings.max_job_attempts:
                     changed = await jobs.fail(
                         job,
-                        reason=f"The executor running this job stopped {job.attempts} times; the job was given up.",
+                        reason=f"The executor running this job stopped {job.attempts} times; "
+                        "the job was given up.",
                         reason_code=int(ErrorCode.EXECUTION_FAILED),
                     )
                 else:

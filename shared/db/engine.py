@@ -9,7 +9,9 @@ from shared.settings import Settings
 
 
 def create_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(settings.database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        settings.database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

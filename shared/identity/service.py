@@ -135,7 +135,9 @@ class IdentityService:
         if allocation is not None and allocation < 0:
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The usage allocation cannot be negative.")
         if max_jobs is not None and (max_jobs < 1 or max_jobs != int(max_jobs)):
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, "max_concurrent_jobs must be a whole number of at least 1.")
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST, "max_concurrent_jobs must be a whole number of at least 1."
+            )
         async with unit_of_work(self.sessions) as session:
             instance = await self._instance(IdentityRepository(session), instance_ref)
             if "usage_allocation_seconds" in changes:
@@ -171,7 +173,9 @@ class IdentityService:
         return user
 
     async def _instance(self, repo: IdentityRepository, ref: str) -> Instance:
-        instance = await repo.instance_by_name(ref) or await repo.instance_by_crn(ref) or await repo.instance(ref)
+        instance = (
+            await repo.instance_by_name(ref) or await repo.instance_by_crn(ref) or await repo.instance(ref)
+        )
         if instance is None:
             raise NotFound(ErrorCode.NOT_FOUND, f"Instance {ref} does not exist.")
         return instance
@@ -225,7 +229,12 @@ class IdentityService:
         except InvalidToken as exc:
             raise Unauthorized(f"Authentication failed: {exc}.") from exc
         found = await repo.key_with_user(claims.key_id)
-        if found is None or found[0].revoked_at is not None or not found[1].active or found[1].id != claims.user_id:
+        if (
+            found is None
+            or found[0].revoked_at is not None
+            or not found[1].active
+            or found[1].id != claims.user_id
+        ):
             raise Unauthorized("Authentication failed: the API key behind this token was revoked.")
         return found[1]
 

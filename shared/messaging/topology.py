@@ -46,7 +46,9 @@ class Topology:
         }
         exchanges = {}
         for logical, kind in kinds.items():
-            exchanges[logical] = await channel.declare_exchange(self.exchange_name(logical), kind, durable=True)
+            exchanges[logical] = await channel.declare_exchange(
+                self.exchange_name(logical), kind, durable=True
+            )
         dead = await channel.declare_queue(self.dead_queue, durable=True)
         await dead.bind(exchanges[DEAD])
         return exchanges
@@ -55,7 +57,9 @@ class Topology:
         return {"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": self.exchange_name(DEAD)}
 
     async def declare_scheduler_queue(self, channel: AbstractChannel) -> AbstractQueue:
-        queue = await channel.declare_queue(self.scheduler_queue, durable=True, arguments=self._work_queue_arguments())
+        queue = await channel.declare_queue(
+            self.scheduler_queue, durable=True, arguments=self._work_queue_arguments()
+        )
         await queue.bind(self.exchange_name(COMMANDS), routing_key=SCHEDULER_ROUTING_KEY)
         return queue
 

@@ -16,9 +16,13 @@ SIX_QUBITS = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[6];\ncreg c[6];\nh q[
 
 @pytest.fixture
 def nothing_written(stack: Stack) -> Iterator[None]:
-    before = stack.sql("SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM outbox) AS outbox")[0]
+    before = stack.sql("SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM outbox) AS outbox")[
+        0
+    ]
     yield
-    after = stack.sql("SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM outbox) AS outbox")[0]
+    after = stack.sql("SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM outbox) AS outbox")[
+        0
+    ]
     assert dict(after) == dict(before)
 
 
@@ -94,7 +98,9 @@ def test_refused_with_clear_error(stack: Stack, nothing_written: None, case: str
 
 def test_invalid_json(stack: Stack, nothing_written: None) -> None:
     with stack.client() as client:
-        response = client.post("/api/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+        response = client.post(
+            "/api/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+        )
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == 1200
 
@@ -132,8 +138,14 @@ def test_cancel_unknown_job(stack: Stack, nothing_written: None) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -143,7 +155,9 @@ json_values = st.recursive(
     program=st.sampled_from(["sampler", "estimator", ""]) | st.text(max_size=8),
     backend=st.sampled_from(["aer_simulator", "fake_manila"]) | st.text(max_size=8),
     params=json_values,
-    extra=st.dictionaries(st.sampled_from(["session_id", "tags", "cost", "priority", "log_level"]), json_values),
+    extra=st.dictionaries(
+        st.sampled_from(["session_id", "tags", "cost", "priority", "log_level"]), json_values
+    ),
 )
 def test_no_input_produces_a_server_error(
     stack: Stack, program: str, backend: str, params: object, extra: dict

@@ -33,7 +33,11 @@ def submit(stack: Stack, user: str, body: dict | None = None) -> str:
 
 def test_no_token_is_401(stack: Stack) -> None:
     with stack.client(None) as client:
-        for method, path in [("GET", "/api/v1/jobs/x"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/instances/usage")]:
+        for method, path in [
+            ("GET", "/api/v1/jobs/x"),
+            ("POST", "/api/v1/jobs"),
+            ("GET", "/api/v1/instances/usage"),
+        ]:
             response = client.request(method, path)
             assert response.status_code == 401, (method, path)
             assert response.json()["errors"][0]["code"] == 3200
@@ -43,8 +47,10 @@ def test_no_token_is_401(stack: Stack) -> None:
     "authorization",
     [
         "Bearer not-a-jwt",
-        "Bearer " + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 2, "iss": "qruntime"}, TEST_JWT_SECRET),
-        "Bearer " + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 4102444800, "iss": "qruntime"}, "wrong" * 8),
+        "Bearer "
+        + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 2, "iss": "qruntime"}, TEST_JWT_SECRET),
+        "Bearer "
+        + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 4102444800, "iss": "qruntime"}, "wrong" * 8),
         "apikey qrt_0000000000000000_" + "0" * 64,
         "Basic dXNlcjpwYXNz",
     ],
@@ -104,7 +110,10 @@ def test_revoked_key_cannot_get_a_token_and_its_tokens_stop_working(tenants: Sta
         assert refused.status_code == 401
         assert "revoked" in refused.json()["errors"][0]["message"]
         assert client.get("/api/v1/instances/usage", headers=headers).status_code == 401
-        assert client.get("/api/v1/instances/usage", headers={"Authorization": f"apikey {key}"}).status_code == 401
+        assert (
+            client.get("/api/v1/instances/usage", headers={"Authorization": f"apikey {key}"}).status_code
+            == 401
+        )
 
 
 def test_other_users_objects_are_invisible(tenants: Stack) -> None:
@@ -132,7 +141,9 @@ def test_admin_sees_every_tenant(tenants: Stack) -> None:
         for job_id in (alice_job, bob_job):
             assert client.get(f"/api/v1/jobs/{job_id}").json()["state"]["status"] == "Completed"
             assert client.get(f"/api/v1/jobs/{job_id}/results").status_code == 200
-    owners = stack.sql("SELECT id, user_id, instance_id FROM jobs WHERE id = ANY($1::text[])", [alice_job, bob_job])
+    owners = stack.sql(
+        "SELECT id, user_id, instance_id FROM jobs WHERE id = ANY($1::text[])", [alice_job, bob_job]
+    )
     assert len({(r["user_id"], r["instance_id"]) for r in owners}) == 2
 
 
@@ -194,7 +205,9 @@ def test_concurrent_job_limit(stack: Stack) -> None:
     assert refused.status_code == 429
     assert refused.json()["errors"][0]["code"] == 1012
     assert (
-        stack.sql("SELECT count(*) AS n FROM jobs WHERE user_id = (SELECT id FROM users WHERE name = 'frank')")[0]["n"]
+        stack.sql(
+            "SELECT count(*) AS n FROM jobs WHERE user_id = (SELECT id FROM users WHERE name = 'frank')"
+        )[0]["n"]
         == 1
     )
     stack.wait_final([first])
@@ -218,7 +231,9 @@ def test_used_up_allocation_makes_jobs_wait_not_vanish(stack: Stack) -> None:
 
 
 def test_no_secret_reaches_the_logs(tenants: Stack) -> None:
-    secrets = [a.api_key for a in tenants.accounts.values()] + [a.token for a in tenants.accounts.values() if a.token]
+    secrets = [a.api_key for a in tenants.accounts.values()] + [
+        a.token for a in tenants.accounts.values() if a.token
+    ]
     for log in tenants.log_dir.glob("*.log"):
         text = log.read_text(errors="replace")
         for secret in secrets:
@@ -245,15 +260,23 @@ def test_development_bootstrap(make_stack: type[Stack], tmp_path: Path) -> None:
     stack = make_stack(backends=["aer_simulator"])
     stack.migrate()
     command = [sys.executable, "-m", "services.cli", "admin", "bootstrap"]
-    first = subprocess.run(command, cwd=tmp_path, env=stack.env, capture_output=True, text=True, check=True).stdout
-    again = subprocess.run(command, cwd=tmp_path, env=stack.env, capture_output=True, text=True, check=True).stdout
+    first = subprocess.run(
+        command, cwd=tmp_path, env=stack.env, capture_output=True, text=True, check=True
+    ).stdout
+    again = subprocess.run(
+        command, cwd=tmp_path, env=stack.env, capture_output=True, text=True, check=True
+    ).stdout
     key = next(line.split()[-1] for line in first.splitlines() if "API key:" in line)
     assert key.startswith("qrt_") and key in again  # a second `make run` shows the same credentials
     assert "QISKIT_IBM_INSTANCE=crn:v1:qruntime:" in first
     assert (tmp_path / ".qruntime-dev.env").stat().st_mode & 0o077 == 0
     assert [r["name"] for r in stack.sql("SELECT name FROM users")] == ["admin"]
     production = subprocess.run(
-        command, cwd=tmp_path, env={**stack.env, "QRUNTIME_ENVIRONMENT": "production"}, capture_output=True, text=True
+        command,
+        cwd=tmp_path,
+        env={**stack.env, "QRUNTIME_ENVIRONMENT": "production"},
+        capture_output=True,
+        text=True,
     )
     assert production.returncode == 1
     assert "development" in production.stderr

@@ -96,7 +96,9 @@ def test_api_accepts_jobs_while_broker_is_unreachable(make_stack: type[Stack]) -
     stack.migrate()
     stack.add_account("alice", "lab-a")
     broker_port = free_port()  # nothing listens here yet
-    stack.start_api(env={"QRUNTIME_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}/"}, wait_ready=False)
+    stack.start_api(
+        env={"QRUNTIME_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{broker_port}/"}, wait_ready=False
+    )
     with stack.client() as client:
         assert client.get("/readyz").status_code == 503
         job_ids = []

@@ -5,7 +5,16 @@ from fastapi import APIRouter, Request
 from services.api.auth import CurrentAdmin
 from services.api.dependencies import context
 
-from .schemas import InstanceCreate, InstanceLimits, InstanceView, KeyCreated, KeyView, MemberAdd, UserCreate, UserView
+from .schemas import (
+    InstanceCreate,
+    InstanceLimits,
+    InstanceView,
+    KeyCreated,
+    KeyView,
+    MemberAdd,
+    UserCreate,
+    UserView,
+)
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -49,7 +58,9 @@ async def create_instance(body: InstanceCreate, request: Request, _: CurrentAdmi
 
 
 @router.patch("/instances/{instance}", response_model=InstanceView)
-async def set_instance_limits(instance: str, body: InstanceLimits, request: Request, _: CurrentAdmin) -> InstanceView:
+async def set_instance_limits(
+    instance: str, body: InstanceLimits, request: Request, _: CurrentAdmin
+) -> InstanceView:
     """Fields sent replace the instance's limits; null removes a limit."""
     changes = body.model_dump(include=body.model_fields_set)
     changed = await context(request).identity.set_limits(instance, changes)

@@ -24,4 +24,6 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception:
         checks["database"] = False
     ready = all(checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    )

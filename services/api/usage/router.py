@@ -30,7 +30,9 @@ async def instance_usage(request: Request, principal: CurrentPrincipal) -> Insta
         )
     usage = await context(request).identity.usage(principal.instance_id)
     remaining = (
-        None if usage.allocation_seconds is None else max(0.0, usage.allocation_seconds - usage.consumed_seconds)
+        None
+        if usage.allocation_seconds is None
+        else max(0.0, usage.allocation_seconds - usage.consumed_seconds)
     )
     return InstanceUsage(
         instance=principal.instance_crn,

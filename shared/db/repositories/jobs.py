@@ -78,18 +78,30 @@ class JobRepository:
             .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > _seconds_ago(lease_seconds))
             .group_by(Executor.backend)
         )
-        waiting = select(Job.backend).where(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None)).distinct()
+        waiting = (
+            select(Job.backend)
+            .where(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
+            .distinct()
+        )
         flights = dict((await self.session.execute(in_flight)).tuples().all())
         lives = dict((await self.session.execute(live)).tuples().all())
         backends = (await self.session.scalars(waiting)).all()
         return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
 
-    async def lock_next_undispatched(self, backend: str, limit: int, held_instances: Sequence[str] = ()) -> list[Job]:
+    async def lock_next_undispatched(
+        self, backend: str, limit: int, held_instances: Sequence[str] = ()
+    ) -> list[Job]:
         """The next jobs to dispatch; jobs of `held_instances` (allocation used up) wait."""
-        held = or_(Job.instance_id.is_(None), Job.instance_id.not_in(held_instances)) if held_instances else true()
+        held = (
+            or_(Job.instance_id.is_(None), Job.instance_id.not_in(held_instances))
+            if held_instances
+            else true()
+        )
         rows = await self.session.scalars(
             select(Job)
-            .where(Job.backend == backend, Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None), held)
+            .where(
+                Job.backend == backend, Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None), held
+            )
             .order_by(Job.priority.desc(), Job.created_at, Job.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -140,7 +152,9 @@ class JobRepository:
 
     # --- executor --------------------------------------------------------------------------
 
-    async def claim(self, job_id: str, dispatch_id: uuid.UUID, executor_id: str, redelivered: bool) -> Job | None:
+    async def claim(
+        self, job_id: str, dispatch_id: uuid.UUID, executor_id: str, redelivered: bool
+    ) -> Job | None:
         """Take the job for this executor. A redelivered dispatch may take over a RUNNING job,
         because RabbitMQ only redelivers once the previous holder's channel is gone."""
         allowed = [JobStatus.QUEUED.value] + ([JobStatus.RUNNING.value] if redelivered else [])

@@ -37,7 +37,9 @@ class OutboxRepository:
         return list(rows)
 
     async def mark_sent(self, ids: list[int]) -> None:
-        await self.session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=text("now()")))
+        await self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=text("now()"))
+        )
 
     async def delete_sent_before(self, seconds: float) -> int:
         result = await self.session.execute(

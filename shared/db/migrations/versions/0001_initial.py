@@ -24,7 +24,9 @@ def upgrade() -> None:
         sa.Column("hostname", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("heartbeat_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column(
+            "heartbeat_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
         sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -33,7 +35,9 @@ def upgrade() -> None:
         "inbox",
         sa.Column("consumer", sa.String(length=64), nullable=False),
         sa.Column("message_id", sa.UUID(), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
         sa.PrimaryKeyConstraint("consumer", "message_id"),
     )
     op.create_table(
@@ -60,7 +64,9 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("execution_seconds", sa.Double(), nullable=True),
-        sa.CheckConstraint("status IN ('QUEUED', 'RUNNING', 'DONE', 'ERROR', 'CANCELLED')", name="jobs_status_valid"),
+        sa.CheckConstraint(
+            "status IN ('QUEUED', 'RUNNING', 'DONE', 'ERROR', 'CANCELLED')", name="jobs_status_valid"
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("jobs_created_at", "jobs", ["created_at"], unique=False)
@@ -84,7 +90,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("message_id"),
     )
-    op.create_index("outbox_unsent", "outbox", ["id"], unique=False, postgresql_where=sa.text("sent_at IS NULL"))
+    op.create_index(
+        "outbox_unsent", "outbox", ["id"], unique=False, postgresql_where=sa.text("sent_at IS NULL")
+    )
     op.create_table(
         "job_results",
         sa.Column("job_id", sa.String(length=64), nullable=False),

@@ -48,3 +48,81 @@ def backend_info(name: str, aer_max_qubits: int) -> BackendInfo:
 
 def build_catalog(names: list[str], aer_max_qubits: int) -> dict[str, BackendInfo]:
     return {name: backend_info(name, aer_max_qubits) for name in names}
+
+
+def _device_json(name: str, which: str) -> dict[str, Any]:
+    import json
+    import os
+
+    device = fake_device(name)
+    filename = device.conf_filename if which == "conf" else device.props_filename
+    with open(os.path.join(device.dirname, filename)) as handle:
+        data: dict[str, Any] = json.load(handle)
+    # Served under our name; the client also overwrites it with the name in the path.
+    data["backend_name"] = name
+    return data
+
+
+@cache
+def configuration(name: str, aer_max_qubits: int, max_shots: int) -> dict[str, Any]:
+    """The legacy QasmBackendConfiguration JSON the official client builds its target from.
+
+    Fake devices serve their own file (`simulator: false`, so sessions and ISA rules apply as on a
+    real device). The ideal simulator gets a minimal valid configuration with no coupling map (an
+    all-to-all target) and `simulator: true` (the client then skips sessions and ISA checks)."""
+    if name != AER_SIMULATOR:
+        conf = _device_json(name, "conf")
+        conf["simulator"] = False
+        conf["max_shots"] = max_shots
+        return conf
+    return {
+        "backend_name": AER_SIMULATOR,
+        "backend_version": "0.18",
+        "n_qubits": aer_max_qubits,
+        "basis_gates": [
+            "id",
+            "rz",
+            "sx",
+            "x",
+            "cx",
+            "cz",
+            "ecr",
+            "h",
+            "s",
+            "sdg",
+            "t",
+            "tdg",
+            "swap",
+            "ccx",
+            "u",
+        ],
+        "gates": [],
+        "local": False,
+        "simulator": True,
+        "conditional": True,
+        "open_pulse": False,
+        "memory": True,
+        "max_shots": max_shots,
+        "max_experiments": 300,
+        "coupling_map": None,
+        "supported_instructions": [
+            "measure",
+            "reset",
+            "delay",
+            "barrier",
+            "if_else",
+            "for_loop",
+            "while_loop",
+        ],
+        "online_date": "2024-01-01T00:00:00+00:00",
+        "description": "Ideal (noise-free) qiskit-aer simulator",
+        "processor_type": {"family": "simulator"},
+    }
+
+
+@cache
+def properties(name: str) -> dict[str, Any]:
+    """Calibration data (errors, durations) for fake devices; the ideal simulator has none."""
+    if name == AER_SIMULATOR:
+        return {}
+    return _device_json(name, "props")

@@ -9,6 +9,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.admin.router import router as admin_router
 from services.api.auth import current_principal
+from services.api.backends.router import router as backends_router
+from services.api.backends.service import BackendService
 from services.api.dependencies import AppContext
 from services.api.errors import install_error_handlers
 from services.api.health.router import router as health_router
@@ -33,6 +35,7 @@ def api_router() -> APIRouter:
     # Every route of the runtime API needs an authenticated caller.
     router = APIRouter(dependencies=[Depends(current_principal)])
     router.include_router(jobs_router)
+    router.include_router(backends_router)
     router.include_router(usage_router)
     router.include_router(admin_router)
     return router
@@ -58,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
             relay=relay,
             jobs=JobService(sessions, catalog, limits),
             identity=IdentityService(settings, sessions),
+            backends=BackendService(settings, sessions, catalog),
         )
         relay_task = asyncio.create_task(relay.run())
         try:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.api.backends.service import BackendService
 from services.api.jobs.service import JobService
 from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
@@ -19,6 +20,7 @@ class AppContext:
     relay: OutboxRelay
     jobs: JobService
     identity: IdentityService
+    backends: BackendService
 
 
 def context(request: Request) -> AppContext:

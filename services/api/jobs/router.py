@@ -1,11 +1,14 @@
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import job_service
+from shared.db.repositories.jobs import JobFilter
 
-from .schemas import JobCreated, JobView
+from .schemas import JobCreated, JobList, JobMetrics, JobTags, JobView
 from .service import JobService
 
 router = APIRouter(tags=["jobs"])
@@ -20,6 +23,37 @@ Jobs = Annotated[JobService, Depends(job_service)]
 async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
     # The body is read raw: circuits arrive as RuntimeEncoder-tagged QPY and are decoded with its codec.
     return await jobs.submit(await request.body(), principal)
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    jobs: Jobs,
+    principal: CurrentPrincipal,
+    limit: int = Query(default=10, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    backend: str | None = None,
+    pending: bool | None = None,
+    program: str | None = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    session_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort: str = Query(default="DESC", pattern="^(ASC|DESC|asc|desc)$"),
+    exclude_params: bool = False,
+) -> JobList:
+    where = JobFilter(
+        backend=backend,
+        pending=pending,
+        program_id=program,
+        tags=tuple(tags or ()),
+        session_id=session_id,
+        created_after=created_after,
+        created_before=created_before,
+        ascending=sort.upper() == "ASC",
+        limit=limit,
+        offset=offset,
+    )
+    return await jobs.find(where, principal, exclude_params)
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, response_model_exclude_none=False)
@@ -39,3 +73,26 @@ async def cancel_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Re
 async def get_job_results(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
     body, media_type = await jobs.result(job_id, principal)
     return Response(content=body, media_type=media_type)
+
+
+@router.put("/jobs/{job_id}/tags", status_code=204)
+async def replace_job_tags(job_id: str, body: JobTags, jobs: Jobs, principal: CurrentPrincipal) -> Response:
+    await jobs.replace_tags(job_id, body.tags, principal)
+    # The official client requires exactly 204 here.
+    return Response(status_code=204)
+
+
+@router.delete("/jobs/{job_id}", status_code=204)
+async def delete_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
+    await jobs.delete(job_id, principal)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=JobMetrics)
+async def job_metrics(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> JobMetrics:
+    return await jobs.metrics(job_id, principal)
+
+
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+async def job_logs(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> str:
+    return await jobs.logs(job_id, principal)

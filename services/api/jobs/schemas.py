@@ -53,3 +53,39 @@ class JobView(BaseModel):
     estimated_running_time_seconds: float | None = None
     # Raw RuntimeEncoder JSON of the inputs, omitted with exclude_params=true.
     params: Any = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    # Total matches ignoring limit/offset: the client pages until it has `count` jobs.
+    count: int
+
+
+class JobTags(BaseModel):
+    tags: list[str] = Field(max_length=64)
+
+
+class JobTimestamps(BaseModel):
+    created: datetime
+    running: datetime | None
+    finished: datetime | None
+
+
+class UsageSeconds(BaseModel):
+    seconds: float
+
+
+class JobUsage(BaseModel):
+    quantum_seconds: float
+    seconds: float
+    status: str
+
+
+class JobMetrics(BaseModel):
+    timestamps: JobTimestamps
+    bss: UsageSeconds
+    usage: JobUsage
+    executions: int
+    num_circuits: int
+    qiskit_version: str
+    attempts: int

@@ -2,6 +2,7 @@
 
 import json
 import secrets
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -9,7 +10,7 @@ from shared.backends import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import Job
 from shared.db.repositories.identity import IdentityRepository
-from shared.db.repositories.jobs import JobRepository
+from shared.db.repositories.jobs import JobFilter, JobRepository
 from shared.db.repositories.outbox import OutboxRepository
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.identity.service import Principal
@@ -17,7 +18,18 @@ from shared.job_events import announce_job_state
 from shared.programs import Limits, decode_body, normalize
 from shared.states import JobStatus, check_job_transition
 
-from .schemas import JobCreate, JobCreated, JobState, JobView, ProgramRef
+from .schemas import (
+    JobCreate,
+    JobCreated,
+    JobList,
+    JobMetrics,
+    JobState,
+    JobTimestamps,
+    JobUsage,
+    JobView,
+    ProgramRef,
+    UsageSeconds,
+)
 
 MAX_ID_LENGTH = 64
 
@@ -122,12 +134,76 @@ class JobService:
             f"Job {job_id} is {status.ibm_name}; its result is available once it has completed.",
         )
 
+    async def find(self, where: JobFilter, principal: Principal, exclude_params: bool) -> JobList:
+        if not principal.is_admin:
+            where = replace(where, user_id=principal.user_id)
+        async with unit_of_work(self.sessions) as session:
+            rows, total = await JobRepository(session).find(where)
+        return JobList(jobs=[to_view(job, exclude_params) for job in rows], count=total)
+
+    async def replace_tags(self, job_id: str, tags: list[str], principal: Principal) -> None:
+        async with unit_of_work(self.sessions) as session:
+            jobs = JobRepository(session)
+            await self._get(jobs, job_id, principal)
+            await jobs.set_tags(job_id, tags)
+
+    async def delete(self, job_id: str, principal: Principal) -> None:
+        """Delete a finished job and its result; an unfinished one must be cancelled first."""
+        async with unit_of_work(self.sessions) as session:
+            jobs = JobRepository(session)
+            job = await self._get(jobs, job_id, principal)
+            if not JobStatus(job.status).is_final:
+                raise Conflict(
+                    ErrorCode.JOB_NOT_FINISHED,
+                    f"Job {job_id} is {JobStatus(job.status).ibm_name}; cancel it before deleting it.",
+                )
+            await jobs.delete(job_id)
+
+    async def metrics(self, job_id: str, principal: Principal) -> JobMetrics:
+        async with unit_of_work(self.sessions) as session:
+            job = await self._get(JobRepository(session), job_id, principal)
+        status = JobStatus(job.status)
+        seconds = job.execution_seconds or 0.0
+        return JobMetrics(
+            timestamps=JobTimestamps(
+                created=job.created_at, running=job.started_at, finished=job.finished_at
+            ),
+            bss=UsageSeconds(seconds=seconds),
+            usage=JobUsage(
+                quantum_seconds=seconds,
+                seconds=seconds,
+                status="done" if status.is_final else "pending",
+            ),
+            executions=job.total_shots,
+            num_circuits=job.num_pubs,
+            qiskit_version=_qiskit_version(),
+            attempts=job.attempts,
+        )
+
+    async def logs(self, job_id: str, principal: Principal) -> str:
+        async with unit_of_work(self.sessions) as session:
+            job = await self._get(JobRepository(session), job_id, principal)
+        lines = [f"{job.created_at.isoformat()} job {job.id} queued on {job.backend}"]
+        if job.started_at:
+            lines.append(f"{job.started_at.isoformat()} started (attempt {job.attempts})")
+        if job.finished_at:
+            lines.append(f"{job.finished_at.isoformat()} {JobStatus(job.status).ibm_name.lower()}")
+        if job.reason:
+            lines.append(f"reason: {_error_text(job)}")
+        return "\n".join(lines) + "\n"
+
     async def _get(self, jobs: JobRepository, job_id: str, principal: Principal) -> Job:
         job = await jobs.get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
         # Another user's job answers exactly like a missing one: its existence is not revealed.
         if job is None or not (principal.is_admin or job.user_id == principal.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
         return job
+
+
+def _qiskit_version() -> str:
+    import qiskit
+
+    return str(qiskit.__version__)
 
 
 def _error_text(job: Job) -> str:

@@ -3,8 +3,10 @@
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, true, update
+from sqlalchemy import and_, delete, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, JobResult
@@ -13,6 +15,23 @@ from shared.states import JobStatus, sources_of
 
 def _in_states(states: frozenset[JobStatus]) -> list[str]:
     return [s.value for s in states]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What `GET /jobs` may narrow by (the official client's `service.jobs()` arguments)."""
+
+    user_id: str | None = None  # None: every user's jobs (administrators)
+    backend: str | None = None
+    pending: bool | None = None
+    program_id: str | None = None
+    tags: tuple[str, ...] = ()
+    session_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    ascending: bool = False
+    limit: int = 10
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,43 @@ class JobRepository:
 
     async def get(self, job_id: str) -> Job | None:
         return await self.session.get(Job, job_id, populate_existing=True)
+
+    async def find(self, where: JobFilter) -> tuple[list[Job], int]:
+        """One page of jobs and the total number matching (ignoring limit and offset)."""
+        conditions = []
+        if where.user_id is not None:
+            conditions.append(Job.user_id == where.user_id)
+        if where.backend:
+            conditions.append(Job.backend == where.backend)
+        if where.pending is not None:
+            unfinished = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+            conditions.append(Job.status.in_(unfinished) if where.pending else Job.status.not_in(unfinished))
+        if where.program_id:
+            conditions.append(Job.program_id == where.program_id)
+        if where.tags:
+            conditions.append(Job.tags.contains(list(where.tags)))
+        if where.session_id:
+            conditions.append(Job.session_id == where.session_id)
+        if where.created_after:
+            conditions.append(Job.created_at >= where.created_after)
+        if where.created_before:
+            conditions.append(Job.created_at <= where.created_before)
+        total = await self.session.scalar(select(func.count()).select_from(Job).where(*conditions))
+        order = (
+            (Job.created_at.asc(), Job.id.asc())
+            if where.ascending
+            else (Job.created_at.desc(), Job.id.desc())
+        )
+        rows = await self.session.scalars(
+            select(Job).where(*conditions).order_by(*order).limit(where.limit).offset(where.offset)
+        )
+        return list(rows), int(total or 0)
+
+    async def set_tags(self, job_id: str, tags: list[str]) -> None:
+        await self.session.execute(update(Job).where(Job.id == job_id).values(tags=tags))
+
+    async def delete(self, job_id: str) -> None:
+        await self.session.execute(delete(Job).where(Job.id == job_id))
 
     async def get_result(self, job_id: str) -> str | None:
         return await self.session.scalar(select(JobResult.body).where(JobResult.job_id == job_id))
@@ -75,7 +131,7 @@ class JobRepository:
         )
         live = (
             select(Executor.backend, func.count().label("n"))
-            .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > _seconds_ago(lease_seconds))
+            .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > seconds_ago(lease_seconds))
             .group_by(Executor.backend)
         )
         waiting = (
@@ -122,7 +178,7 @@ class JobRepository:
         live_executor = select(Executor.id).where(
             Executor.id == Job.executor_id,
             Executor.stopped_at.is_(None),
-            Executor.heartbeat_at > _seconds_ago(lease_seconds),
+            Executor.heartbeat_at > seconds_ago(lease_seconds),
         )
         rows = await self.session.scalars(
             select(Job)
@@ -196,5 +252,6 @@ class JobRepository:
         await self.session.flush()
 
 
-def _seconds_ago(seconds: float) -> object:
+def seconds_ago(seconds: float) -> Any:
+    """now() minus `seconds`, computed by the database (one clock for every process)."""
     return text("now() - make_interval(secs => :lease)").bindparams(lease=seconds)

@@ -1,0 +1,54 @@
+"""The backends the official client discovers: their list, configuration, properties and status."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import backends as catalog_data
+from shared.backends import BackendInfo
+from shared.db.engine import unit_of_work
+from shared.db.repositories.executors import ExecutorRepository
+from shared.errors import ErrorCode, NotFound
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class BackendState:
+    info: BackendInfo
+    online: bool
+    queue_length: int
+
+
+class BackendService:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], catalog: dict[str, BackendInfo]
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.catalog = catalog
+
+    def info(self, name: str) -> BackendInfo:
+        info = self.catalog.get(name)
+        if info is None:
+            raise NotFound(ErrorCode.BACKEND_NOT_FOUND, f"Backend {name} is not served here.")
+        return info
+
+    async def states(self) -> list[BackendState]:
+        async with unit_of_work(self.sessions) as session:
+            repo = ExecutorRepository(session)
+            live = await repo.live_backends(self.settings.executor_lease_seconds)
+            queues = await repo.queue_lengths()
+        return [BackendState(info, name in live, queues.get(name, 0)) for name, info in self.catalog.items()]
+
+    async def state(self, name: str) -> BackendState:
+        self.info(name)
+        return next(s for s in await self.states() if s.info.name == name)
+
+    def configuration(self, name: str) -> dict[str, Any]:
+        self.info(name)
+        return catalog_data.configuration(name, self.settings.aer_max_qubits, self.settings.max_shots)
+
+    def properties(self, name: str) -> dict[str, Any]:
+        self.info(name)
+        return catalog_data.properties(name)

@@ -42,7 +42,7 @@ def _run_until_signalled(make: Callable[[], Awaitable[None]], stop: Callable[[],
             await make()
         finally:
             if health is not None:
-                health.cancel()
+                await health.stop()
 
     asyncio.run(main())
 
@@ -60,6 +60,11 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
 
     from services.api.app import create_app
 
+    try:
+        settings.check_signing_secret()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -24,10 +24,18 @@ def health_app() -> Starlette:
     return Starlette(routes=[Route("/healthz", _healthz), Route("/metrics", _metrics)])
 
 
-def start_health_server(port: int | None, host: str = "0.0.0.0") -> asyncio.Task[None] | None:
-    if port is None:
-        return None
-    server = uvicorn.Server(uvicorn.Config(health_app(), host=host, port=port, log_level="warning"))
-    # The process's own signal handlers stay in charge of shutdown.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    return asyncio.create_task(server.serve())
+class HealthServer:
+    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
+        self.server = uvicorn.Server(uvicorn.Config(health_app(), host=host, port=port, log_level="warning"))
+        # The process's own signal handlers stay in charge of shutdown.
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        self.task = asyncio.create_task(self.server.serve())
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, timeout=5)
+
+
+def start_health_server(port: int | None) -> HealthServer | None:
+    return None if port is None else HealthServer(port)

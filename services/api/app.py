@@ -18,6 +18,8 @@ from services.api.identity.router import router as identity_router
 from services.api.jobs.router import router as jobs_router
 from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
+from services.api.metrics import RequestMetrics, remember_route
+from services.api.metrics import router as metrics_router
 from services.api.usage.router import router as usage_router
 from shared.backends import build_catalog
 from shared.db.engine import create_engine, create_session_factory
@@ -42,6 +44,8 @@ def api_router() -> APIRouter:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    settings.check_signing_secret()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
@@ -72,13 +76,18 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.wait_for(relay_task, timeout=5)
             await engine.dispose()
 
-    app = FastAPI(title="qruntime", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="qruntime", version="0.1.0", lifespan=lifespan, dependencies=[Depends(remember_route)]
+    )
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(identity_router)
+    app.include_router(metrics_router)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Outermost, so that refusals by the size limit are counted too.
+    app.add_middleware(RequestMetrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,64 @@
+"""Prometheus figures of the api: requests by route template and status class."""
+
+import time
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter(
+    "qruntime_http_requests_total", "HTTP requests answered by the api", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "qruntime_http_request_seconds", "Time to answer an HTTP request", ["method", "route"]
+)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+PREFIXES = ("/experimental/api/v1", "/api/v1")
+
+
+async def remember_route(request: Request) -> None:
+    """App-wide dependency: note the matched route's template where the middleware can read it.
+
+    `scope["state"]` is the one dict shared by the middleware's scope and the routed child scope."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if template is None:
+        return
+    path = request.scope.get("path", "")
+    prefix = next((p for p in PREFIXES if path.startswith(p) and not template.startswith(p)), "")
+    request.state.route_template = prefix + template
+
+
+class RequestMetrics:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+        state = scope.setdefault("state", {})
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = str(state.get("route_template", "unmatched"))
+            method = scope.get("method", "")
+            HTTP_REQUESTS.labels(method, route, str(status[0])).inc()
+            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)

@@ -1,0 +1,149 @@
+"""Scenarios run by the real, unmodified qiskit-ibm-runtime client, inside its own virtual environment.
+
+Run as `python client_scenarios.py NAME`; configuration comes only from the documented environment
+variables (IAM_URL, QISKIT_FUNCTIONS_EXPERIMENTAL, QISKIT_IBM_TOKEN, QISKIT_IBM_URL,
+QISKIT_IBM_INSTANCE). Prints one JSON object with what was observed; the pytest side asserts on it.
+This file must only import what the client's environment has (qiskit and qiskit-ibm-runtime).
+"""
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import qiskit
+import qiskit_ibm_runtime
+from qiskit import QuantumCircuit
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_ibm_runtime import QiskitRuntimeService, SamplerV2
+
+SCENARIOS: dict[str, Callable[[QiskitRuntimeService], dict[str, Any]]] = {}
+
+
+def scenario(
+    func: Callable[[QiskitRuntimeService], dict[str, Any]],
+) -> Callable[[QiskitRuntimeService], dict[str, Any]]:
+    SCENARIOS[func.__name__] = func
+    return func
+
+
+def bell() -> QuantumCircuit:
+    circuit = QuantumCircuit(2, name="bell")
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    return circuit
+
+
+def heavy(width: int = 22, layers: int = 40) -> QuantumCircuit:
+    circuit = QuantumCircuit(width)
+    for layer in range(layers):
+        for qubit in range(width):
+            circuit.rx(0.1 * (layer + qubit), qubit)
+        for qubit in range(0, width - 1, 2 if layer % 2 else 3):
+            circuit.cx(qubit, qubit + 1)
+    circuit.measure_all()
+    return circuit
+
+
+@scenario
+def discovery(service: QiskitRuntimeService) -> dict[str, Any]:
+    names = sorted(b.name for b in service.backends())
+    manila = service.backend("fake_manila")
+    target = manila.target
+    return {
+        "backends": names,
+        "num_qubits": manila.num_qubits,
+        "coupling_map": sorted(map(list, manila.coupling_map.get_edges())) if manila.coupling_map else None,
+        "has_cx_errors": target["cx"][(0, 1)].error is not None,
+        "operations": sorted(target.operation_names),
+        "status_pending": manila.status().pending_jobs,
+    }
+
+
+@scenario
+def job_mode_sampler(service: QiskitRuntimeService) -> dict[str, Any]:
+    backend = service.backend("aer_simulator")
+    sampler = SamplerV2(mode=backend)
+    job = sampler.run([bell()], shots=500)
+    result = job.result()
+    counts = result[0].data.meas.get_counts()
+    same = service.job(job.job_id())
+    return {
+        "status": str(job.status()),
+        "counts": counts,
+        "session_id": job.session_id,
+        "job_status_by_id": str(same.status()),
+        "backend_of_job": same.backend().name,
+        "metrics_usage": job.usage(),
+        "inputs_pubs": len(same.inputs["pubs"]),
+    }
+
+
+@scenario
+def isa_sampler_on_fake_device(service: QiskitRuntimeService) -> dict[str, Any]:
+    backend = service.backend("fake_manila")
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(bell())
+    job = SamplerV2(mode=backend).run([isa], shots=1000)
+    return {"counts": job.result()[0].data.meas.get_counts(), "session_id": job.session_id}
+
+
+@scenario
+def listing_and_tags(service: QiskitRuntimeService) -> dict[str, Any]:
+    backend = service.backend("aer_simulator")
+    tag = f"compat-{time.time_ns()}"
+    sampler = SamplerV2(mode=backend)
+    sampler.options.environment.job_tags = [tag]
+    jobs = [sampler.run([bell()], shots=20) for _ in range(3)]
+    for job in jobs:
+        job.result()
+    listed = service.jobs(limit=None, job_tags=[tag])
+    paged = service.jobs(limit=2, skip=1, job_tags=[tag], descending=False)
+    jobs[0].update_tags([tag, "renamed"])
+    return {
+        "submitted": [j.job_id() for j in jobs],
+        "listed": [j.job_id() for j in listed],
+        "paged": [j.job_id() for j in paged],
+        "tags_after_update": sorted(service.job(jobs[0].job_id()).tags),
+        "pending": len(service.jobs(limit=None, job_tags=[tag], pending=True)),
+    }
+
+
+@scenario
+def failed_job(service: QiskitRuntimeService) -> dict[str, Any]:
+    from qiskit.circuit import Gate
+
+    circuit = QuantumCircuit(1)
+    circuit.append(Gate("undefined_gate", 1, []), [0])
+    circuit.measure_all()
+    job = SamplerV2(mode=service.backend("aer_simulator")).run([circuit], shots=10)
+    try:
+        job.result()
+    except Exception as exc:
+        return {"error_type": type(exc).__name__, "message": str(exc), "status": str(job.status())}
+    return {"error_type": None}
+
+
+@scenario
+def cancel_running_job(service: QiskitRuntimeService) -> dict[str, Any]:
+    job = SamplerV2(mode=service.backend("aer_simulator")).run([heavy()], shots=100000)
+    deadline = time.monotonic() + 60
+    while str(job.status()) not in ("RUNNING", "JobStatus.RUNNING") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = str(job.status())
+    job.cancel()
+    return {"seen_before_cancel": seen, "status_after": str(service.job(job.job_id()).status())}
+
+
+def main() -> None:
+    name = sys.argv[1]
+    service = QiskitRuntimeService()
+    observed = SCENARIOS[name](service)
+    observed["client_version"] = qiskit_ibm_runtime.__version__
+    observed["qiskit_version"] = qiskit.__version__
+    print(json.dumps(observed, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The real, unmodified qiskit-ibm-runtime client against the three real services.
+
+Each supported client release runs in its own virtual environment (routes, QPY versions and codecs
+change between releases), configured only through the documented environment variables.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import venv
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack import ROOT, Stack
+
+HERE = Path(__file__).parent
+CLIENTS = {"0.49": HERE / "requirements-0.49.txt", "0.51": HERE / "requirements-0.51.txt"}
+
+
+def client_python(release: str) -> Path:
+    """The client's own venv under .venv-compat/, (re)built when its requirements file changes."""
+    requirements = CLIENTS[release]
+    home = ROOT / ".venv-compat" / release
+    stamp = home / ".requirements-sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    python = home / "bin" / "python"
+    if not (stamp.exists() and stamp.read_text() == digest and python.exists()):
+        venv.create(home, with_pip=True, clear=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "-r", requirements],
+            check=True,
+            capture_output=True,
+        )
+        stamp.write_text(digest)
+    return python
+
+
+@pytest.fixture(scope="module")
+def compat_stack() -> Iterator[Stack]:
+    stack = Stack(backends=["aer_simulator", "fake_manila"])
+    try:
+        stack.start_all()
+        yield stack
+    finally:
+        stack.destroy()
+
+
+def run_client(stack: Stack, release: str, scenario: str, tmp_path: Path) -> dict[str, Any]:
+    account = stack.accounts["alice"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),  # no saved account of the machine's user can interfere
+        "IAM_URL": stack.url,
+        "QISKIT_FUNCTIONS_EXPERIMENTAL": "1",
+        "QISKIT_IBM_TOKEN": account.api_key,
+        "QISKIT_IBM_URL": f"{stack.url}/experimental/api/v1",
+        "QISKIT_IBM_INSTANCE": account.instance_crn,
+    }
+    done = subprocess.run(
+        [client_python(release), HERE / "client_scenarios.py", scenario],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    observed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert observed["client_version"].startswith(release)
+    return observed
+
+
+RELEASES = pytest.mark.parametrize("release", list(CLIENTS))
+
+
+@RELEASES
+def test_discovery(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "discovery", tmp_path)
+    assert seen["backends"] == ["aer_simulator", "fake_manila"]
+    assert seen["num_qubits"] == 5
+    assert [0, 1] in seen["coupling_map"] and [1, 2] in seen["coupling_map"]
+    assert seen["has_cx_errors"] is True
+    assert {"cx", "measure", "rz", "sx"} <= set(seen["operations"])
+
+
+@RELEASES
+def test_job_mode_sampler(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "job_mode_sampler", tmp_path)
+    assert seen["status"].endswith("DONE")
+    assert sum(seen["counts"].values()) == 500 and set(seen["counts"]) <= {"00", "11"}
+    assert seen["session_id"] is None
+    assert seen["job_status_by_id"].endswith("DONE")
+    assert seen["backend_of_job"] == "aer_simulator"
+    assert seen["inputs_pubs"] == 1
+
+
+@RELEASES
+def test_isa_sampler_on_fake_device(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    counts = Counter(run_client(compat_stack, release, "isa_sampler_on_fake_device", tmp_path)["counts"])
+    assert sum(counts.values()) == 1000
+    assert counts["00"] + counts["11"] > 800
+
+
+@RELEASES
+def test_listing_and_tags(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "listing_and_tags", tmp_path)
+    assert seen["listed"] == seen["submitted"][::-1]
+    assert seen["paged"] == seen["submitted"][1:3]
+    assert seen["tags_after_update"] == sorted([seen["tags_after_update"][0], "renamed"])
+    assert seen["pending"] == 0
+
+
+@RELEASES
+def test_failed_job_reaches_the_user(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "failed_job", tmp_path)
+    assert seen["error_type"] == "RuntimeJobFailureError"
+    assert "undefined_gate" in seen["message"]
+    assert seen["status"].endswith("ERROR")
+
+
+@RELEASES
+def test_cancel_running_job(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "cancel_running_job", tmp_path)
+    assert seen["seen_before_cancel"].endswith("RUNNING")
+    assert seen["status_after"].endswith("CANCELLED")
+
+
+def test_no_request_got_a_server_error(compat_stack: Stack) -> None:
+    """Runs last in this module: every request the clients made above was answered below 500."""
+    import httpx
+
+    text = httpx.get(compat_stack.url + "/metrics", timeout=10).text
+    answered = [line for line in text.splitlines() if line.startswith("qruntime_http_requests_total{")]
+    assert any('route="/experimental/api/v1/backends"' in line for line in answered)
+    server_errors = [line for line in answered if 'status="5' in line]
+    assert server_errors == [], server_errors
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

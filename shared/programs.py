@@ -9,19 +9,21 @@ The normalised params are stored encoded with qiskit-ibm-runtime's RuntimeEncode
 import base64
 import binascii
 import json
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from qiskit import QuantumCircuit, qasm2, qasm3
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
 from shared.backends import BackendInfo
 from shared.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
 
-SUPPORTED_PROGRAMS = ("sampler",)
+SUPPORTED_PROGRAMS = ("sampler", "estimator")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
 _COMPRESSED_TYPES = {"QuantumCircuit", "ndarray", "Instruction"}
 
@@ -136,19 +138,7 @@ def _positive_int(value: Any, what: str, limits: Limits) -> int:
 
 
 def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
-    if not isinstance(params, dict):
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params must be an object with a 'pubs' list.")
-    pubs = params.get("pubs")
-    if not isinstance(pubs, list) or not pubs:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.pubs must be a non-empty list of pubs.")
-    if len(pubs) > limits.max_circuits:
-        raise InvalidInput(
-            ErrorCode.TOO_MANY_CIRCUITS,
-            f"The job has {len(pubs)} pubs; at most {limits.max_circuits} are allowed in one job.",
-        )
-    options = params.get("options") or {}
-    if not isinstance(options, dict):
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
+    pubs, options = _pubs_and_options(params, limits)
     default_shots = _positive_int(
         options.get("default_shots", limits.default_shots), "options.default_shots", limits
     )
@@ -185,8 +175,69 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
     )
 
 
+def _positive_precision(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{what} must be a positive number, not {value!r}.")
+    return float(value)
+
+
+def _pubs_and_options(params: Any, limits: Limits) -> tuple[list[Any], dict[str, Any]]:
+    if not isinstance(params, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params must be an object with a 'pubs' list.")
+    pubs = params.get("pubs")
+    if not isinstance(pubs, list) or not pubs:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.pubs must be a non-empty list of pubs.")
+    if len(pubs) > limits.max_circuits:
+        raise InvalidInput(
+            ErrorCode.TOO_MANY_CIRCUITS,
+            f"The job has {len(pubs)} pubs; at most {limits.max_circuits} are allowed in one job.",
+        )
+    options = params.get("options") or {}
+    if not isinstance(options, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
+    return pubs, options
+
+
+def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    """Estimator pubs are [circuit, observables, parameter_values?, precision?]."""
+    pubs, options = _pubs_and_options(params, limits)
+    default_precision = _positive_precision(options.get("default_precision"), "options.default_precision")
+    normalized_pubs: list[list[Any]] = []
+    evaluations = 0
+    for index, pub in enumerate(pubs):
+        where = f"pub {index}"
+        items = list(pub) if isinstance(pub, list | tuple) else [pub]
+        if not 2 <= len(items) <= 4:
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST,
+                f"{where}: an estimator pub is [circuit, observables, parameter_values?, precision?].",
+            )
+        circuit = parse_circuit(items[0], where)
+        if circuit.num_qubits > backend.num_qubits:
+            raise InvalidInput(
+                ErrorCode.INVALID_FOR_BACKEND,
+                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
+                f"{backend.num_qubits}.",
+            )
+        values = items[2] if len(items) > 2 else None
+        precision = _positive_precision(items[3] if len(items) > 3 else None, f"{where}: precision")
+        try:
+            coerced = EstimatorPub.coerce((circuit, items[1], values, precision), default_precision)
+        except Exception as exc:
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+        evaluations += max(1, math.prod(coerced.shape))
+        normalized_pubs.append([circuit, items[1], values, precision])
+    normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
+    return NormalizedParams(
+        encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(pubs), total_shots=evaluations
+    )
+
+
 NORMALIZERS: dict[str, Callable[[Any, BackendInfo, Limits], NormalizedParams]] = {
     "sampler": normalize_sampler,
+    "estimator": normalize_estimator,
 }
 
 

@@ -7,12 +7,14 @@ transpiled with that pass manager; ISA circuits from the official client run as 
 
 import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from qiskit import QuantumCircuit
+from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
-from qiskit_aer.primitives import SamplerV2
+from qiskit_aer.primitives import EstimatorV2, SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
@@ -39,15 +41,49 @@ class SimulatorRuntime:
         return self.pass_manager.run(circuit)
 
     def run(self, program_id: str, params_text: str) -> str:
-        if program_id != "sampler":
+        runner = self._programs.get(program_id)
+        if runner is None:
             raise ProgramError(f"program {program_id} is not supported by this executor")
         params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
         options = params.get("options") or {}
-        seed = (options.get("simulator") or {}).get("seed_simulator")
-        pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
-        sampler = SamplerV2.from_backend(self.simulator, seed=seed)
         try:
-            result = sampler.run(pubs).result()
+            result = runner(params["pubs"], options)
+        except ProgramError:
+            raise
         except Exception as exc:
             raise ProgramError(f"the simulator refused the job: {' '.join(str(exc).split())[:500]}") from exc
         return json.dumps(result, cls=RuntimeEncoder)
+
+    @property
+    def _programs(self) -> dict[str, Callable[[list[Any], dict[str, Any]], Any]]:
+        return {"sampler": self._sample, "estimator": self._estimate}
+
+    @staticmethod
+    def _seed(options: dict[str, Any]) -> int | None:
+        seed = (options.get("simulator") or {}).get("seed_simulator")
+        return None if seed is None else int(seed)
+
+    def _sample(self, pubs: list[Any], options: dict[str, Any]) -> Any:
+        isa_pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in pubs]
+        sampler = SamplerV2.from_backend(self.simulator, seed=self._seed(options))
+        return sampler.run(isa_pubs).result()
+
+    def _estimate(self, pubs: list[Any], options: dict[str, Any]) -> Any:
+        isa_pubs = []
+        for circuit, observables, values, precision in pubs:
+            isa = self._isa(circuit)
+            # A transpiled circuit moved its qubits; the observables must follow the layout.
+            laid_out = ObservablesArray.coerce(observables)
+            if isa is not circuit and isa.layout is not None:
+                laid_out = laid_out.apply_layout(isa.layout, isa.num_qubits)
+            isa_pubs.append((isa, laid_out, values, precision))
+        estimator_options: dict[str, Any] = {}
+        if options.get("default_precision") is not None:
+            estimator_options["default_precision"] = float(options["default_precision"])
+        seed = (
+            self._seed(options) if options.get("seed_estimator") is None else int(options["seed_estimator"])
+        )
+        if seed is not None:
+            estimator_options["run_options"] = {"seed_simulator": seed}
+        estimator = EstimatorV2.from_backend(self.simulator, options=estimator_options)
+        return estimator.run(isa_pubs).result()

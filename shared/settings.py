@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Identity. In production a real JWT secret is mandatory (the server refuses to start without one).
     environment: Literal["development", "production"] = "development"
     jwt_secret: SecretStr | None = None
+    # Encrypts provider credentials at rest; required in production.
+    secrets_key: SecretStr | None = None
     token_ttl_seconds: int = Field(default=3600, ge=60)
     # Parts of the CRNs that name instances:
     # crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<instance id>::
@@ -66,14 +68,25 @@ class Settings(BaseSettings):
         return value
 
     def check_signing_secret(self) -> None:
-        """The api refuses to start in production without a real secret (other processes need none)."""
-        if self.environment == "production":
-            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        """The api refuses to start in production without real secrets (other processes need none)."""
+        if self.environment != "production":
+            return
+        for name, value in (
+            ("QRUNTIME_JWT_SECRET", self.jwt_secret),
+            ("QRUNTIME_SECRETS_KEY", self.secrets_key),
+        ):
+            secret = value.get_secret_value() if value else ""
             if len(secret) < 32 or secret == DEVELOPMENT_JWT_SECRET:
                 raise ValueError(
-                    "QRUNTIME_JWT_SECRET must be set to a random string of at least 32 characters "
+                    f"{name} must be set to a random string of at least 32 characters "
                     "when QRUNTIME_ENVIRONMENT=production"
                 )
+
+    @property
+    def encryption_key(self) -> str:
+        if self.secrets_key is not None:
+            return self.secrets_key.get_secret_value()
+        return DEVELOPMENT_JWT_SECRET + "-secrets"
 
     @property
     def signing_secret(self) -> str:

@@ -12,6 +12,8 @@ from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
 from services.api.dependencies import AppContext
+from services.api.deployments.router import router as deployments_router
+from services.api.deployments.service import DeploymentService
 from services.api.errors import install_error_handlers
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
@@ -20,12 +22,15 @@ from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
 from services.api.metrics import RequestMetrics, remember_route
 from services.api.metrics import router as metrics_router
+from services.api.providers.router import router as providers_router
+from services.api.providers.service import ProviderService
 from services.api.usage.router import router as usage_router
 from shared.backends import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
 from shared.programs import Limits
+from shared.secrets_box import SecretsBox
 from shared.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -38,6 +43,8 @@ def api_router() -> APIRouter:
     router = APIRouter(dependencies=[Depends(current_principal)])
     router.include_router(jobs_router)
     router.include_router(backends_router)
+    router.include_router(deployments_router)
+    router.include_router(providers_router)
     router.include_router(usage_router)
     router.include_router(admin_router)
     return router
@@ -58,14 +65,18 @@ def create_app(settings: Settings) -> FastAPI:
             max_decoded_bytes=settings.max_decoded_bytes,
             default_shots=settings.default_shots,
         )
+        jobs = JobService(sessions, catalog, limits)
+        backends = BackendService(settings, sessions, catalog)
         app.state.context = AppContext(
             settings=settings,
             engine=engine,
             sessions=sessions,
             relay=relay,
-            jobs=JobService(sessions, catalog, limits),
+            jobs=jobs,
             identity=IdentityService(settings, sessions),
-            backends=BackendService(settings, sessions, catalog),
+            backends=backends,
+            deployments=DeploymentService(sessions, jobs, limits),
+            providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
         )
         relay_task = asyncio.create_task(relay.run())
         try:

@@ -6,7 +6,9 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.backends.service import BackendService
+from services.api.deployments.service import DeploymentService
 from services.api.jobs.service import JobService
+from services.api.providers.service import ProviderService
 from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
@@ -21,6 +23,8 @@ class AppContext:
     jobs: JobService
     identity: IdentityService
     backends: BackendService
+    deployments: DeploymentService
+    providers: ProviderService
 
 
 def context(request: Request) -> AppContext:

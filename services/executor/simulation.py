@@ -19,6 +19,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
 from shared.backends import AER_SIMULATOR, fake_device
+from shared.runner import runner_results
 
 
 class ProgramError(Exception):
@@ -47,7 +48,7 @@ class SimulatorRuntime:
         params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
         options = params.get("options") or {}
         try:
-            result = runner(params["pubs"], options)
+            result = runner(params, options)
         except ProgramError:
             raise
         except Exception as exc:
@@ -55,22 +56,33 @@ class SimulatorRuntime:
         return json.dumps(result, cls=RuntimeEncoder)
 
     @property
-    def _programs(self) -> dict[str, Callable[[list[Any], dict[str, Any]], Any]]:
-        return {"sampler": self._sample, "estimator": self._estimate}
+    def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
+        return {"sampler": self._sample, "estimator": self._estimate, "runner": self._run_programs}
 
     @staticmethod
     def _seed(options: dict[str, Any]) -> int | None:
         seed = (options.get("simulator") or {}).get("seed_simulator")
         return None if seed is None else int(seed)
 
-    def _sample(self, pubs: list[Any], options: dict[str, Any]) -> Any:
-        isa_pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in pubs]
+    def _sample(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        isa_pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
         sampler = SamplerV2.from_backend(self.simulator, seed=self._seed(options))
         return sampler.run(isa_pubs).result()
 
-    def _estimate(self, pubs: list[Any], options: dict[str, Any]) -> Any:
+    def _run_programs(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """RUNNER: the deployment's programs sampled in one call, results as hex counts and probabilities."""
+        result = self._sample(params, options)
+        pubs = params["pubs"]
+        return runner_results(
+            circuits=[pub[0] for pub in pubs],
+            data_bins=[pub_result.data for pub_result in result],
+            shots=[pub[2] for pub in pubs],
+            program_ids=list(params["program_ids"]),
+        )
+
+    def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
         isa_pubs = []
-        for circuit, observables, values, precision in pubs:
+        for circuit, observables, values, precision in params["pubs"]:
             isa = self._isa(circuit)
             # A transpiled circuit moved its qubits; the observables must follow the layout.
             laid_out = ObservablesArray.coerce(observables)

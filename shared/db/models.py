@@ -49,6 +49,11 @@ class Job(Base):
     user_id: Mapped[str | None] = mapped_column(String(64))
     instance_id: Mapped[str | None] = mapped_column(String(255))
     max_execution_time: Mapped[int | None] = mapped_column(Integer)
+    # Jobs that run a deployment: which one, the qunicorn job type (RUNNER, SAMPLER, ESTIMATOR), a name.
+    # RESTRICT: a deployment cannot be deleted while jobs reference it.
+    deployment_id: Mapped[str | None] = mapped_column(ForeignKey("deployments.id", ondelete="RESTRICT"))
+    job_type: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(255))
     log_level: Mapped[str | None] = mapped_column(String(16))
     # The dispatch that currently owns the job; a stale dispatch message no longer matches and is dropped.
     dispatch_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
@@ -72,6 +77,7 @@ class Job(Base):
         Index("jobs_created_at", "created_at"),
         Index("jobs_instance_created", "instance_id", "created_at"),
         Index("jobs_user_created", "user_id", "created_at"),
+        Index("jobs_deployment", "deployment_id"),
     )
 
 
@@ -174,3 +180,42 @@ class InstanceMember(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Deployment(Base):
+    """A stored bundle of quantum programs, validated once and run many times (qunicorn's model)."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("deployments_user_name", "user_id", "name"),)
+
+
+class QuantumProgram(Base):
+    __tablename__ = "quantum_programs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    assembler_language: Mapped[str] = mapped_column(String(16))
+    quantum_circuit: Mapped[str] = mapped_column(Text)
+    num_qubits: Mapped[int] = mapped_column(Integer)
+    # [{"name", "size"}] in the circuit's register order: the order of the hex keys of RUNNER results.
+    registers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+
+
+class ProviderCredential(Base):
+    """A user's token for a remote provider, encrypted at rest (never stored or returned in clear)."""
+
+    __tablename__ = "provider_credentials"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -9,7 +9,7 @@ from services.api.dependencies import job_service
 from shared.db.repositories.jobs import JobFilter
 
 from .schemas import JobCreated, JobList, JobMetrics, JobTags, JobView
-from .service import JobService
+from .service import JobService, parse_states
 
 router = APIRouter(tags=["jobs"])
 Jobs = Annotated[JobService, Depends(job_service)]
@@ -40,9 +40,16 @@ async def list_jobs(
     created_before: datetime | None = None,
     sort: str = Query(default="DESC", pattern="^(ASC|DESC|asc|desc)$"),
     exclude_params: bool = False,
+    deployment: str | None = None,
+    device: str | None = None,
+    job_type: Annotated[str | None, Query(alias="type")] = None,
+    state: str | None = None,
 ) -> JobList:
     where = JobFilter(
-        backend=backend,
+        backend=backend or device,
+        deployment_id=deployment,
+        job_type=job_type,
+        statuses=parse_states(state),
         pending=pending,
         program_id=program,
         tags=tuple(tags or ()),
@@ -96,3 +103,8 @@ async def job_metrics(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> J
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
 async def job_logs(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> str:
     return await jobs.logs(job_id, principal)
+
+
+@router.post("/jobs/{job_id}/rerun", response_model=JobCreated, status_code=201)
+async def rerun_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
+    return await jobs.rerun(job_id, principal)

@@ -51,6 +51,15 @@ class JobView(BaseModel):
     private: bool = False
     runtime: str = ""
     estimated_running_time_seconds: float | None = None
+    # qunicorn-style fields, for jobs of deployments and every other job alike.
+    name: str | None = None
+    type: str | None = None
+    deployment_id: str | None = None
+    progress: float = Field(description="fraction of the job's programs that are done (1 once final)")
+    started_at: datetime | None
+    finished_at: datetime | None
+    executed_by: str | None
+    executed_on: str
     # Raw RuntimeEncoder JSON of the inputs, omitted with exclude_params=true.
     params: Any = None
 

@@ -15,7 +15,8 @@ from shared.db.repositories.outbox import OutboxRepository
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.identity.service import Principal
 from shared.job_events import announce_job_state
-from shared.programs import Limits, decode_body, normalize
+from shared.programs import Limits, NormalizedParams, decode_body, normalize
+from shared.runner import runner_error_results
 from shared.states import JobStatus, check_job_transition
 
 from .schemas import (
@@ -50,44 +51,100 @@ class JobService:
         self.limits = limits
 
     async def submit(self, body: bytes, principal: Principal) -> JobCreated:
-        if principal.instance_id is None:
-            raise InvalidInput(
-                ErrorCode.INVALID_REQUEST,
-                "Name the instance to run in with a Service-CRN header (you belong to several, or none).",
-            )
         raw = decode_body(body, self.limits.max_decoded_bytes)
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
         request = JobCreate.model_validate(raw)
-        backend = self.catalog.get(request.backend)
-        if backend is None:
-            raise InvalidInput(
-                ErrorCode.BACKEND_NOT_FOUND,
-                f"Backend '{request.backend}' is not served here; available: {', '.join(self.catalog)}.",
-            )
+        backend = self.backend(request.backend)
         params = normalize(request.program_id, request.params, backend, self.limits)
-        job = Job(
-            id=new_job_id(),
+        job = await self.enqueue(
+            principal,
             program_id=request.program_id,
             backend=backend.name,
-            status=JobStatus.QUEUED.value,
-            params=params.encoded,
-            num_pubs=params.num_pubs,
-            total_shots=params.total_shots,
+            params=params,
             priority=request.priority,
             tags=request.tags or [],
             session_id=request.session_id,
             max_execution_time=request.cost,
             log_level=request.log_level,
+        )
+        return JobCreated(id=job.id, backend=job.backend)
+
+    def backend(self, name: str) -> BackendInfo:
+        backend = self.catalog.get(name)
+        if backend is None:
+            raise InvalidInput(
+                ErrorCode.BACKEND_NOT_FOUND,
+                f"Backend '{name}' is not served here; available: {', '.join(self.catalog)}.",
+            )
+        return backend
+
+    async def enqueue(
+        self,
+        principal: Principal,
+        *,
+        program_id: str,
+        backend: str,
+        params: NormalizedParams,
+        priority: int = 0,
+        tags: list[str] | None = None,
+        session_id: str | None = None,
+        max_execution_time: int | None = None,
+        log_level: str | None = None,
+        deployment_id: str | None = None,
+        job_type: str | None = None,
+        name: str | None = None,
+    ) -> Job:
+        """Store a validated job as QUEUED and announce it, in one transaction."""
+        if principal.instance_id is None:
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST,
+                "Name the instance to run in with a Service-CRN header (you belong to several, or none).",
+            )
+        job = Job(
+            id=new_job_id(),
+            program_id=program_id,
+            backend=backend,
+            status=JobStatus.QUEUED.value,
+            params=params.encoded,
+            num_pubs=params.num_pubs,
+            total_shots=params.total_shots,
+            priority=priority,
+            tags=tags or [],
+            session_id=session_id,
+            max_execution_time=max_execution_time,
+            log_level=log_level,
             attempts=0,
             user_id=principal.user_id,
             instance_id=principal.instance_id,
+            deployment_id=deployment_id,
+            job_type=job_type,
+            name=name,
         )
         async with unit_of_work(self.sessions) as session:
             await self._check_concurrency(IdentityRepository(session), principal.instance_id)
             await JobRepository(session).add(job)
             await announce_job_state(OutboxRepository(session), job)
-        return JobCreated(id=job.id, backend=job.backend)
+        return job
+
+    async def rerun(self, job_id: str, principal: Principal) -> JobCreated:
+        """A new job with the same inputs (not in the original's session, which may have closed)."""
+        async with unit_of_work(self.sessions) as session:
+            original = await self._get(JobRepository(session), job_id, principal)
+        copy = await self.enqueue(
+            principal,
+            program_id=original.program_id,
+            backend=original.backend,
+            params=NormalizedParams(original.params, original.num_pubs, original.total_shots),
+            priority=original.priority,
+            tags=list(original.tags or []),
+            max_execution_time=original.max_execution_time,
+            log_level=original.log_level,
+            deployment_id=original.deployment_id,
+            job_type=original.job_type,
+            name=original.name,
+        )
+        return JobCreated(id=copy.id, backend=copy.backend)
 
     async def _check_concurrency(self, identity: IdentityRepository, instance_id: str) -> None:
         instance = await identity.lock_instance(instance_id)
@@ -128,6 +185,9 @@ class JobService:
                 if body is not None:
                     return body, "application/json"
             if status in (JobStatus.ERROR, JobStatus.CANCELLED):
+                if job.program_id == "runner":
+                    program_ids = json.loads(job.params).get("program_ids", [])
+                    return json.dumps(runner_error_results(program_ids, _error_text(job))), "application/json"
                 return _error_text(job), "text/plain"
         raise Conflict(
             ErrorCode.JOB_NOT_FINISHED,
@@ -225,5 +285,32 @@ def to_view(job: Job, exclude_params: bool) -> JobView:
         program=ProgramRef(id=job.program_id),
         tags=list(job.tags or []),
         cost=job.max_execution_time,
+        name=job.name,
+        type=job.job_type,
+        deployment_id=job.deployment_id,
+        # All programs of a job run in one simulator call: none is done before all are.
+        progress=1.0 if status.is_final else 0.0,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        executed_by=job.user_id,
+        executed_on=job.backend,
         params=None if exclude_params else json.loads(job.params),
     )
+
+
+def parse_states(text: str | None) -> tuple[JobStatus, ...]:
+    """`state` filter: comma-separated, in either vocabulary (QUEUED or Queued, DONE or Completed, ...)."""
+    if not text:
+        return ()
+    by_name = {s.value: s for s in JobStatus} | {s.ibm_name.upper(): s for s in JobStatus}
+    by_name |= {"FINISHED": JobStatus.DONE, "CANCELED": JobStatus.CANCELLED, "FAILED": JobStatus.ERROR}
+    states = []
+    for part in text.split(","):
+        state = by_name.get(part.strip().upper())
+        if state is None:
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST,
+                f"Unknown state {part.strip()!r}; use Queued, Running, Completed, Failed or Cancelled.",
+            )
+        states.append(state)
+    return tuple(states)

@@ -29,6 +29,9 @@ class JobFilter:
     session_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    deployment_id: str | None = None
+    job_type: str | None = None
+    statuses: tuple[JobStatus, ...] = ()
     ascending: bool = False
     limit: int = 10
     offset: int = 0
@@ -72,6 +75,12 @@ class JobRepository:
             conditions.append(Job.created_at >= where.created_after)
         if where.created_before:
             conditions.append(Job.created_at <= where.created_before)
+        if where.deployment_id:
+            conditions.append(Job.deployment_id == where.deployment_id)
+        if where.job_type:
+            conditions.append(Job.job_type == where.job_type.upper())
+        if where.statuses:
+            conditions.append(Job.status.in_([s.value for s in where.statuses]))
         total = await self.session.scalar(select(func.count()).select_from(Job).where(*conditions))
         order = (
             (Job.created_at.asc(), Job.id.asc())

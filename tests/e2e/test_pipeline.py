@@ -81,9 +81,9 @@ def test_job_view_and_events(stack: Stack) -> None:
 
 
 def test_cancel_queued_and_running_jobs(stack: Stack) -> None:
-    # A wide circuit with many shots keeps the executor busy for about ten seconds.
+    # A wide circuit with many shots keeps the executor busy for about fifteen seconds.
     heavy = QuantumCircuit(22, 22)
-    for layer in range(40):
+    for layer in range(60):
         for qubit in range(22):
             heavy.rx(0.1 * (layer + qubit), qubit)
         for qubit in range(0, 21, 2 if layer % 2 else 3):
@@ -116,7 +116,8 @@ def test_cancel_queued_and_running_jobs(stack: Stack) -> None:
         assert again.json()["errors"][0]["code"] == 3214
         # The executor really stopped the simulation: a small job right after completes promptly.
         _, result = run_to_result(stack, sampler_job("aer_simulator"))
-        assert time.monotonic() - cancelled_at < 5
+        # Far sooner than the heavy job would have taken, even on a loaded machine.
+        assert time.monotonic() - cancelled_at < 8
         assert sum(result[0].data.c.get_counts().values()) == SHOTS
         statuses = stack.wait_final([running_id, queued_id])
         assert statuses == {running_id: "CANCELLED", queued_id: "CANCELLED"}

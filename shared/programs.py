@@ -23,7 +23,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from shared.backends import BackendInfo
 from shared.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
 
-SUPPORTED_PROGRAMS = ("sampler", "estimator")
+SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
 _COMPRESSED_TYPES = {"QuantumCircuit", "ndarray", "Instruction"}
 
@@ -235,9 +235,51 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
     )
 
 
+def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    """The `executor` program (qiskit-ibm-runtime's client-side primitives): a QuantumProgram in the
+    versioned schema of `ibm_quantum_schemas`, validated with its own pydantic model."""
+    from ibm_quantum_schemas.executor.version_2_0.models import ParamsModel
+    from pydantic import ValidationError
+
+    if not isinstance(params, dict) or params.get("schema_version") != "v2.0":
+        version = params.get("schema_version") if isinstance(params, dict) else None
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST, f"executor params must use schema_version v2.0, not {version!r}."
+        )
+    try:
+        model = ParamsModel.model_validate(params)
+        circuits = model.quantum_program.circuits.to_python()
+    except ValidationError as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"executor params: {_short(exc)}") from exc
+    except Exception as exc:
+        raise InvalidInput(
+            ErrorCode.MALFORMED_CIRCUIT, f"executor circuits do not load: {_short(exc)}"
+        ) from exc
+    program = model.quantum_program
+    if len(program.items) > limits.max_circuits:
+        raise InvalidInput(
+            ErrorCode.TOO_MANY_CIRCUITS,
+            f"The program has {len(program.items)} items; at most {limits.max_circuits}.",
+        )
+    shots = _positive_int(program.shots, "quantum_program.shots", limits)
+    for index, circuit in enumerate(circuits):
+        if circuit.num_qubits > backend.num_qubits:
+            raise InvalidInput(
+                ErrorCode.INVALID_FOR_BACKEND,
+                f"item {index}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
+                f"{backend.num_qubits}.",
+            )
+    return NormalizedParams(
+        encoded=json.dumps(params, cls=RuntimeEncoder),
+        num_pubs=len(program.items),
+        total_shots=shots * len(circuits),
+    )
+
+
 NORMALIZERS: dict[str, Callable[[Any, BackendInfo, Limits], NormalizedParams]] = {
     "sampler": normalize_sampler,
     "estimator": normalize_estimator,
+    "executor": normalize_executor,
 }
 
 

@@ -57,7 +57,12 @@ class SimulatorRuntime:
 
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
-        return {"sampler": self._sample, "estimator": self._estimate, "runner": self._run_programs}
+        return {
+            "sampler": self._sample,
+            "estimator": self._estimate,
+            "runner": self._run_programs,
+            "executor": self._run_quantum_program,
+        }
 
     @staticmethod
     def _seed(options: dict[str, Any]) -> int | None:
@@ -79,6 +84,42 @@ class SimulatorRuntime:
             shots=[pub[2] for pub in pubs],
             program_ids=list(params["program_ids"]),
         )
+
+    def _run_quantum_program(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The `executor` program, run with the pieces qiskit-ibm-runtime ships for local testing; the
+        result goes back in the versioned result schema the client post-processes."""
+        from ibm_quantum_schemas.common.tensor import CompressedTensorModel
+        from ibm_quantum_schemas.executor.version_2_0.models import (
+            ItemMetadataModel,
+            MetadataModel,
+            ParamsModel,
+            QuantumProgramResultItemModel,
+            QuantumProgramResultModel,
+        )
+        from qiskit_ibm_runtime.fake_provider.executor.run_quantum_program import run_quantum_program
+        from qiskit_ibm_runtime.options_models.simulator import SimulatorOptions
+        from qiskit_ibm_runtime.quantum_program.converters.converters_2_0 import quantum_program_from_2_0
+        from samplomatic.quantum_program import SamplexItem
+
+        model = ParamsModel.model_validate(params)
+        program, _ = quantum_program_from_2_0(model)
+        for item in program.items:
+            if isinstance(item, SamplexItem):
+                item.samplex.finalize()  # deserialised samplexes must be finalised before sampling
+        result = run_quantum_program(self.simulator, program, SimulatorOptions())
+        document = QuantumProgramResultModel(
+            data=[
+                QuantumProgramResultItemModel(
+                    results={name: CompressedTensorModel.from_numpy(value) for name, value in item.items()},
+                    metadata=ItemMetadataModel(),
+                )
+                for item in result
+            ],
+            metadata=MetadataModel(chunk_timing=[]),
+            passthrough_data=model.quantum_program.passthrough_data,
+            semantic_role=model.quantum_program.semantic_role,
+        )
+        return document.model_dump(mode="json")
 
     def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
         isa_pubs = []

@@ -136,6 +136,42 @@ def cancel_running_job(service: QiskitRuntimeService) -> dict[str, Any]:
     return {"seen_before_cancel": seen, "status_after": str(service.job(job.job_id()).status())}
 
 
+@scenario
+def executor_sampler(service: QiskitRuntimeService) -> dict[str, Any]:
+    """The client-side Sampler built on the `executor` program (the future default)."""
+    try:
+        from qiskit_ibm_runtime.executor_sampler import Sampler
+    except ImportError:  # 0.49 names it SamplerV2
+        from qiskit_ibm_runtime.executor_sampler import SamplerV2 as Sampler  # type: ignore[no-redef]
+
+    backend = service.backend("fake_manila")
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(bell())
+    job = Sampler(mode=backend).run([isa], shots=800)
+    result = job.result()
+    return {"counts": result[0].data.meas.get_counts(), "program": job.primitive_id}
+
+
+@scenario
+def estimator_sweep(service: QiskitRuntimeService) -> dict[str, Any]:
+    """EstimatorV2 with a list of observables and a parameter sweep on the ideal simulator."""
+    import numpy as np
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_ibm_runtime import EstimatorV2
+
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(2)
+    circuit.ry(theta, 0)
+    circuit.cx(0, 1)
+    angles = np.linspace(0, np.pi, 5)
+    observables = [[SparsePauliOp("ZZ")], [SparsePauliOp("ZI")], [SparsePauliOp("XX")]]
+    estimator = EstimatorV2(mode=service.backend("aer_simulator"))
+    estimator.options.default_precision = 0.005
+    job = estimator.run([(circuit, observables, angles.reshape(-1, 1))])
+    evs = job.result()[0].data.evs
+    return {"angles": angles.tolist(), "evs": np.asarray(evs).tolist()}
+
+
 def main() -> None:
     name = sys.argv[1]
     service = QiskitRuntimeService()

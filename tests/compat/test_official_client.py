@@ -130,6 +130,27 @@ def test_cancel_running_job(compat_stack: Stack, release: str, tmp_path: Path) -
     assert seen["status_after"].endswith("CANCELLED")
 
 
+@RELEASES
+def test_estimator_with_observables_and_sweep(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    import math
+
+    seen = run_client(compat_stack, release, "estimator_sweep", tmp_path)
+    zz, zi, xx = seen["evs"]
+    for index, angle in enumerate(seen["angles"]):
+        assert zz[index] == pytest.approx(1.0, abs=0.03)
+        assert zi[index] == pytest.approx(math.cos(angle), abs=0.03)
+        assert xx[index] == pytest.approx(math.sin(angle), abs=0.03)
+
+
+@RELEASES
+def test_executor_based_sampler(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "executor_sampler", tmp_path)
+    counts = Counter(seen["counts"])
+    assert seen["program"] == "executor"
+    assert sum(counts.values()) == 800
+    assert counts["00"] + counts["11"] > 640
+
+
 def test_no_request_got_a_server_error(compat_stack: Stack) -> None:
     """Runs last in this module: every request the clients made above was answered below 500."""
     import httpx

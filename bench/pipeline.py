@@ -37,6 +37,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -263,7 +264,27 @@ def phase_stats(name: str, outcomes: list[Outcome]) -> PhaseStats:
     )
 
 
-async def qruntime_phase(cfg: Config) -> PhaseStats:
+def dev_api_key(path: Path = Path(".qruntime-dev.env")) -> str | None:
+    """The key `make run`'s development bootstrap keeps in .qruntime-dev.env."""
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith("QRUNTIME_DEV_API_KEY="):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+async def access_token(client: httpx.AsyncClient, api_key: str) -> str:
+    """Exchange the API key for a bearer token, as the official client does."""
+    response = await client.post(
+        "/identity/token", data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": api_key}
+    )
+    if response.status_code != 200:
+        raise StackError(f"the API key was refused ({response.status_code}): {response.text[:200]}")
+    return str(response.json()["access_token"])
+
+
+async def qruntime_phase(cfg: Config, api_key: str) -> PhaseStats:
     limits = httpx.Limits(max_connections=cfg.concurrency + 2, max_keepalive_connections=cfg.concurrency + 2)
     async with httpx.AsyncClient(base_url=cfg.url, timeout=30.0, limits=limits) as client:
         try:
@@ -271,6 +292,7 @@ async def qruntime_phase(cfg: Config) -> PhaseStats:
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise StackError(f"cannot reach qruntime at {cfg.url} ({exc!r}); is `make run` up?") from exc
+        client.headers["Authorization"] = f"Bearer {await access_token(client, api_key)}"
         if cfg.warmup:
             warm = await run_jobs(client, cfg, cfg.warmup)
             if not any(o.ok for o in warm):
@@ -406,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=5, help="jobs run first on each side, not counted")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one qruntime job may take")
     parser.add_argument("--json", action="store_true", help="report to stderr, JSON summary to stdout")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="qruntime API key (default: $QRUNTIME_BENCH_API_KEY, else the one make run keeps in .qruntime-dev.env)",
+    )
     return parser
 
 
@@ -424,9 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         timeout=args.timeout,
     )
+    api_key = args.api_key or os.environ.get("QRUNTIME_BENCH_API_KEY") or dev_api_key()
+    if not api_key:
+        print(
+            "no API key: pass --api-key, or run `make run` first (it keeps one in .qruntime-dev.env)",
+            file=sys.stderr,
+        )
+        return 2
     env = environment()
     try:
-        qruntime = asyncio.run(qruntime_phase(cfg))
+        qruntime = asyncio.run(qruntime_phase(cfg, api_key))
     except StackError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -12,22 +12,19 @@ from collections.abc import Awaitable, Callable
 from typing import IO
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from services.admin_cli import add_admin_parser, run_admin
+from services.status_cli import run_status
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("qruntime")
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("qiskit").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings, role: str) -> None:
+    from shared.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, role)
 
 
 def _run_until_signalled(make: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
@@ -71,6 +68,8 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Keep the process's own logging configuration (text or JSON) for uvicorn's records too.
+        log_config=None,
     )
     return 0
 
@@ -178,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("up", help="migrate, then run api, scheduler and executors on this machine")
     add_admin_parser(sub)
+    sub.add_parser("status", help="print backends, queue depths, running jobs and active sessions")
     return parser
 
 
@@ -188,6 +188,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "executor": cmd_executor,
     "up": cmd_up,
     "admin": run_admin,
+    "status": lambda settings, _: run_status(settings),
 }
 
 
@@ -201,8 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"qruntime: invalid configuration: {problems}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
-    return COMMANDS[args.command](settings, args)
+    _configure_logging(settings, args.command)
+    try:
+        return COMMANDS[args.command](settings, args)
+    except (DBAPIError, OSError) as exc:
+        # A shell user gets one line, not a traceback, when the database or broker is not there.
+        reason = getattr(exc, "orig", None) or exc
+        print(f"qruntime {args.command}: cannot reach a service it needs: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
     log_level: str = "INFO"
+    # "text" for a terminal, "json" (one object per line, with job and session ids) for log shippers.
+    log_format: Literal["text", "json"] = "text"
 
     # Identity. In production a real JWT secret is mandatory (the server refuses to start without one).
     environment: Literal["development", "production"] = "development"

@@ -1,0 +1,124 @@
+"""The public event document: what subscribers receive over AMQP (`{namespace}.events`, routing keys
+`job.<state>.<backend>` and `session.<state>.<backend>`) and over Server-Sent Events.
+
+Versioned: `schema_version` changes only when a field is removed or changes meaning; new optional
+fields may appear within a version. The JSON Schema is published in docs/events.schema.json and in
+the AsyncAPI document served at /asyncapi.json, both generated from this model.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EVENT_SCHEMA_VERSION: Literal[1] = 1
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """A job or session changed state (or a job made progress)."""
+
+    model_config = ConfigDict(frozen=True, title="QruntimeEvent")
+
+    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="unique; deduplicate on it")
+    occurred_at: datetime = Field(default_factory=_now)
+    type: Literal["job.state_changed", "job.progress", "session.state_changed"]
+    job_id: str | None = Field(default=None, description="set on job events")
+    session_id: str | None = Field(default=None, description="the session of a job, or the session itself")
+    backend: str
+    instance: str | None = Field(default=None, description="id of the owning instance (tenant)")
+    state: str = Field(
+        description="job: queued|running|done|error|cancelled; session: open|active|inactive|closed"
+    )
+    status: str | None = Field(
+        default=None, description="job status as the IBM client names it (Completed, ...)"
+    )
+    reason: str | None = None
+    reason_code: int | None = None
+    progress: float | None = Field(default=None, description="jobs: fraction of programs done")
+    accepting_jobs: bool | None = Field(default=None, description="sessions: whether it takes new jobs")
+    mode: str | None = Field(default=None, description="sessions: dedicated or batch")
+
+    @property
+    def is_final(self) -> bool:
+        if self.type == "session.state_changed":
+            return self.state == "closed"
+        return self.state in ("done", "error", "cancelled")
+
+    def routing_key(self) -> str:
+        kind = "session" if self.type == "session.state_changed" else "job"
+        return f"{kind}.{self.state}.{self.backend}"
+
+    def tenant_routing_key(self) -> str:
+        """Per-tenant copy: the instance first, so RabbitMQ topic permissions can confine a tenant."""
+        return f"{self.instance or 'none'}.{self.routing_key()}"
+
+
+def event_json_schema() -> dict[str, Any]:
+    schema = Event.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://qruntime.dev/schemas/event-v1.json"
+    return schema
+
+
+def asyncapi_document(namespace: str) -> dict[str, Any]:
+    payload = {"$ref": "#/components/schemas/QruntimeEvent"}
+    message = {"name": "QruntimeEvent", "contentType": "application/json", "payload": payload}
+    binding = {"amqp": {"is": "routingKey", "exchange": {"name": f"{namespace}.events", "type": "topic"}}}
+    tenant_binding = {
+        "amqp": {"is": "routingKey", "exchange": {"name": f"{namespace}.tenant-events", "type": "topic"}}
+    }
+    return {
+        "asyncapi": "2.6.0",
+        "info": {
+            "title": "qruntime events",
+            "version": str(EVENT_SCHEMA_VERSION),
+            "description": "Job and session state changes, published through a transactional outbox. "
+            "Per object, events arrive in state order; delivery is at least once (deduplicate on event_id).",
+        },
+        "defaultContentType": "application/json",
+        "channels": {
+            "job.{state}.{backend}": {
+                "parameters": {
+                    "state": {"schema": {"type": "string"}},
+                    "backend": {"schema": {"type": "string"}},
+                },
+                "bindings": binding,
+                "subscribe": {"message": message},
+            },
+            "session.{state}.{backend}": {
+                "parameters": {
+                    "state": {"schema": {"type": "string"}},
+                    "backend": {"schema": {"type": "string"}},
+                },
+                "bindings": binding,
+                "subscribe": {"message": message},
+            },
+            "{instance}.job.{state}.{backend}": {
+                "description": "The same job events on the per-tenant exchange, for tenant-confined subscribers.",
+                "parameters": {
+                    "instance": {"schema": {"type": "string"}},
+                    "state": {"schema": {"type": "string"}},
+                    "backend": {"schema": {"type": "string"}},
+                },
+                "bindings": tenant_binding,
+                "subscribe": {"message": message},
+            },
+            "{instance}.session.{state}.{backend}": {
+                "description": "The same session events on the per-tenant exchange.",
+                "parameters": {
+                    "instance": {"schema": {"type": "string"}},
+                    "state": {"schema": {"type": "string"}},
+                    "backend": {"schema": {"type": "string"}},
+                },
+                "bindings": tenant_binding,
+                "subscribe": {"message": message},
+            },
+        },
+        "components": {"schemas": {"QruntimeEvent": event_json_schema()}},
+    }

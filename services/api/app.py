@@ -12,6 +12,8 @@ from services.api.health.router import router as health_router
 from services.api.jobs.router import router as jobs_router
 from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
+from services.api.sessions.router import router as sessions_router
+from services.api.sessions.service import RuntimeSessionService
 from shared.backends import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.messaging.relay import OutboxRelay
@@ -26,6 +28,7 @@ EXPERIMENTAL_PREFIX = "/experimental/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter()
     router.include_router(jobs_router)
+    router.include_router(sessions_router)
     return router
 
 
@@ -48,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             sessions=sessions,
             relay=relay,
             jobs=JobService(sessions, catalog, limits),
+            runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
         )
         relay_task = asyncio.create_task(relay.run())
         try:

@@ -6,6 +6,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.jobs.service import JobService
+from services.api.sessions.service import RuntimeSessionService
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
 
@@ -17,6 +18,7 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     relay: OutboxRelay
     jobs: JobService
+    runtime_sessions: RuntimeSessionService
 
 
 def context(request: Request) -> AppContext:
@@ -26,3 +28,7 @@ def context(request: Request) -> AppContext:
 
 def job_service(request: Request) -> JobService:
     return context(request).jobs
+
+
+def runtime_session_service(request: Request) -> RuntimeSessionService:
+    return context(request).runtime_sessions

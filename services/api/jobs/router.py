@@ -3,12 +3,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.api.dependencies import job_service
+from services.api.owner import Owner, current_owner
 
 from .schemas import JobCreated, JobView
 from .service import JobService
 
 router = APIRouter(tags=["jobs"])
 Jobs = Annotated[JobService, Depends(job_service)]
+CurrentOwner = Annotated[Owner, Depends(current_owner)]
 
 
 @router.post(
@@ -16,9 +18,9 @@ Jobs = Annotated[JobService, Depends(job_service)]
     response_model=JobCreated,
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def submit_job(request: Request, jobs: Jobs) -> JobCreated:
+async def submit_job(request: Request, jobs: Jobs, owner: CurrentOwner) -> JobCreated:
     # The body is read raw: circuits arrive as RuntimeEncoder-tagged QPY and are decoded with its codec.
-    return await jobs.submit(await request.body())
+    return await jobs.submit(await request.body(), owner)
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, response_model_exclude_none=False)

@@ -5,15 +5,16 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.owner import Owner
 from shared.backends import BackendInfo
 from shared.db.engine import unit_of_work
-from shared.db.models import Job
+from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.jobs import JobRepository
-from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
-from shared.job_events import announce_job_state
+from shared.job_events import job_changed
 from shared.programs import Limits, decode_body, normalize
-from shared.states import JobStatus, check_job_transition
+from shared.states import JobStatus, SessionState, check_job_transition
 
 from .schemas import JobCreate, JobCreated, JobState, JobView, ProgramRef
 
@@ -35,7 +36,7 @@ class JobService:
         self.catalog = catalog
         self.limits = limits
 
-    async def submit(self, body: bytes) -> JobCreated:
+    async def submit(self, body: bytes, owner: Owner) -> JobCreated:
         raw = decode_body(body, self.limits.max_decoded_bytes)
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
@@ -58,13 +59,21 @@ class JobService:
             priority=request.priority,
             tags=request.tags or [],
             session_id=request.session_id,
+            user_id=owner.user_id,
+            instance_id=owner.instance_id,
             max_execution_time=request.cost,
             log_level=request.log_level,
             attempts=0,
         )
         async with unit_of_work(self.sessions) as session:
+            if request.session_id is not None:
+                # Locked until commit: a close or cancel racing with this submission waits, then sees the job.
+                runtime_session = await RuntimeSessionRepository(session).get_for_submission(
+                    request.session_id
+                )
+                check_session_accepts(runtime_session, request.session_id, backend.name)
             await JobRepository(session).add(job)
-            await announce_job_state(OutboxRepository(session), job)
+            await job_changed(session, job)
         return JobCreated(id=job.id, backend=job.backend)
 
     async def view(self, job_id: str, exclude_params: bool) -> JobView:
@@ -82,7 +91,7 @@ class JobService:
                 fresh = await self._get(jobs, job_id)
                 check_job_transition(JobStatus(fresh.status), JobStatus.CANCELLED)
                 return
-            await announce_job_state(OutboxRepository(session), cancelled)
+            await job_changed(session, cancelled)
 
     async def result(self, job_id: str) -> tuple[str, str]:
         """The result body and its media type; a failed job's error text is a 2xx body too."""
@@ -106,6 +115,27 @@ class JobService:
         if job is None:
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
         return job
+
+
+def check_session_accepts(runtime_session: RuntimeSession | None, session_id: str, backend: str) -> None:
+    """A job may join a session that exists, accepts jobs and runs on the job's backend."""
+    if runtime_session is None:
+        raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
+    if runtime_session.state == SessionState.CLOSED.value:
+        raise Conflict(
+            ErrorCode.SESSION_CLOSED,
+            f"Job is part of a session that's been closed: session {session_id} is closed.",
+        )
+    if not runtime_session.accepting_jobs:
+        raise Conflict(
+            ErrorCode.SESSION_CLOSED,
+            f"Session {session_id} is closing and accepts no new jobs; create a new session.",
+        )
+    if runtime_session.backend != backend:
+        raise InvalidInput(
+            ErrorCode.SESSION_BACKEND_MISMATCH,
+            f"Session {session_id} runs on {runtime_session.backend}, not on {backend}.",
+        )
 
 
 def _error_text(job: Job) -> str:

@@ -20,6 +20,7 @@ from services.executor.worker import JobRun, Outcome, SimulationWorker
 from shared.db.engine import unit_of_work
 from shared.db.models import Executor, Job
 from shared.db.repositories.jobs import JobRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import ErrorCode
 from shared.job_events import job_changed
 from shared.messaging.connection import connect_with_retry
@@ -118,6 +119,7 @@ class ExecutorService:
         claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
+            await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
             for job in await jobs.claim(job_ids, dispatch.dispatch_id, self.id, redelivered):
                 if job.attempts > self.settings.max_job_attempts:
                     failed = await jobs.fail(
@@ -162,18 +164,20 @@ class ExecutorService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             running = await jobs.running_here([job.id for job in claimed], self.id)
-            for job in claimed:
-                if job.id in running and elapsed >= job.time_limit:
-                    timed_out = await jobs.time_out(
-                        job.id,
-                        self.id,
-                        reason=f"The job ran longer than its max execution time of {job.time_limit} s.",
-                        seconds=elapsed,
-                    )
-                    if timed_out is not None:
-                        log.info("job %s ran past its max execution time of %d s", job.id, job.time_limit)
-                        await job_changed(session, timed_out)
-                        running.discard(job.id)
+            overdue = [job for job in claimed if job.id in running and elapsed >= job.time_limit]
+            if overdue:
+                await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in overdue])
+            for job in overdue:
+                timed_out = await jobs.time_out(
+                    job.id,
+                    self.id,
+                    reason=f"The job ran longer than its max execution time of {job.time_limit} s.",
+                    seconds=elapsed,
+                )
+                if timed_out is not None:
+                    log.info("job %s ran past its max execution time of %d s", job.id, job.time_limit)
+                    await job_changed(session, timed_out)
+                    running.discard(job.id)
         return not running
 
     async def _record(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
@@ -183,6 +187,7 @@ class ExecutorService:
             return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
+            await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
             for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
                 if run.ok:
                     changed = await jobs.complete(job.id, self.id, JobStatus.DONE, run.seconds)

@@ -248,7 +248,13 @@ class Scheduler:
         reaped = 0
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            for job in await jobs.orphaned_running(self.settings.executor_lease_seconds):
+            lease = self.settings.executor_lease_seconds
+            candidates = await jobs.orphaned_running(lease, lock=False)
+            if not candidates:
+                return 0
+            # Sessions before jobs, the order every writer follows (see lock_sessions_of).
+            await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in candidates])
+            for job in await jobs.orphaned_running(lease):
                 if job.attempts >= self.settings.max_job_attempts:
                     changed = await jobs.fail(
                         job,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from tests.stack import BELL_QASM2, EventRecorder, Stack, layered_qasm, sampler_job, wait_for
 
-SLOW = layered_qasm(16, 20)
+SLOW = layered_qasm(20, 20)  # half a second or more each: 30 outlast the max_ttl
 MAX_TTL = 10
 INTERACTIVE_TTL = 2
 

@@ -30,8 +30,9 @@ PROTOCOL_FIELDS = {
     "elapsed_time",
     "timestamps",
 }
-# About half a second on the simulator; more shots than a grouped job may have, so each runs alone.
-SLOW = layered_qasm(16, 20)
+# Half a second on an idle 2-core machine, several under load; more shots than a grouped job may have,
+# so each runs alone.
+SLOW = layered_qasm(20, 20)
 SLOW_SHOTS = 20_000
 GHZ_12 = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[12];\ncreg c[12];\nh q[0];\n'
@@ -233,11 +234,11 @@ def test_cancel_cancels_queued_jobs_and_lets_running_ones_finish(stack: Stack, c
 def test_max_ttl_closes_an_active_session_and_cancels_its_queued_jobs(
     stack: Stack, client: httpx.Client
 ) -> None:
-    session_id = create(client, max_ttl=3)
-    jobs = [submit(client, session_id, circuit=SLOW, shots=SLOW_SHOTS) for _ in range(10)]
+    session_id = create(client, max_ttl=2)
+    jobs = [submit(client, session_id, circuit=SLOW, shots=SLOW_SHOTS) for _ in range(8)]
     wait_for(lambda: details(client, session_id)["state"] == "closed", 20, "max_ttl to close the session")
     view = details(client, session_id)
-    deadline = at(view["started_at"]) + timedelta(seconds=3)
+    deadline = at(view["started_at"]) + timedelta(seconds=2)
     assert timedelta(0) <= at(view["closed_at"]) - deadline < timedelta(seconds=1)
     assert view["accepting_jobs"] is False
 
@@ -248,7 +249,7 @@ def test_max_ttl_closes_an_active_session_and_cancels_its_queued_jobs(
     for job_id in done:  # running jobs finish; none started after the close
         assert at(job_view(client, job_id)["started"]) <= at(view["closed_at"])
     state = job_view(client, cancelled[-1])["state"]
-    assert state["reason_code"] == 4001 and "max_ttl of 3 s" in state["reason"]
+    assert state["reason_code"] == 4001 and "max_ttl of 2 s" in state["reason"]
     refused = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", session_id=session_id))
     assert refused.status_code == 409 and refused.json()["errors"][0]["code"] == 4001
 
@@ -363,7 +364,7 @@ def test_cancelling_one_job_of_a_group_keeps_the_others(stack: Stack, client: ht
 def test_a_job_running_past_its_max_execution_time_is_cancelled_with_1305(
     stack: Stack, client: httpx.Client
 ) -> None:
-    job_id = submit(client, circuit=layered_qasm(22, 40), shots=2000, cost=1)
+    job_id = submit(client, circuit=layered_qasm(22, 80), shots=2000, cost=1)  # several seconds
     assert stack.wait_final([job_id]) == {job_id: "CANCELLED"}
     job = job_view(client, job_id)
     assert job["state"]["reason_code"] == 1305
@@ -401,6 +402,7 @@ def test_unknown_sessions_and_mismatched_jobs(stack: Stack, client: httpx.Client
         client.patch(f"/api/v1/sessions/{unknown}", json={"accepting_jobs": False}),
         client.delete(f"/api/v1/sessions/{unknown}/close"),
         client.get(f"/api/v1/sessions/{'x' * 300}"),
+        client.get("/api/v1/sessions/a%00b"),
     ):
         assert response.status_code == 404
         assert response.json()["errors"][0]["code"] == 4002
@@ -413,8 +415,11 @@ def test_unknown_sessions_and_mismatched_jobs(stack: Stack, client: httpx.Client
     before = stack.sql("SELECT count(*) AS n FROM jobs")[0]["n"]
     mismatch = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", session_id=manila.json()["id"]))
     assert mismatch.status_code == 400 and mismatch.json()["errors"][0]["code"] == 4003
-    missing = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", session_id=unknown))
-    assert missing.status_code == 400 and missing.json()["errors"][0]["code"] == 4002
+    for bad in (unknown, "a\x00b", ""):
+        missing = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", session_id=bad))
+        assert missing.status_code == 400 and missing.json()["errors"][0]["code"] == 4002
+    too_long = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", cost=2**40))
+    assert too_long.status_code == 400 and "cost" in too_long.json()["errors"][0]["message"]
     assert stack.sql("SELECT count(*) AS n FROM jobs")[0]["n"] == before
 
 

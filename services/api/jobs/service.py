@@ -1,7 +1,6 @@
 """Rules for jobs: what may be submitted, cancelled and read."""
 
 import json
-import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,17 +11,16 @@ from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from shared.ids import is_wellformed_id, new_id
 from shared.job_events import job_changed
 from shared.programs import Limits, decode_body, normalize
 from shared.states import JobStatus, SessionState, check_job_transition
 
 from .schemas import JobCreate, JobCreated, JobState, JobView, ProgramRef
 
-MAX_ID_LENGTH = 64
-
 
 def new_job_id() -> str:
-    return secrets.token_hex(10)
+    return new_id()
 
 
 class JobService:
@@ -67,6 +65,10 @@ class JobService:
         )
         async with unit_of_work(self.sessions) as session:
             if request.session_id is not None:
+                if not is_wellformed_id(request.session_id):
+                    raise InvalidInput(
+                        ErrorCode.SESSION_NOT_FOUND, f"Session {request.session_id!r} was not found."
+                    )
                 # Locked until commit: a close or cancel racing with this submission waits, then sees the job.
                 runtime_session = await RuntimeSessionRepository(session).get_for_submission(
                     request.session_id
@@ -86,6 +88,7 @@ class JobService:
             jobs = JobRepository(session)
             job = await self._get(jobs, job_id)
             check_job_transition(JobStatus(job.status), JobStatus.CANCELLED)
+            await RuntimeSessionRepository(session).lock_sessions_of([job_id])
             cancelled = await jobs.cancel(job_id, reason="Cancelled by the user.")
             if cancelled is None:  # it became final meanwhile
                 fresh = await self._get(jobs, job_id)
@@ -111,7 +114,7 @@ class JobService:
         )
 
     async def _get(self, jobs: JobRepository, job_id: str) -> Job:
-        job = await jobs.get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
+        job = await jobs.get(job_id) if is_wellformed_id(job_id) else None
         if job is None:
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
         return job

@@ -1,7 +1,6 @@
 """Rules for sessions: what may be created, closed, cancelled and read."""
 
 import re
-import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,6 +11,7 @@ from shared.db.models import RuntimeSession
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository, SessionFilter
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from shared.ids import is_wellformed_id, new_id
 from shared.session_events import announce_session_state
 from shared.session_lifecycle import close_now, stop_accepting
 from shared.settings import Settings
@@ -19,14 +19,13 @@ from shared.states import SessionMode, SessionState
 
 from .schemas import SessionCreate, SessionList, SessionUpdate, SessionView, StateTimestamp
 
-MAX_ID_LENGTH = 64
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
 _DURATION_TEXT = re.compile(r"\s*(\d+\s*[dhms]\s*)+")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def new_session_id() -> str:
-    return secrets.token_hex(10)
+    return new_id()
 
 
 def parse_max_ttl(value: int | str, limit: int) -> int:
@@ -134,7 +133,7 @@ class RuntimeSessionService:
     async def _get(
         self, repository: RuntimeSessionRepository, session_id: str
     ) -> tuple[RuntimeSession, float]:
-        found = await repository.get_with_usage(session_id) if len(session_id) <= MAX_ID_LENGTH else None
+        found = await repository.get_with_usage(session_id) if is_wellformed_id(session_id) else None
         if found is None:
             raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
         return found

@@ -218,19 +218,17 @@ class JobRepository:
         claimed = set(result.scalars().all())
         return [job_id for job_id in job_ids if job_id in claimed]
 
-    async def orphaned_running(self, lease_seconds: float) -> list[Job]:
+    async def orphaned_running(self, lease_seconds: float, lock: bool = True) -> list[Job]:
         """RUNNING jobs whose executor stopped or has not sent a heartbeat within the lease."""
         live_executor = select(Executor.id).where(
             Executor.id == Job.executor_id,
             Executor.stopped_at.is_(None),
             Executor.heartbeat_at > _seconds_ago(lease_seconds),
         )
-        rows = await self.session.scalars(
-            select(Job)
-            .where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
-            .with_for_update(skip_locked=True)
-        )
-        return list(rows)
+        query = select(Job).where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list(await self.session.scalars(query.execution_options(populate_existing=True)))
 
     async def requeue(self, job: Job) -> Job | None:
         """RUNNING -> QUEUED, undispatched: the scheduler will dispatch it again."""

@@ -1,6 +1,7 @@
 """SQL for sessions. Every state change is a conditional UPDATE on the states the transition table
 allows, and appends the new state to the session's timestamps in the same statement."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +153,16 @@ class RuntimeSessionRepository:
         return list(result.scalars().all())
 
     # --- job progress (any process that starts or finishes a job) ---------------------------
+
+    async def lock_sessions_of(self, job_ids: Sequence[str]) -> None:
+        """Lock the sessions of these jobs before the jobs themselves. Closing a session locks it and
+        then its queued jobs; starting jobs in the same order keeps the two from deadlocking."""
+        await self.session.execute(
+            select(RuntimeSession.id)
+            .where(RuntimeSession.id.in_(select(Job.session_id).where(Job.id.in_(job_ids))))
+            .order_by(RuntimeSession.id)
+            .with_for_update(key_share=True)
+        )
 
     async def activate(self, session_id: str) -> RuntimeSession | None:
         """open or inactive -> active, because one of its jobs started. The max_ttl clock starts

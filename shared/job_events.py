@@ -15,23 +15,32 @@ from shared.states import JobStatus
 async def job_changed(db: AsyncSession, job: Job) -> None:
     """Announce the job's new state and keep its session's clock: a start activates the session,
     a completion restarts its interactive timer."""
+    await jobs_changed(db, [job])
+
+
+async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
+    """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once."""
     outbox = OutboxRepository(db)
-    await announce_job_state(outbox, job)
-    if job.session_id is not None:
-        await _track_session(RuntimeSessionRepository(db), outbox, job)
-
-
-async def _track_session(sessions: RuntimeSessionRepository, outbox: OutboxRepository, job: Job) -> None:
-    assert job.session_id is not None
-    status = JobStatus(job.status)
-    if status is JobStatus.RUNNING:
-        activated = await sessions.activate(job.session_id)
+    started: set[str] = set()
+    completed: dict[str, float] = {}
+    for job in jobs:
+        await announce_job_state(outbox, job)
+        status = JobStatus(job.status)
+        if job.session_id is None:
+            continue
+        if status is JobStatus.RUNNING:
+            started.add(job.session_id)
+        elif status.is_final and job.started_at is not None:
+            completed[job.session_id] = completed.get(job.session_id, 0.0) + _run_seconds(job)
+    sessions = RuntimeSessionRepository(db)
+    for session_id in sorted(started):
+        activated = await sessions.activate(session_id)
         if activated is not None:
             await announce_session_state(outbox, activated)
         else:
-            await sessions.job_started(job.session_id)
-    elif status.is_final and job.started_at is not None:
-        await sessions.job_completed(job.session_id, _run_seconds(job))
+            await sessions.job_started(session_id)
+    for session_id, run_seconds in sorted(completed.items()):
+        await sessions.job_completed(session_id, run_seconds)
 
 
 def _run_seconds(job: Job) -> float:

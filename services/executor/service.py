@@ -22,7 +22,7 @@ from shared.db.models import Executor, Job
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import ErrorCode
-from shared.job_events import job_changed
+from shared.job_events import job_changed, jobs_changed
 from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
 from shared.messaging.relay import OutboxRelay
@@ -120,6 +120,7 @@ class ExecutorService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
+            changed: list[Job] = []
             for job in await jobs.claim(job_ids, dispatch.dispatch_id, self.id, redelivered):
                 if job.attempts > self.settings.max_job_attempts:
                     failed = await jobs.fail(
@@ -128,10 +129,11 @@ class ExecutorService:
                         reason_code=int(ErrorCode.EXECUTION_FAILED),
                     )
                     if failed is not None:
-                        await job_changed(session, failed)
+                        changed.append(failed)
                     continue
-                await job_changed(session, job)
+                changed.append(job)
                 claimed.append(ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job)))
+            await jobs_changed(session, changed)
         if not claimed:
             log.info("dispatch %s is stale or a duplicate; dropped", dispatch.dispatch_id)
             return
@@ -188,17 +190,19 @@ class ExecutorService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
+            finished: list[Job] = []
             for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
                 if run.ok:
-                    changed = await jobs.complete(job.id, self.id, JobStatus.DONE, run.seconds)
-                    if changed is None:
+                    done = await jobs.complete(job.id, self.id, JobStatus.DONE, run.seconds)
+                    if done is None:
                         continue  # cancelled or timed out meanwhile: the result is not kept
                     await jobs.add_result(job.id, run.payload)
+                    finished.append(done)
                 else:
                     code = (
                         ErrorCode.SIMULATOR_FAILED if outcome.kind == "done" else ErrorCode.EXECUTION_FAILED
                     )
-                    changed = await jobs.complete(
+                    failed = await jobs.complete(
                         job.id,
                         self.id,
                         JobStatus.ERROR,
@@ -206,9 +210,9 @@ class ExecutorService:
                         reason=run.payload,
                         reason_code=int(code),
                     )
-                    if changed is None:
-                        continue
-                await job_changed(session, changed)
+                    if failed is not None:
+                        finished.append(failed)
+            await jobs_changed(session, finished)
 
     @staticmethod
     def _runs(claimed: list[ClaimedJob], outcome: Outcome) -> list[JobRun]:

@@ -313,8 +313,8 @@ class JobRepository:
         )
 
     async def add_result(self, job_id: str, body: str) -> None:
+        # Inserted at the next flush, together with the results of the other jobs of a dispatch.
         self.session.add(JobResult(job_id=job_id, body=body))
-        await self.session.flush()
 
 
 def _seconds_ago(seconds: float) -> object:

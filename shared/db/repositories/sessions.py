@@ -86,9 +86,6 @@ class RuntimeSessionRepository:
         await self.session.flush()
         await self.session.refresh(runtime_session)
 
-    async def get(self, session_id: str) -> RuntimeSession | None:
-        return await self.session.get(RuntimeSession, session_id, populate_existing=True)
-
     async def get_with_usage(self, session_id: str) -> tuple[RuntimeSession, float] | None:
         """The session and its usage up to this moment (by the database clock)."""
         row = (

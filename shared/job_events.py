@@ -1,10 +1,54 @@
-"""What every job state change announces, written to the outbox in the same transaction as the change."""
+"""What every job state change implies, written in the same transaction as the change: its events and
+commands in the outbox, and its session's clock."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.messaging.messages import JobEvent, JobFinished, JobSubmitted
 from shared.messaging.topology import COMMANDS, EVENTS, SCHEDULER_ROUTING_KEY
+from shared.session_events import announce_session_state
 from shared.states import JobStatus
+
+
+async def job_changed(db: AsyncSession, job: Job) -> None:
+    """Announce the job's new state and keep its session's clock: a start activates the session,
+    a completion restarts its interactive timer."""
+    await jobs_changed(db, [job])
+
+
+async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
+    """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once."""
+    outbox = OutboxRepository(db)
+    started: set[str] = set()
+    completed: dict[str, float] = {}
+    for job in jobs:
+        await announce_job_state(outbox, job)
+        status = JobStatus(job.status)
+        if job.session_id is None:
+            continue
+        if status is JobStatus.RUNNING:
+            started.add(job.session_id)
+        elif status.is_final and job.started_at is not None:
+            completed[job.session_id] = completed.get(job.session_id, 0.0) + _run_seconds(job)
+    sessions = RuntimeSessionRepository(db)
+    for session_id in sorted(started):
+        activated = await sessions.activate(session_id)
+        if activated is not None:
+            await announce_session_state(outbox, activated)
+        else:
+            await sessions.job_started(session_id)
+    for session_id, run_seconds in sorted(completed.items()):
+        await sessions.job_completed(session_id, run_seconds)
+
+
+def _run_seconds(job: Job) -> float:
+    if job.execution_seconds is not None:
+        return job.execution_seconds
+    if job.started_at is not None and job.finished_at is not None:
+        return max(0.0, (job.finished_at - job.started_at).total_seconds())
+    return 0.0
 
 
 async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -43,6 +43,24 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Sessions and batches (seconds). A session's max_ttl clock starts when its first job starts.
+    session_default_max_ttl: int = Field(default=8 * 3600, gt=0)
+    # The system maximum: a requested max_ttl above it is refused.
+    session_max_ttl_limit: int = Field(default=8 * 3600, gt=0)
+    # Idle time after a job completes before a session with nothing ready goes inactive.
+    session_interactive_ttl: int = Field(default=60, gt=0)
+    batch_interactive_ttl: int = Field(default=1, gt=0)
+    # A job running longer than its `cost` (or this default) is cancelled with reason code 1305;
+    # `cost` itself is capped at the limit, like the service cap of Qiskit Runtime.
+    default_max_execution_time: int = Field(default=3 * 3600, gt=0)
+    max_execution_time_limit: int = Field(default=3 * 3600, gt=0)
+    # Fair share compares each instance's backend time over this rolling window (28 days, as IBM).
+    fair_share_window_seconds: float = Field(default=28 * 24 * 3600.0, gt=0)
+    # Small jobs on one backend share a dispatch and one simulator call; 1 disables grouping.
+    max_group_size: int = Field(default=50, gt=0)
+    # A job of more shots than this is worth a dispatch of its own.
+    group_max_shots: int = Field(default=10_000, gt=0)
+
     log_level: str = "INFO"
     # "text" for a terminal, "json" (one object per line, with job and session ids) for log shippers.
     log_format: Literal["text", "json"] = "text"
@@ -61,6 +79,14 @@ class Settings(BaseSettings):
     usage_window_days: float = Field(default=28.0, gt=0)
     # Origins allowed to call the API from a browser; empty = CORS off.
     cors_origins: Annotated[list[str], NoDecode] = []
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> "Settings":
+        if self.session_default_max_ttl > self.session_max_ttl_limit:
+            raise ValueError("session_default_max_ttl exceeds session_max_ttl_limit")
+        if self.default_max_execution_time > self.max_execution_time_limit:
+            raise ValueError("default_max_execution_time exceeds max_execution_time_limit")
+        return self
 
     @field_validator("backends", "cors_origins", mode="before")
     @classmethod

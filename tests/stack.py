@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,25 @@ c = measure q;
 
 
 TEST_JWT_SECRET = "test-secret-of-the-qruntime-suite-0123456789"
+
+
+def layered_qasm(qubits: int, layers: int) -> str:
+    """A circuit that keeps the simulator busy for a while (rotations and entanglers, then measure)."""
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];"]
+    for layer in range(layers):
+        lines += [f"rx({0.1 * (layer + q):.2f}) q[{q}];" for q in range(qubits)]
+        lines += [f"cx q[{q}],q[{q + 1}];" for q in range(0, qubits - 1, 2 if layer % 2 else 3)]
+    return "\n".join([*lines, "measure q -> c;", ""])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> float:
+    """Poll until `predicate` holds; returns the monotonic time it first held."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+    return time.monotonic()
 
 
 def free_port() -> int:

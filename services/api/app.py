@@ -24,6 +24,8 @@ from services.api.metrics import RequestMetrics, remember_route
 from services.api.metrics import router as metrics_router
 from services.api.providers.router import router as providers_router
 from services.api.providers.service import ProviderService
+from services.api.sessions.router import router as sessions_router
+from services.api.sessions.service import RuntimeSessionService
 from services.api.usage.router import router as usage_router
 from shared.backends import build_catalog
 from shared.db.engine import create_engine, create_session_factory
@@ -47,6 +49,7 @@ def api_router() -> APIRouter:
     router.include_router(providers_router)
     router.include_router(usage_router)
     router.include_router(admin_router)
+    router.include_router(sessions_router)
     return router
 
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
             backends=backends,
             deployments=DeploymentService(sessions, jobs, limits),
             providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
+            runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
         )
         relay_task = asyncio.create_task(relay.run())
         try:

@@ -9,6 +9,7 @@ from services.api.backends.service import BackendService
 from services.api.deployments.service import DeploymentService
 from services.api.jobs.service import JobService
 from services.api.providers.service import ProviderService
+from services.api.sessions.service import RuntimeSessionService
 from shared.identity.service import IdentityService
 from shared.messaging.relay import OutboxRelay
 from shared.settings import Settings
@@ -25,6 +26,7 @@ class AppContext:
     backends: BackendService
     deployments: DeploymentService
     providers: ProviderService
+    runtime_sessions: RuntimeSessionService
 
 
 def context(request: Request) -> AppContext:
@@ -34,3 +36,7 @@ def context(request: Request) -> AppContext:
 
 def job_service(request: Request) -> JobService:
     return context(request).jobs
+
+
+def runtime_session_service(request: Request) -> RuntimeSessionService:
+    return context(request).runtime_sessions

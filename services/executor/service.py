@@ -1,5 +1,6 @@
-"""The executor of one backend: takes dispatches from its queue, runs them in the warm child
-process, and writes the result, the final state and its events in one transaction before it acks."""
+"""The executor of one backend: takes dispatches (one job, or a group of small jobs) from its queue,
+runs them in the warm child process, and writes the results, the final states and their events in
+one transaction before it acks."""
 
 import asyncio
 import logging
@@ -8,21 +9,22 @@ import socket
 import time
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.executor.worker import Outcome, SimulationWorker
+from services.executor.worker import JobRun, Outcome, SimulationWorker
 from shared.db.engine import unit_of_work
-from shared.db.models import Executor
+from shared.db.models import Executor, Job
 from shared.db.repositories.jobs import JobRepository
-from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import ErrorCode
-from shared.job_events import announce_job_state
+from shared.job_events import job_changed, jobs_changed
 from shared.messaging.connection import connect_with_retry
-from shared.messaging.messages import Dispatch
+from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -30,7 +32,13 @@ from shared.states import JobStatus
 
 log = logging.getLogger(__name__)
 
-_CANCEL_CHECK_SECONDS = 0.25
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    program_id: str
+    params: str
+    time_limit: int  # seconds it may run before it is cancelled with reason code 1305
 
 
 class ExecutorService:
@@ -89,7 +97,7 @@ class ExecutorService:
 
     async def _on_dispatch(self, message: AbstractIncomingMessage) -> None:
         try:
-            dispatch = Dispatch.model_validate_json(message.body)
+            dispatch = executor_command_adapter.validate_json(message.body)
         except ValidationError:
             log.error("dead-lettering an unreadable dispatch %s", message.message_id)
             await message.reject(requeue=False)
@@ -106,61 +114,112 @@ class ExecutorService:
             self._idle.set()
         await message.ack()
 
-    async def handle(self, dispatch: Dispatch, redelivered: bool) -> None:
+    async def handle(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
+        job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
+        claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            job = await jobs.claim(dispatch.job_id, dispatch.dispatch_id, self.id, redelivered)
-            if job is None:
-                log.info("dispatch %s is stale or a duplicate; dropped", dispatch.dispatch_id)
-                return
-            outbox = OutboxRepository(session)
-            if job.attempts > self.settings.max_job_attempts:
-                failed = await jobs.fail(
-                    job,
-                    reason=f"The job was started {job.attempts - 1} times and never finished; given up.",
-                    reason_code=int(ErrorCode.EXECUTION_FAILED),
-                )
-                if failed is not None:
-                    await announce_job_state(outbox, failed)
-                return
-            await announce_job_state(outbox, job)
-            program_id, params = job.program_id, job.params
+            await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
+            changed: list[Job] = []
+            for job in await jobs.claim(job_ids, dispatch.dispatch_id, self.id, redelivered):
+                if job.attempts > self.settings.max_job_attempts:
+                    failed = await jobs.fail(
+                        job,
+                        reason=f"The job was started {job.attempts - 1} times and never finished; given up.",
+                        reason_code=int(ErrorCode.EXECUTION_FAILED),
+                    )
+                    if failed is not None:
+                        changed.append(failed)
+                    continue
+                changed.append(job)
+                claimed.append(ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job)))
+            await jobs_changed(session, changed)
+        if not claimed:
+            log.info("dispatch %s is stale or a duplicate; dropped", dispatch.dispatch_id)
+            return
+        await self._run(claimed)
 
-        outcome = await self.worker.run(program_id, params, lambda: self._lost_job(job.id))
-        await self._record(job.id, outcome)
+    def _time_limit(self, job: Job) -> int:
+        """The job's max execution time: its own (`cost`) capped at the system limit, or the default."""
+        requested = job.max_execution_time or self.settings.default_max_execution_time
+        return min(requested, self.settings.max_execution_time_limit)
 
-    async def _lost_job(self, job_id: str) -> bool:
-        """True when the job was cancelled or taken over, so the simulation must stop."""
+    async def _run(self, claimed: list[ClaimedJob]) -> None:
+        started = time.monotonic()
+        outcome = await self.worker.run(
+            [(job.program_id, job.params) for job in claimed], lambda: self._should_stop(claimed, started)
+        )
+        if outcome.kind == "crashed" and len(claimed) > 1:
+            # One job may have taken the simulator down: run each alone so the others still complete.
+            async with unit_of_work(self.sessions) as session:
+                alive = await JobRepository(session).running_here([job.id for job in claimed], self.id)
+            for job in claimed:
+                if job.id in alive:
+                    await self._run([job])
+            return
+        await self._record(claimed, outcome)
+
+    async def _should_stop(self, claimed: list[ClaimedJob], started: float) -> bool:
+        """Time out the jobs past their max execution time; True when none of the dispatch's jobs is
+        still running here (all cancelled, timed out or taken over), so the simulation must stop."""
+        elapsed = time.monotonic() - started
         async with unit_of_work(self.sessions) as session:
-            job = await JobRepository(session).get(job_id)
-            return job is None or job.status != JobStatus.RUNNING.value or job.executor_id != self.id
+            jobs = JobRepository(session)
+            running = await jobs.running_here([job.id for job in claimed], self.id)
+            overdue = [job for job in claimed if job.id in running and elapsed >= job.time_limit]
+            if overdue:
+                await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in overdue])
+            for job in overdue:
+                timed_out = await jobs.time_out(
+                    job.id,
+                    self.id,
+                    reason=f"The job ran longer than its max execution time of {job.time_limit} s.",
+                    seconds=elapsed,
+                )
+                if timed_out is not None:
+                    log.info("job %s ran past its max execution time of %d s", job.id, job.time_limit)
+                    await job_changed(session, timed_out)
+                    running.discard(job.id)
+        return not running
 
-    async def _record(self, job_id: str, outcome: Outcome) -> None:
+    async def _record(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
         if outcome.kind == "stopped":
-            log.info("job %s stopped (cancelled or taken over)", job_id)
+            for job in claimed:
+                log.info("job %s stopped (cancelled, timed out or taken over)", job.id)
             return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            if outcome.kind == "done":
-                done = await jobs.complete(job_id, self.id, JobStatus.DONE, outcome.seconds)
-                if done is None:
-                    return  # cancelled meanwhile: the result is not kept
-                await jobs.add_result(job_id, outcome.body or "")
-                changed = done
-            else:
-                code = ErrorCode.SIMULATOR_FAILED if outcome.kind == "failed" else ErrorCode.EXECUTION_FAILED
-                failed = await jobs.complete(
-                    job_id,
-                    self.id,
-                    JobStatus.ERROR,
-                    outcome.seconds,
-                    reason=outcome.message,
-                    reason_code=int(code),
-                )
-                if failed is None:
-                    return
-                changed = failed
-            await announce_job_state(OutboxRepository(session), changed)
+            await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
+            finished: list[Job] = []
+            for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
+                if run.ok:
+                    done = await jobs.complete(job.id, self.id, JobStatus.DONE, run.seconds)
+                    if done is None:
+                        continue  # cancelled or timed out meanwhile: the result is not kept
+                    await jobs.add_result(job.id, run.payload)
+                    finished.append(done)
+                else:
+                    code = (
+                        ErrorCode.SIMULATOR_FAILED if outcome.kind == "done" else ErrorCode.EXECUTION_FAILED
+                    )
+                    failed = await jobs.complete(
+                        job.id,
+                        self.id,
+                        JobStatus.ERROR,
+                        run.seconds,
+                        reason=run.payload,
+                        reason_code=int(code),
+                    )
+                    if failed is not None:
+                        finished.append(failed)
+            await jobs_changed(session, finished)
+
+    @staticmethod
+    def _runs(claimed: list[ClaimedJob], outcome: Outcome) -> list[JobRun]:
+        if outcome.kind == "done" and len(outcome.runs) == len(claimed):
+            return outcome.runs
+        message = outcome.message or "the simulator returned no result for the job"
+        return [JobRun(ok=False, payload=message, seconds=outcome.seconds)] * len(claimed)
 
     async def _register(self) -> None:
         async with unit_of_work(self.sessions) as session:

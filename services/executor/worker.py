@@ -1,13 +1,13 @@
 """The executor's child process. qiskit-aer holds the GIL for a whole simulation, so it never runs
 in the process that talks to the broker and the database; and a child can be killed, which is how
-cancel really stops a running job."""
+cancel and max execution time really stop a running job."""
 
 import asyncio
 import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -17,31 +17,39 @@ _POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
+class JobRun:
+    """How one job of a dispatch ran: its result JSON, or why it failed."""
+
+    ok: bool
+    payload: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Outcome:
-    kind: str  # "done" | "failed" | "stopped" | "crashed"
-    body: str | None = None
+    kind: str  # "done" (see runs) | "stopped" | "crashed"
+    runs: list[JobRun] = field(default_factory=list)
     message: str | None = None
     seconds: float = 0.0
 
 
 def _child_main(conn: Connection, backend: str) -> None:
-    from services.executor.simulation import ProgramError, SimulatorRuntime
+    from services.executor.simulation import SimulatorRuntime
 
     runtime = SimulatorRuntime(backend)
     conn.send(("ready",))
     while True:
         try:
-            program_id, params_text = conn.recv()
+            jobs: list[tuple[str, str]] = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone
         started = time.perf_counter()
         try:
-            body = runtime.run(program_id, params_text)
-            conn.send(("done", body, time.perf_counter() - started))
-        except ProgramError as exc:
-            conn.send(("failed", str(exc), time.perf_counter() - started))
+            runs = runtime.run(jobs)
         except Exception as exc:
-            conn.send(("failed", f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", 0.0))
+            message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+            runs = [JobRun(ok=False, payload=message, seconds=0.0)] * len(jobs)
+        conn.send(("done", runs, time.perf_counter() - started))
 
 
 class SimulationWorker:
@@ -78,23 +86,20 @@ class SimulationWorker:
         await self.stop()
         await self.start()
 
-    async def run(
-        self, program_id: str, params_text: str, should_stop: Callable[[], Awaitable[bool]]
-    ) -> Outcome:
-        """Run one job; poll `should_stop` meanwhile and kill the child when it says so."""
+    async def run(self, jobs: list[tuple[str, str]], should_stop: Callable[[], Awaitable[bool]]) -> Outcome:
+        """Run (program_id, params) jobs in one go; poll `should_stop` meanwhile and kill the child
+        when it says so (every job of the dispatch was cancelled, timed out or taken over)."""
         assert self._conn is not None and self._process is not None
         conn, process = self._conn, self._process
-        conn.send((program_id, params_text))
+        conn.send(jobs)
         started = time.perf_counter()
         while True:
             if await asyncio.to_thread(conn.poll, _POLL_SECONDS):
                 try:
-                    kind, payload, seconds = conn.recv()
+                    _, runs, seconds = conn.recv()
                 except (EOFError, OSError):
                     break
-                if kind == "done":
-                    return Outcome("done", body=payload, seconds=seconds)
-                return Outcome("failed", message=payload, seconds=seconds)
+                return Outcome("done", runs=list(runs), seconds=seconds)
             if not process.is_alive():
                 break
             if await should_stop():

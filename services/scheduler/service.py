@@ -1,9 +1,11 @@
 """The scheduler: one leader per database (Postgres advisory lock) dispatches queued jobs to the
-per-backend queues, and requeues the jobs of executors that died.
+per-backend queues in the order of the policy, fires session timers, and requeues the jobs of
+executors that died.
 
 Everything it decides is read from and written to PostgreSQL in one transaction, with the dispatch
 messages in the outbox, so a scheduler killed at any point is replaced without losing or
-duplicating work.
+duplicating work. Session timers are deadlines computed from session rows by the database clock:
+the leader sleeps until the next one, so a new leader picks up exactly where the old one was.
 """
 
 import asyncio
@@ -17,24 +19,37 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.scheduler.policy import free_slots, message_priority
+from services.scheduler.policy import (
+    BackendSnapshot,
+    Grouping,
+    QueuedJob,
+    SessionInfo,
+    free_slots,
+    message_priority,
+    plan_dispatches,
+)
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.inbox import InboxRepository
-from shared.db.repositories.jobs import JobRepository
+from shared.db.repositories.jobs import JobRepository, QueuedJobRow
 from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import ErrorCode
-from shared.job_events import announce_job_state
+from shared.job_events import job_changed
 from shared.messaging.connection import connect_with_retry
-from shared.messaging.messages import Dispatch, scheduler_command_adapter
+from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
+from shared.session_lifecycle import fire_due_timers
 from shared.settings import Settings
+from shared.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
 CONSUMER_NAME = "scheduler"
+# Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
+_MIN_SLEEP_SECONDS = 0.02
 
 
 class Scheduler:
@@ -43,6 +58,7 @@ class Scheduler:
         self.sessions = sessions
         self.topology = Topology(settings.namespace)
         self.relay = OutboxRelay(settings, sessions)
+        self.grouping = Grouping(settings.max_group_size, settings.group_max_shots)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -99,12 +115,13 @@ class Scheduler:
             tag = await queue.consume(self._on_command)
             try:
                 while not self._stop.is_set() and not lock_conn.is_closed():
-                    await self._tick()
                     self._wake.clear()
+                    next_deadline = await self._tick()
+                    sleep = self.settings.scheduler_tick_seconds
+                    if next_deadline is not None:
+                        sleep = max(_MIN_SLEEP_SECONDS, min(sleep, next_deadline))
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), timeout=self.settings.scheduler_tick_seconds
-                        )
+                        await asyncio.wait_for(self._wake.wait(), timeout=sleep)
             finally:
                 with suppress(Exception):
                     await queue.cancel(tag)
@@ -112,15 +129,30 @@ class Scheduler:
             with suppress(Exception):
                 await connection.close()
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> float | None:
+        """One pass; returns the seconds until the next session deadline (None: no deadline)."""
         try:
             await self.reap_orphans()
+            await self.fire_timers()
             while await self.dispatch_ready():
                 pass
+            async with unit_of_work(self.sessions) as session:
+                return await RuntimeSessionRepository(session).seconds_to_next_deadline()
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
         except Exception:
             log.exception("scheduler pass failed")
+        return None
+
+    async def fire_timers(self) -> None:
+        async with unit_of_work(self.sessions) as session:
+            fired = await fire_due_timers(session)
+        for session_id in fired.expired:
+            log.info("session %s reached its max_ttl; closed", session_id)
+        for session_id in fired.deactivated:
+            log.info("session %s idle past its interactive_ttl; inactive", session_id)
+        for session_id in fired.drained:
+            log.info("session %s drained; closed", session_id)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -143,43 +175,100 @@ class Scheduler:
         self._wake.set()
 
     async def dispatch_ready(self) -> int:
-        """Dispatch queued jobs into free slots. Returns how many were dispatched."""
+        """Dispatch queued jobs into free slots, in the policy's order. Returns how many dispatches."""
         dispatched = 0
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             outbox = OutboxRepository(session)
             loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
             slots = free_slots(loads, self.settings.dispatch_per_executor)
+            if not slots:
+                return 0
+            usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
             # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
-            held = (
-                await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
-                if slots
-                else []
-            )
+            held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
             for backend, free in slots.items():
-                for job in await jobs.lock_next_undispatched(backend, free, held):
+                snapshot, rows = await self._snapshot(session, backend, free, usage, held)
+                for group in plan_dispatches(snapshot, self.grouping):
                     dispatch_id = uuid.uuid4()
-                    if not await jobs.mark_dispatched(job.id, dispatch_id):
+                    job_ids = await jobs.mark_dispatched(group, dispatch_id)
+                    if not job_ids:
                         continue
-                    await outbox.add(
-                        DISPATCH,
-                        backend,
-                        Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend=backend),
-                        priority=message_priority(job.priority, MAX_PRIORITY),
-                    )
+                    message: Message
+                    if len(job_ids) == 1:
+                        message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
+                    else:
+                        message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
+                    top = max(rows[job_id].priority for job_id in job_ids)
+                    await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
                     dispatched += 1
         return dispatched
 
     def _usage_window_start(self) -> datetime:
         return datetime.now(UTC) - timedelta(days=self.settings.usage_window_days)
 
+    async def _snapshot(
+        self,
+        session: AsyncSession,
+        backend: str,
+        free: int,
+        usage: dict[str | None, float],
+        held_instances: list[str],
+    ) -> tuple[BackendSnapshot, dict[str, QueuedJobRow]]:
+        """What the policy sees of one backend."""
+        jobs = JobRepository(session)
+        rows = await jobs.undispatched(
+            backend, per_owner_and_session=free * self.settings.max_group_size, held_instances=held_instances
+        )
+        in_flight = await jobs.in_flight_sessions(backend)
+        wanted = {row.session_id for row in rows if row.session_id is not None} | in_flight
+        runtime_sessions = await RuntimeSessionRepository(session).for_scheduling(backend, wanted)
+        cost = await jobs.mean_run_seconds(backend) or 1.0
+        # Jobs on their way to an executor are not usage yet; count them at the estimated cost.
+        projected = dict(usage)
+        for instance, count in (await jobs.dispatched_unstarted_by_instance(backend)).items():
+            projected[instance] = projected.get(instance, 0.0) + count * cost
+        snapshot = BackendSnapshot(
+            backend=backend,
+            free_slots=free,
+            queued=[
+                QueuedJob(
+                    id=row.id,
+                    owner=row.instance_id,
+                    session_id=row.session_id,
+                    priority=row.priority,
+                    created_at=row.created_at,
+                    total_shots=row.total_shots,
+                )
+                for row in rows
+            ],
+            sessions={
+                s.id: SessionInfo(
+                    id=s.id,
+                    mode=SessionMode(s.mode),
+                    state=SessionState(s.state),
+                    activated_at=s.activated_at,
+                )
+                for s in runtime_sessions
+            },
+            in_flight_sessions=frozenset(in_flight),
+            usage=projected,
+            job_cost=cost,
+        )
+        return snapshot, {row.id: row for row in rows}
+
     async def reap_orphans(self) -> int:
         """Requeue RUNNING jobs whose executor died; after too many attempts, fail them with a reason."""
         reaped = 0
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            outbox = OutboxRepository(session)
-            for job in await jobs.orphaned_running(self.settings.executor_lease_seconds):
+            lease = self.settings.executor_lease_seconds
+            candidates = await jobs.orphaned_running(lease, lock=False)
+            if not candidates:
+                return 0
+            # Sessions before jobs, the order every writer follows (see lock_sessions_of).
+            await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in candidates])
+            for job in await jobs.orphaned_running(lease):
                 if job.attempts >= self.settings.max_job_attempts:
                     changed = await jobs.fail(
                         job,
@@ -191,6 +280,6 @@ class Scheduler:
                     changed = await jobs.requeue(job)
                 if changed is not None:
                     log.warning("job %s lost its executor; now %s", job.id, changed.status)
-                    await announce_job_state(outbox, changed)
+                    await job_changed(session, changed)
                     reaped += 1
         return reaped

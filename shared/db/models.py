@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.states import JobStatus
+from shared.states import JobStatus, SessionMode, SessionState
 
 
 class Base(DeclarativeBase):
@@ -27,6 +28,8 @@ class Base(DeclarativeBase):
 
 
 JOB_STATUS_CHECK = "status IN (" + ", ".join(f"'{s.value}'" for s in JobStatus) + ")"
+SESSION_STATE_CHECK = "state IN (" + ", ".join(f"'{s.value}'" for s in SessionState) + ")"
+SESSION_MODE_CHECK = "mode IN (" + ", ".join(f"'{m.value}'" for m in SessionMode) + ")"
 
 
 class Job(Base):
@@ -44,7 +47,7 @@ class Job(Base):
     total_shots: Mapped[int] = mapped_column(BigInteger)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[list[str]] = mapped_column(JSONB, default=list)
-    session_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"))
     # Who submitted it and on which instance (tenant); fair share counts usage per instance.
     user_id: Mapped[str | None] = mapped_column(String(64))
     instance_id: Mapped[str | None] = mapped_column(String(255))
@@ -78,6 +81,50 @@ class Job(Base):
         Index("jobs_instance_created", "instance_id", "created_at"),
         Index("jobs_user_created", "user_id", "created_at"),
         Index("jobs_deployment", "deployment_id"),
+        Index("jobs_session_status", "session_id", "status", postgresql_where=text("session_id IS NOT NULL")),
+    )
+
+
+class RuntimeSession(Base):
+    """A Qiskit Runtime Session (mode `dedicated`) or Batch (mode `batch`) on one backend.
+
+    Named apart from SQLAlchemy's Session; the table and the API call it a session."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(128))
+    mode: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=SessionState.OPEN.value)
+    accepting_jobs: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Seconds. active_ttl is how long the session may stay active: its max_ttl, as IBM reports it.
+    max_ttl: Mapped[int] = mapped_column(Integer)
+    interactive_ttl: Mapped[int] = mapped_column(Integer)
+    active_ttl: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When its first job started: the max_ttl clock.
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When it last became active.
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_job_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_job_completed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Usage in seconds: a dedicated session's time spent active, a batch's sum of job run times.
+    # While a dedicated session is active the running stretch since activated_at is added on read.
+    elapsed_time: Mapped[float] = mapped_column(default=0.0)
+    # Why it closed ("closed", "cancelled", "max_ttl").
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    # [{"status": state, "timestamp": ISO time}] in the order the states were entered.
+    timestamps: Mapped[list[dict[str, str]]] = mapped_column(JSONB, default=list)
+    # The owner; filled by identity (NULL until then).
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        CheckConstraint(SESSION_STATE_CHECK, name="sessions_state_valid"),
+        CheckConstraint(SESSION_MODE_CHECK, name="sessions_mode_valid"),
+        Index("sessions_unclosed", "backend", "state", postgresql_where=text("state <> 'closed'")),
+        Index("sessions_created_at", "created_at"),
     )
 
 

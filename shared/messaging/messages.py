@@ -47,6 +47,25 @@ class Dispatch(Message):
     backend: str
 
 
+class DispatchGroup(Message):
+    """scheduler -> executor of one backend: run these small jobs together, in one simulator call.
+
+    A new type rather than a new version of Dispatch, so dispatches already queued stay readable."""
+
+    type: Literal["dispatch.group"] = "dispatch.group"
+    dispatch_id: uuid.UUID
+    job_ids: list[str] = Field(min_length=1)
+    backend: str
+
+
+class SessionChanged(Message):
+    """api or executor -> scheduler: a session was closed, cancelled or changed; re-plan its backend."""
+
+    type: Literal["session.changed"] = "session.changed"
+    session_id: str
+    backend: str
+
+
 class JobEvent(Message):
     """-> subscribers on the events exchange: a job changed state."""
 
@@ -58,5 +77,22 @@ class JobEvent(Message):
     reason_code: int | None = None
 
 
-SchedulerCommand = Annotated[JobSubmitted | JobFinished, Field(discriminator="type")]
-scheduler_command_adapter: TypeAdapter[JobSubmitted | JobFinished] = TypeAdapter(SchedulerCommand)
+class SessionEvent(Message):
+    """-> subscribers on the events exchange: a session changed state or stopped accepting jobs."""
+
+    type: Literal["session.state_changed"] = "session.state_changed"
+    session_id: str
+    backend: str
+    mode: str
+    state: str
+    accepting_jobs: bool
+    reason: str | None = None
+
+
+SchedulerCommand = Annotated[JobSubmitted | JobFinished | SessionChanged, Field(discriminator="type")]
+scheduler_command_adapter: TypeAdapter[JobSubmitted | JobFinished | SessionChanged] = TypeAdapter(
+    SchedulerCommand
+)
+
+ExecutorCommand = Annotated[Dispatch | DispatchGroup, Field(discriminator="type")]
+executor_command_adapter: TypeAdapter[Dispatch | DispatchGroup] = TypeAdapter(ExecutorCommand)

@@ -122,7 +122,7 @@ def test_body_over_size_limit(stack: Stack, nothing_written: None) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/v1/jobs/{}", "/api/v1/jobs/{}/results"])
-@pytest.mark.parametrize("job_id", ["0123456789abcdef0123", "x" * 500, "%27%3B--"])
+@pytest.mark.parametrize("job_id", ["0123456789abcdef0123", "x" * 500, "%27%3B--", "a%00b"])
 def test_unknown_job_id(stack: Stack, path: str, job_id: str) -> None:
     with stack.client() as client:
         response = client.get(path.format(job_id))

@@ -131,6 +131,23 @@ def test_other_users_objects_are_invisible(tenants: Stack) -> None:
                 assert response.json()["errors"][0]["message"] == f"Job {job_id} was not found."
     with stack.client("alice") as client:
         assert client.get(f"/api/v1/jobs/{job_id}/results").status_code == 200
+        session_id = client.post(
+            "/api/v1/sessions", json={"mode": "batch", "backend": "aer_simulator"}
+        ).json()["id"]
+    with stack.client("bob") as client:
+        for response in (
+            client.get(f"/api/v1/sessions/{session_id}"),
+            client.patch(f"/api/v1/sessions/{session_id}", json={"accepting_jobs": False}),
+            client.delete(f"/api/v1/sessions/{session_id}/close"),
+        ):
+            assert response.status_code == 404, response.request.url
+        joined = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", session_id=session_id))
+        assert joined.status_code == 400 and joined.json()["errors"][0]["code"] == 4002
+        assert session_id not in {s["id"] for s in client.get("/api/v1/sessions").json()["sessions"]}
+    with stack.client("root") as client:
+        assert client.get(f"/api/v1/sessions/{session_id}").status_code == 200
+    with stack.client("alice") as client:
+        assert client.delete(f"/api/v1/sessions/{session_id}/close").status_code == 204
 
 
 def test_admin_sees_every_tenant(tenants: Stack) -> None:

@@ -16,7 +16,7 @@ class JobCreate(BaseModel):
     session_id: str | None = Field(default=None, max_length=64)
     tags: list[str] | None = Field(default=None, max_length=64)
     # The client's `max_execution_time` arrives as `cost` (seconds).
-    cost: int | None = Field(default=None, gt=0)
+    cost: int | None = Field(default=None, gt=0, le=2**31 - 1)
     log_level: str | None = Field(default=None, max_length=16)
     priority: int = Field(default=0, ge=-10, le=10)
 

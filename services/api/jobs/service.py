@@ -1,23 +1,23 @@
 """Rules for jobs: what may be submitted, cancelled and read."""
 
 import json
-import secrets
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.backends import BackendInfo
 from shared.db.engine import unit_of_work
-from shared.db.models import Job
+from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter, JobRepository
-from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.identity.service import Principal
-from shared.job_events import announce_job_state
+from shared.ids import is_wellformed_id, new_id
+from shared.job_events import job_changed
 from shared.programs import Limits, NormalizedParams, decode_body, normalize
 from shared.runner import runner_error_results
-from shared.states import JobStatus, check_job_transition
+from shared.states import JobStatus, SessionState, check_job_transition
 
 from .schemas import (
     JobCreate,
@@ -32,11 +32,9 @@ from .schemas import (
     UsageSeconds,
 )
 
-MAX_ID_LENGTH = 64
-
 
 def new_job_id() -> str:
-    return secrets.token_hex(10)
+    return new_id()
 
 
 class JobService:
@@ -122,10 +120,25 @@ class JobService:
             name=name,
         )
         async with unit_of_work(self.sessions) as session:
+            if session_id is not None:
+                await self._check_session(session, session_id, backend, principal)
             await self._check_concurrency(IdentityRepository(session), principal.instance_id)
             await JobRepository(session).add(job)
-            await announce_job_state(OutboxRepository(session), job)
+            await job_changed(session, job)
         return job
+
+    async def _check_session(
+        self, db: AsyncSession, session_id: str, backend: str, principal: Principal
+    ) -> None:
+        if not is_wellformed_id(session_id):
+            raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id!r} was not found.")
+        # Locked until commit: a close or cancel racing with this submission waits, then sees the job.
+        runtime_session = await RuntimeSessionRepository(db).get_for_submission(session_id)
+        if runtime_session is not None and not (
+            principal.is_admin or runtime_session.user_id == principal.user_id
+        ):
+            runtime_session = None  # another user's session is as good as missing
+        check_session_accepts(runtime_session, session_id, backend)
 
     async def rerun(self, job_id: str, principal: Principal) -> JobCreated:
         """A new job with the same inputs (not in the original's session, which may have closed)."""
@@ -167,12 +180,13 @@ class JobService:
             jobs = JobRepository(session)
             job = await self._get(jobs, job_id, principal)
             check_job_transition(JobStatus(job.status), JobStatus.CANCELLED)
+            await RuntimeSessionRepository(session).lock_sessions_of([job_id])
             cancelled = await jobs.cancel(job_id, reason="Cancelled by the user.")
             if cancelled is None:  # it became final meanwhile
                 fresh = await self._get(jobs, job_id, principal)
                 check_job_transition(JobStatus(fresh.status), JobStatus.CANCELLED)
                 return
-            await announce_job_state(OutboxRepository(session), cancelled)
+            await job_changed(session, cancelled)
 
     async def result(self, job_id: str, principal: Principal) -> tuple[str, str]:
         """The result body and its media type; a failed job's error text is a 2xx body too."""
@@ -253,7 +267,7 @@ class JobService:
         return "\n".join(lines) + "\n"
 
     async def _get(self, jobs: JobRepository, job_id: str, principal: Principal) -> Job:
-        job = await jobs.get(job_id) if len(job_id) <= MAX_ID_LENGTH else None
+        job = await jobs.get(job_id) if is_wellformed_id(job_id) else None
         # Another user's job answers exactly like a missing one: its existence is not revealed.
         if job is None or not (principal.is_admin or job.user_id == principal.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
@@ -264,6 +278,27 @@ def _qiskit_version() -> str:
     import qiskit
 
     return str(qiskit.__version__)
+
+
+def check_session_accepts(runtime_session: RuntimeSession | None, session_id: str, backend: str) -> None:
+    """A job may join a session that exists, accepts jobs and runs on the job's backend."""
+    if runtime_session is None:
+        raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
+    if runtime_session.state == SessionState.CLOSED.value:
+        raise Conflict(
+            ErrorCode.SESSION_CLOSED,
+            f"Job is part of a session that's been closed: session {session_id} is closed.",
+        )
+    if not runtime_session.accepting_jobs:
+        raise Conflict(
+            ErrorCode.SESSION_CLOSED,
+            f"Session {session_id} is closing and accepts no new jobs; create a new session.",
+        )
+    if runtime_session.backend != backend:
+        raise InvalidInput(
+            ErrorCode.SESSION_BACKEND_MISMATCH,
+            f"Session {session_id} runs on {runtime_session.backend}, not on {backend}.",
+        )
 
 
 def _error_text(job: Job) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, JobResult
+from shared.errors import ErrorCode
 from shared.states import JobStatus, sources_of
 
 
@@ -40,8 +41,20 @@ class JobFilter:
 @dataclass(frozen=True)
 class BackendLoad:
     backend: str
-    in_flight: int
+    in_flight: int  # dispatches (a group of jobs counts once) sent and not yet finished
     live_executors: int
+
+
+@dataclass(frozen=True)
+class QueuedJobRow:
+    """What the scheduling policy needs to know of a queued, undispatched job."""
+
+    id: str
+    instance_id: str | None
+    session_id: str | None
+    priority: int
+    created_at: datetime
+    total_shots: int
 
 
 class JobRepository:
@@ -114,22 +127,36 @@ class JobRepository:
             finished_at=func.now(),
         )
 
+    async def cancel_queued_in_session(self, session_id: str, reason: str, reason_code: int) -> list[Job]:
+        """QUEUED jobs of a session -> CANCELLED (dispatched ones too: their dispatch then claims nothing)."""
+        return await self._transition_all(
+            and_(Job.session_id == session_id, Job.status == JobStatus.QUEUED.value),
+            JobStatus.CANCELLED,
+            reason=reason,
+            reason_code=reason_code,
+            finished_at=func.now(),
+        )
+
     async def _transition(self, where: object, target: JobStatus, **values: object) -> Job | None:
+        changed = await self._transition_all(where, target, **values)
+        return changed[0] if changed else None
+
+    async def _transition_all(self, where: object, target: JobStatus, **values: object) -> list[Job]:
         result = await self.session.execute(
             update(Job)
             .where(where, Job.status.in_(_in_states(sources_of(target))))  # type: ignore[arg-type]
             .values(status=target.value, **values)
             .returning(Job)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        return result.scalars().first()
+        return list(result.scalars().all())
 
     # --- scheduler -------------------------------------------------------------------------
 
     async def backend_loads(self, lease_seconds: float) -> list[BackendLoad]:
         """Dispatched-but-unfinished jobs and live executors per backend with queued work."""
         in_flight = (
-            select(Job.backend, func.count().label("n"))
+            select(Job.backend, func.count(Job.dispatch_id.distinct()).label("n"))
             .where(
                 or_(
                     Job.status == JobStatus.RUNNING.value,
@@ -153,48 +180,129 @@ class JobRepository:
         backends = (await self.session.scalars(waiting)).all()
         return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
 
-    async def lock_next_undispatched(
-        self, backend: str, limit: int, held_instances: Sequence[str] = ()
-    ) -> list[Job]:
-        """The next jobs to dispatch; jobs of `held_instances` (allocation used up) wait."""
+    async def undispatched(
+        self, backend: str, per_owner_and_session: int, held_instances: Sequence[str] = ()
+    ) -> list[QueuedJobRow]:
+        """Queued, undispatched jobs of a backend: the first few of every (instance, session) in their
+        own order, so one owner's long queue never hides another owner's jobs from the policy. Jobs of
+        `held_instances` (their usage allocation is used up) wait and are not offered."""
         held = (
             or_(Job.instance_id.is_(None), Job.instance_id.not_in(held_instances))
             if held_instances
             else true()
         )
-        rows = await self.session.scalars(
-            select(Job)
+        ranked = (
+            select(
+                Job.id,
+                Job.instance_id,
+                Job.session_id,
+                Job.priority,
+                Job.created_at,
+                Job.total_shots,
+                func.row_number()
+                .over(
+                    partition_by=(Job.instance_id, Job.session_id),
+                    order_by=(Job.priority.desc(), Job.created_at, Job.id),
+                )
+                .label("rank"),
+            )
             .where(
                 Job.backend == backend, Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None), held
             )
-            .order_by(Job.priority.desc(), Job.created_at, Job.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            .subquery()
         )
-        return list(rows)
+        rows = await self.session.execute(
+            select(
+                ranked.c.id,
+                ranked.c.instance_id,
+                ranked.c.session_id,
+                ranked.c.priority,
+                ranked.c.created_at,
+                ranked.c.total_shots,
+            ).where(ranked.c.rank <= per_owner_and_session)
+        )
+        return [QueuedJobRow(*row) for row in rows.tuples()]
 
-    async def mark_dispatched(self, job_id: str, dispatch_id: uuid.UUID) -> bool:
+    async def in_flight_sessions(self, backend: str) -> set[str]:
+        """Sessions with a job dispatched or running on this backend."""
+        rows = await self.session.scalars(
+            select(Job.session_id)
+            .where(
+                Job.backend == backend,
+                Job.session_id.is_not(None),
+                or_(
+                    Job.status == JobStatus.RUNNING.value,
+                    and_(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_not(None)),
+                ),
+            )
+            .distinct()
+        )
+        return {session_id for session_id in rows if session_id is not None}
+
+    async def usage_by_instance(self, window_seconds: float) -> dict[str | None, float]:
+        """Backend seconds each instance used within the rolling window (NULL: the anonymous owner),
+        counting what runs now up to this moment."""
+        ran_for = func.coalesce(
+            Job.execution_seconds,
+            func.extract("epoch", func.coalesce(Job.finished_at, func.now()) - Job.started_at),
+        )
+        rows = await self.session.execute(
+            select(Job.instance_id, func.sum(ran_for))
+            .where(
+                Job.started_at.is_not(None),
+                or_(Job.finished_at.is_(None), Job.finished_at > seconds_ago(window_seconds)),
+            )
+            .group_by(Job.instance_id)
+        )
+        return {instance: float(seconds or 0.0) for instance, seconds in rows.tuples()}
+
+    async def dispatched_unstarted_by_instance(self, backend: str) -> dict[str | None, int]:
+        """Jobs per instance on their way to an executor of this backend (not yet counted as usage)."""
+        rows = await self.session.execute(
+            select(Job.instance_id, func.count())
+            .where(
+                Job.backend == backend,
+                Job.status == JobStatus.QUEUED.value,
+                Job.dispatch_id.is_not(None),
+            )
+            .group_by(Job.instance_id)
+        )
+        return {instance: int(n) for instance, n in rows.tuples()}
+
+    async def mean_run_seconds(self, backend: str, sample: int = 100) -> float | None:
+        """How long this backend's recent jobs ran, on average (the policy's estimate of a job's cost)."""
+        recent = (
+            select(Job.execution_seconds)
+            .where(Job.backend == backend, Job.execution_seconds.is_not(None))
+            .order_by(Job.created_at.desc())
+            .limit(sample)
+            .subquery()
+        )
+        value = await self.session.scalar(select(func.avg(recent.c.execution_seconds)))
+        return None if value is None else float(value)
+
+    async def mark_dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[str]:
+        """Give the still queued and undispatched ones of these jobs to one dispatch; returns their ids."""
         result = await self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
             .values(dispatch_id=dispatch_id, dispatched_at=func.now())
             .returning(Job.id)
         )
-        return result.first() is not None
+        claimed = set(result.scalars().all())
+        return [job_id for job_id in job_ids if job_id in claimed]
 
-    async def orphaned_running(self, lease_seconds: float) -> list[Job]:
+    async def orphaned_running(self, lease_seconds: float, lock: bool = True) -> list[Job]:
         """RUNNING jobs whose executor stopped or has not sent a heartbeat within the lease."""
         live_executor = select(Executor.id).where(
             Executor.id == Job.executor_id,
             Executor.stopped_at.is_(None),
             Executor.heartbeat_at > seconds_ago(lease_seconds),
         )
-        rows = await self.session.scalars(
-            select(Job)
-            .where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
-            .with_for_update(skip_locked=True)
-        )
-        return list(rows)
+        query = select(Job).where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list(await self.session.scalars(query.execution_options(populate_existing=True)))
 
     async def requeue(self, job: Job) -> Job | None:
         """RUNNING -> QUEUED, undispatched: the scheduler will dispatch it again."""
@@ -218,14 +326,15 @@ class JobRepository:
     # --- executor --------------------------------------------------------------------------
 
     async def claim(
-        self, job_id: str, dispatch_id: uuid.UUID, executor_id: str, redelivered: bool
-    ) -> Job | None:
-        """Take the job for this executor. A redelivered dispatch may take over a RUNNING job,
-        because RabbitMQ only redelivers once the previous holder's channel is gone."""
+        self, job_ids: Sequence[str], dispatch_id: uuid.UUID, executor_id: str, redelivered: bool
+    ) -> list[Job]:
+        """Take the dispatch's jobs for this executor. A redelivered dispatch may take over RUNNING jobs,
+        because RabbitMQ only redelivers once the previous holder's channel is gone. Jobs cancelled or
+        redispatched meanwhile no longer match and are left out."""
         allowed = [JobStatus.QUEUED.value] + ([JobStatus.RUNNING.value] if redelivered else [])
         result = await self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.dispatch_id == dispatch_id, Job.status.in_(allowed))
+            .where(Job.id.in_(job_ids), Job.dispatch_id == dispatch_id, Job.status.in_(allowed))
             .values(
                 status=JobStatus.RUNNING.value,
                 executor_id=executor_id,
@@ -233,9 +342,19 @@ class JobRepository:
                 started_at=func.coalesce(Job.started_at, func.now()),
             )
             .returning(Job)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        return result.scalars().first()
+        claimed = {job.id: job for job in result.scalars().all()}
+        return [claimed[job_id] for job_id in job_ids if job_id in claimed]
+
+    async def running_here(self, job_ids: Sequence[str], executor_id: str) -> set[str]:
+        """Which of these jobs are still RUNNING on this executor (not cancelled, not taken over)."""
+        rows = await self.session.scalars(
+            select(Job.id).where(
+                Job.id.in_(job_ids), Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value
+            )
+        )
+        return set(rows)
 
     async def complete(
         self,
@@ -256,9 +375,20 @@ class JobRepository:
             finished_at=func.now(),
         )
 
+    async def time_out(self, job_id: str, executor_id: str, reason: str, seconds: float) -> Job | None:
+        """RUNNING (held by this executor) -> CANCELLED with reason code 1305: it ran too long."""
+        return await self._transition(
+            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value),
+            JobStatus.CANCELLED,
+            reason=reason,
+            reason_code=int(ErrorCode.RAN_TOO_LONG),
+            execution_seconds=seconds,
+            finished_at=func.now(),
+        )
+
     async def add_result(self, job_id: str, body: str) -> None:
+        # Inserted at the next flush, together with the results of the other jobs of a dispatch.
         self.session.add(JobResult(job_id=job_id, body=body))
-        await self.session.flush()
 
 
 def seconds_ago(seconds: float) -> Any:

@@ -7,6 +7,7 @@ from shared.db.models import OutboxMessage
 from shared.messaging.messages import Message
 
 NOTIFY_CHANNEL = "qruntime_outbox"
+_NOTIFIED_KEY = "outbox_notified_in"
 
 
 class OutboxRepository:
@@ -23,8 +24,12 @@ class OutboxRepository:
                 priority=priority,
             )
         )
-        # Delivered on commit (and folded into one per transaction): wakes the relays at once.
-        await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        # Delivered on commit: wakes the relays at once. One per transaction is enough, and leaves the
+        # rows to be inserted together at the next flush instead of one by one before each NOTIFY.
+        transaction = self.session.sync_session.get_transaction()
+        if self.session.info.get(_NOTIFIED_KEY) is not transaction:
+            self.session.info[_NOTIFIED_KEY] = transaction
+            await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     async def lock_unsent(self, limit: int) -> list[OutboxMessage]:
         rows = await self.session.scalars(

@@ -172,6 +172,68 @@ def estimator_sweep(service: QiskitRuntimeService) -> dict[str, Any]:
     return {"angles": angles.tolist(), "evs": np.asarray(evs).tolist()}
 
 
+@scenario
+def session_lifecycle(service: QiskitRuntimeService) -> dict[str, Any]:
+    """Session + SamplerV2 on an ISA Bell circuit; details()/status() through the session's life;
+    Session.from_id; service.jobs(session_id=...); close()."""
+    from qiskit_ibm_runtime import Session
+
+    backend = service.backend("fake_manila")
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(bell())
+    seen: dict[str, Any] = {}
+    session = Session(backend=backend, max_time=600)
+    seen["status_new"] = session.status()
+    seen["details_new"] = session.details()
+    sampler = SamplerV2(mode=session)
+    jobs = [sampler.run([isa], shots=1000) for _ in range(2)]
+    seen["counts"] = [job.result()[0].data.meas.get_counts() for job in jobs]
+    seen["job_session_ids"] = [job.session_id for job in jobs]
+    seen["status_active"] = session.status()
+    seen["details_active"] = session.details()
+    again = Session.from_id(session.session_id, service=service)
+    seen["from_id_same"] = again.session_id == session.session_id
+    listed = service.jobs(limit=None, session_id=session.session_id)
+    seen["listed"] = sorted(j.job_id() for j in listed)
+    seen["submitted"] = sorted(j.job_id() for j in jobs)
+    session.close()
+    deadline = time.monotonic() + 30
+    while session.details()["state"] != "closed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    seen["status_closed"] = session.status()
+    seen["details_closed"] = session.details()
+    return seen
+
+
+@scenario
+def batch_and_cancel(service: QiskitRuntimeService) -> dict[str, Any]:
+    """Batch of several jobs; then a batch cancelled while its jobs wait."""
+    from qiskit_ibm_runtime import Batch
+
+    backend = service.backend("fake_manila")
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(bell())
+    with Batch(backend=backend) as batch:
+        sampler = SamplerV2(mode=batch)
+        jobs = [sampler.run([isa], shots=200) for _ in range(4)]
+        totals = [sum(job.result()[0].data.meas.get_counts().values()) for job in jobs]
+        mode = batch.details()["mode"]
+    slow_isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(heavy(5, 200))
+    cancelled_batch = Batch(backend=backend)
+    waiting = [SamplerV2(mode=cancelled_batch).run([slow_isa], shots=100000) for _ in range(3)]
+    cancelled_batch.cancel()
+    finals = []
+    for job in waiting:
+        deadline = time.monotonic() + 120
+        while not job.in_final_state() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        finals.append(str(job.status()))
+    return {
+        "totals": totals,
+        "mode": mode,
+        "cancelled_state": cancelled_batch.details()["state"],
+        "cancelled_jobs": finals,
+    }
+
+
 def main() -> None:
     name = sys.argv[1]
     service = QiskitRuntimeService()

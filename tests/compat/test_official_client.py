@@ -151,6 +151,66 @@ def test_executor_based_sampler(compat_stack: Stack, release: str, tmp_path: Pat
     assert counts["00"] + counts["11"] > 640
 
 
+@RELEASES
+def test_session_lifecycle(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "session_lifecycle", tmp_path)
+    assert seen["status_new"] == "Pending"
+    assert seen["details_new"]["state"] == "open" and seen["details_new"]["mode"] == "dedicated"
+    assert seen["details_new"]["max_time"] == 600
+    for counts in seen["counts"]:
+        counts = Counter(counts)
+        assert sum(counts.values()) == 1000 and counts["00"] + counts["11"] > 800
+    assert set(seen["job_session_ids"]) == {seen["details_new"]["id"]}
+    assert seen["status_active"] == "In progress, accepting new jobs"
+    active = seen["details_active"]
+    assert active["state"] == "active" and active["started_at"] and active["activated_at"]
+    assert active["last_job_started"] and active["last_job_completed"] and active["usage_time"] >= 0
+    assert seen["from_id_same"] is True
+    assert seen["listed"] == seen["submitted"]
+    assert seen["status_closed"] == "Closed"
+    assert seen["details_closed"]["state"] == "closed" and seen["details_closed"]["closed_at"]
+    assert seen["details_closed"]["accepting_jobs"] is False
+
+
+@RELEASES
+def test_batch_and_cancel(compat_stack: Stack, release: str, tmp_path: Path) -> None:
+    seen = run_client(compat_stack, release, "batch_and_cancel", tmp_path)
+    assert seen["totals"] == [200, 200, 200, 200]
+    assert seen["mode"] == "batch"
+    assert seen["cancelled_state"] == "closed"
+    # Queued jobs of a cancelled batch end Cancelled; one already running may finish.
+    assert all(status.endswith(("CANCELLED", "DONE")) for status in seen["cancelled_jobs"])
+    assert sum(status.endswith("CANCELLED") for status in seen["cancelled_jobs"]) >= 2
+
+
+@pytest.mark.parametrize("example", ["session_vqe.py", "batch_sweep.py"])
+def test_examples_run_and_print_results(compat_stack: Stack, example: str, tmp_path: Path) -> None:
+    account = compat_stack.accounts["alice"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "IAM_URL": compat_stack.url,
+        "QISKIT_FUNCTIONS_EXPERIMENTAL": "1",
+        "QISKIT_IBM_TOKEN": account.api_key,
+        "QISKIT_IBM_URL": f"{compat_stack.url}/experimental/api/v1",
+        "QISKIT_IBM_INSTANCE": account.instance_crn,
+    }
+    done = subprocess.run(
+        [client_python("0.51"), ROOT / "examples" / example],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    if example == "session_vqe.py":
+        assert "lowest energy found" in done.stdout
+        energy = float(done.stdout.split("lowest energy found: ")[1].split()[0])
+        assert energy < -1.5  # the ground state is -1.857; noise and few iterations keep it above
+    else:
+        assert done.stdout.count("P(1) =") == 8
+
+
 def test_no_request_got_a_server_error(compat_stack: Stack) -> None:
     """Runs last in this module: every request the clients made above was answered below 500."""
     import httpx

@@ -170,7 +170,7 @@ class BenchStack:
             channel = await connection.channel()
             for queue in ("scheduler", "dead", f"executor.{self.backend}"):
                 await channel.queue_delete(f"{self.namespace}.{queue}")
-            for exchange in ("commands", "dispatch", "events", "dead"):
+            for exchange in ("commands", "dispatch", "events", "tenant-events", "dead"):
                 await channel.exchange_delete(f"{self.namespace}.{exchange}")
 
 

@@ -6,8 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.messaging.messages import JobEvent, JobFinished, JobSubmitted
-from shared.messaging.topology import COMMANDS, EVENTS, SCHEDULER_ROUTING_KEY
+from shared.event_publishing import publish_event
+from shared.events import Event
+from shared.messaging.messages import JobFinished, JobSubmitted
+from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
 from shared.session_events import announce_session_state
 from shared.states import JobStatus
 
@@ -53,17 +55,20 @@ def _run_seconds(job: Job) -> float:
 
 async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
     status = JobStatus(job.status)
-    await outbox.add(
-        EVENTS,
-        f"job.{status.value.lower()}.{job.backend}",
-        JobEvent(
-            job_id=job.id,
-            backend=job.backend,
-            status=status.value,
-            reason=job.reason,
-            reason_code=job.reason_code,
-        ),
+    event = Event(
+        type="job.state_changed",
+        job_id=job.id,
+        session_id=job.session_id,
+        backend=job.backend,
+        instance=job.instance_id,
+        state=status.value.lower(),
+        status=status.ibm_name,
+        reason=job.reason,
+        reason_code=job.reason_code,
+        # All programs of a job run in one simulator call: none is done before all are.
+        progress=1.0 if status.is_final else 0.0,
     )
+    await publish_event(outbox.session, event, job.user_id)
     if status is JobStatus.QUEUED:
         await outbox.add(COMMANDS, SCHEDULER_ROUTING_KEY, JobSubmitted(job_id=job.id, backend=job.backend))
     elif status.is_final:

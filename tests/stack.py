@@ -320,7 +320,7 @@ async def delete_namespace(namespace: str, backends: list[str]) -> None:
         ]
         for queue in queues:
             await channel.queue_delete(queue)
-        for logical in ("commands", "dispatch", "events", "dead"):
+        for logical in ("commands", "dispatch", "events", "tenant-events", "dead"):
             await channel.exchange_delete(topology.exchange_name(logical))
 
 
@@ -352,6 +352,7 @@ class EventRecorder:
                 )
                 queue = await channel.declare_queue(self.queue_name, durable=False, auto_delete=False)
                 await queue.bind(exchange, routing_key="job.#")
+                await queue.bind(exchange, routing_key="session.#")
 
         asyncio.run(go())
 

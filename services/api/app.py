@@ -15,6 +15,8 @@ from services.api.dependencies import AppContext
 from services.api.deployments.router import router as deployments_router
 from services.api.deployments.service import DeploymentService
 from services.api.errors import install_error_handlers
+from services.api.events.router import public_router as events_public_router
+from services.api.events.router import router as events_router
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
 from services.api.jobs.router import router as jobs_router
@@ -50,6 +52,7 @@ def api_router() -> APIRouter:
     router.include_router(usage_router)
     router.include_router(admin_router)
     router.include_router(sessions_router)
+    router.include_router(events_router)
     return router
 
 
@@ -98,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     app.include_router(identity_router)
     app.include_router(metrics_router)
+    app.include_router(events_public_router)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

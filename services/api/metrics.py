@@ -18,7 +18,15 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    from services.api.dependencies import context
+    from shared.metrics import refresh_state_gauges
+
+    ctx = context(request)
+    try:
+        await refresh_state_gauges(ctx.sessions, ctx.settings)
+    except Exception:
+        pass  # a scrape never fails because the database hiccups; the last values stay
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -27,6 +27,7 @@ from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
+from shared.metrics import EXECUTION_SECONDS, JOBS_FINISHED
 from shared.settings import Settings
 from shared.states import JobStatus
 
@@ -213,6 +214,9 @@ class ExecutorService:
                     if failed is not None:
                         finished.append(failed)
             await jobs_changed(session, finished)
+        for finished_job in finished:
+            EXECUTION_SECONDS.labels(self.backend).observe(finished_job.execution_seconds or 0.0)
+            JOBS_FINISHED.labels(self.backend, finished_job.status.lower()).inc()
 
     @staticmethod
     def _runs(claimed: list[ClaimedJob], outcome: Outcome) -> list[JobRun]:

@@ -40,6 +40,7 @@ from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
+from shared.metrics import DISPATCH_LATENCY, refresh_state_gauges
 from shared.session_lifecycle import fire_due_timers
 from shared.settings import Settings
 from shared.states import SessionMode, SessionState
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
 CONSUMER_NAME = "scheduler"
+METRICS_REFRESH_SECONDS = 2.0
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
 
@@ -68,6 +70,7 @@ class Scheduler:
 
     async def run(self) -> None:
         relay_task = asyncio.create_task(self.relay.run())
+        metrics_task = asyncio.create_task(self._refresh_metrics())
         try:
             while not self._stop.is_set():
                 lock_conn = await self._become_leader()
@@ -80,9 +83,19 @@ class Scheduler:
                     with suppress(Exception):
                         await lock_conn.close()
         finally:
+            metrics_task.cancel()
             await self.relay.stop()
             with suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(relay_task, timeout=5)
+
+    async def _refresh_metrics(self) -> None:
+        """Keep the state gauges of /metrics current (every scheduler, leader or standby)."""
+        while True:
+            try:
+                await refresh_state_gauges(self.sessions, self.settings)
+            except Exception as exc:
+                log.debug("metrics refresh failed: %s", exc)
+            await asyncio.sleep(METRICS_REFRESH_SECONDS)
 
     async def _become_leader(self) -> asyncpg.Connection | None:
         """Hold the advisory lock on a connection of its own; a dead leader's lock vanishes with it."""
@@ -202,6 +215,11 @@ class Scheduler:
                     top = max(rows[job_id].priority for job_id in job_ids)
                     await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
                     dispatched += 1
+                    now = datetime.now(UTC)
+                    for job_id in job_ids:
+                        DISPATCH_LATENCY.labels(backend).observe(
+                            (now - rows[job_id].created_at).total_seconds()
+                        )
         return dispatched
 
     def _usage_window_start(self) -> datetime:

@@ -266,3 +266,24 @@ class ProviderCredential(Base):
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     token_encrypted: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EventRecord(Base):
+    """Every published event, kept for Server-Sent Events replay (Last-Event-ID resumes from `id`)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("events_job", "job_id", "id", postgresql_where=text("job_id IS NOT NULL")),
+        Index("events_session", "session_id", "id", postgresql_where=text("session_id IS NOT NULL")),
+        Index("events_created_at", "created_at"),
+    )

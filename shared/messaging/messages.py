@@ -66,29 +66,6 @@ class SessionChanged(Message):
     backend: str
 
 
-class JobEvent(Message):
-    """-> subscribers on the events exchange: a job changed state."""
-
-    type: Literal["job.state_changed"] = "job.state_changed"
-    job_id: str
-    backend: str
-    status: str
-    reason: str | None = None
-    reason_code: int | None = None
-
-
-class SessionEvent(Message):
-    """-> subscribers on the events exchange: a session changed state or stopped accepting jobs."""
-
-    type: Literal["session.state_changed"] = "session.state_changed"
-    session_id: str
-    backend: str
-    mode: str
-    state: str
-    accepting_jobs: bool
-    reason: str | None = None
-
-
 SchedulerCommand = Annotated[JobSubmitted | JobFinished | SessionChanged, Field(discriminator="type")]
 scheduler_command_adapter: TypeAdapter[JobSubmitted | JobFinished | SessionChanged] = TypeAdapter(
     SchedulerCommand

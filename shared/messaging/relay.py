@@ -34,6 +34,22 @@ BATCH_SIZE = 200
 KEEP_SENT_SECONDS = 3600.0
 
 
+class ChangeFeed:
+    """Wakes every waiter in this process when the database announces committed changes (the outbox
+    NOTIFY): Server-Sent Events streams wait on it instead of polling the database."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, at_most: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout=at_most)
+
+
 class OutboxRelay:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -43,9 +59,14 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
         self.broker_connected = False
+        self.changes = ChangeFeed()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _on_notify(self) -> None:
+        self._wake.set()
+        self.changes.notify()
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen())
@@ -100,7 +121,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_seconds)
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
-        names = ("commands", "dispatch", "events", "dead")
+        names = ("commands", "dispatch", "events", "tenant-events", "dead")
         return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in names}
 
     async def relay_once(self, exchanges: dict[str, AbstractExchange]) -> int:
@@ -130,7 +151,8 @@ class OutboxRelay:
                 type=str(row.body.get("type", "")),
             ),
             routing_key=row.routing_key,
-            mandatory=row.exchange != "events",
+            # Events may have no subscriber; work must always reach its queue.
+            mandatory=row.exchange not in ("events", "tenant-events"),
         )
 
     async def _listen(self) -> None:
@@ -142,7 +164,7 @@ class OutboxRelay:
                 try:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._on_notify())
                     await _first_of(lost.wait(), self._stop.wait())
                 finally:
                     with suppress(Exception):

@@ -13,6 +13,8 @@ from pamqp.common import FieldTable
 COMMANDS = "commands"
 DISPATCH = "dispatch"
 EVENTS = "events"
+# The same events with the instance first in the routing key, for tenant-confined subscribers.
+TENANT_EVENTS = "tenant-events"
 DEAD = "dead"
 SCHEDULER_ROUTING_KEY = "scheduler"
 # Classic-queue priorities cost CPU per level; a handful is what RabbitMQ recommends.
@@ -42,6 +44,7 @@ class Topology:
             COMMANDS: aio_pika.ExchangeType.DIRECT,
             DISPATCH: aio_pika.ExchangeType.DIRECT,
             EVENTS: aio_pika.ExchangeType.TOPIC,
+            TENANT_EVENTS: aio_pika.ExchangeType.TOPIC,
             DEAD: aio_pika.ExchangeType.FANOUT,
         }
         exchanges = {}

@@ -47,7 +47,7 @@ def test_kill_executor_and_scheduler_midway(make_stack: type[Stack]) -> None:
 
         # Every job was announced DONE exactly once: none ran twice to completion.
         time.sleep(1.5)
-        done_events = {e["message_id"]: e["job_id"] for e in events.drain() if e["status"] == "DONE"}
+        done_events = {e["event_id"]: e["job_id"] for e in events.drain() if e["state"] == "done"}
         assert Counter(done_events.values()) == dict.fromkeys(job_ids, 1)
     finally:
         events.delete()
@@ -186,7 +186,7 @@ def test_kill_executor_mid_group(make_stack: type[Stack]) -> None:
         rows = stack.sql("SELECT job_id, count(*) AS n FROM job_results GROUP BY job_id")
         assert {r["job_id"]: r["n"] for r in rows} == dict.fromkeys(job_ids, 1)
         time.sleep(1.5)
-        done_events = {e["message_id"]: e["job_id"] for e in events.drain() if e["status"] == "DONE"}
+        done_events = {e["event_id"]: e["job_id"] for e in events.drain() if e["state"] == "done"}
         assert Counter(done_events.values()) == dict.fromkeys(job_ids, 1)
     finally:
         events.delete()

@@ -1,9 +1,13 @@
 """The transactional outbox: messages written in the same transaction as the state change they announce."""
 
+import uuid
+from typing import Any
+
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage
+from shared.events import Event
 from shared.messaging.messages import Message
 
 NOTIFY_CHANNEL = "qruntime_outbox"
@@ -15,12 +19,22 @@ class OutboxRepository:
         self.session = session
 
     async def add(self, exchange: str, routing_key: str, message: Message, priority: int = 0) -> None:
+        await self._add(message.message_id, exchange, routing_key, message.model_dump(mode="json"), priority)
+
+    async def add_event(self, exchange: str, routing_key: str, event: Event) -> None:
+        # The same event goes to two exchanges: each copy is its own outbox row (its own message id),
+        # while the body keeps the event_id subscribers deduplicate on.
+        await self._add(uuid.uuid4(), exchange, routing_key, event.model_dump(mode="json"), 0)
+
+    async def _add(
+        self, message_id: uuid.UUID, exchange: str, routing_key: str, body: dict[str, Any], priority: int
+    ) -> None:
         self.session.add(
             OutboxMessage(
-                message_id=message.message_id,
+                message_id=message_id,
                 exchange=exchange,
                 routing_key=routing_key,
-                body=message.model_dump(mode="json"),
+                body=body,
                 priority=priority,
             )
         )

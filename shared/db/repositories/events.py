@@ -1,0 +1,53 @@
+"""SQL for the event log."""
+
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import EventRecord
+from shared.events import Event
+
+
+class EventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, event: Event, user_id: str | None) -> None:
+        self.session.add(
+            EventRecord(
+                event_id=event.event_id,
+                job_id=event.job_id,
+                session_id=event.session_id,
+                user_id=user_id,
+                instance_id=event.instance,
+                body=event.model_dump(mode="json"),
+            )
+        )
+
+    async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:
+        rows = await self.session.scalars(
+            select(EventRecord)
+            .where(EventRecord.job_id == job_id, EventRecord.id > after)
+            .order_by(EventRecord.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def of_session(self, session_id: str, after: int, limit: int = 100) -> list[EventRecord]:
+        """The session's own events and those of its jobs."""
+        rows = await self.session.scalars(
+            select(EventRecord)
+            .where(EventRecord.session_id == session_id, EventRecord.id > after)
+            .order_by(EventRecord.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def delete_older_than(self, days: float) -> None:
+        await self.session.execute(
+            delete(EventRecord).where(
+                or_(
+                    EventRecord.created_at
+                    < text("now() - make_interval(days => :days)").bindparams(days=days)
+                )
+            )
+        )

@@ -83,42 +83,28 @@ def asyncapi_document(namespace: str) -> dict[str, Any]:
         },
         "defaultContentType": "application/json",
         "channels": {
-            "job.{state}.{backend}": {
-                "parameters": {
-                    "state": {"schema": {"type": "string"}},
-                    "backend": {"schema": {"type": "string"}},
-                },
-                "bindings": binding,
-                "subscribe": {"message": message},
-            },
-            "session.{state}.{backend}": {
-                "parameters": {
-                    "state": {"schema": {"type": "string"}},
-                    "backend": {"schema": {"type": "string"}},
-                },
-                "bindings": binding,
-                "subscribe": {"message": message},
-            },
-            "{instance}.job.{state}.{backend}": {
-                "description": "The same job events on the per-tenant exchange, for tenant-confined subscribers.",
-                "parameters": {
-                    "instance": {"schema": {"type": "string"}},
-                    "state": {"schema": {"type": "string"}},
-                    "backend": {"schema": {"type": "string"}},
-                },
-                "bindings": tenant_binding,
-                "subscribe": {"message": message},
-            },
-            "{instance}.session.{state}.{backend}": {
-                "description": "The same session events on the per-tenant exchange.",
-                "parameters": {
-                    "instance": {"schema": {"type": "string"}},
-                    "state": {"schema": {"type": "string"}},
-                    "backend": {"schema": {"type": "string"}},
-                },
-                "bindings": tenant_binding,
-                "subscribe": {"message": message},
-            },
+            "job.{state}.{backend}": _channel(binding, message),
+            "session.{state}.{backend}": _channel(binding, message),
+            "{instance}.job.{state}.{backend}": _channel(
+                tenant_binding, message, "The same job events on the per-tenant exchange.", tenant=True
+            ),
+            "{instance}.session.{state}.{backend}": _channel(
+                tenant_binding, message, "The same session events on the per-tenant exchange.", tenant=True
+            ),
         },
         "components": {"schemas": {"QruntimeEvent": event_json_schema()}},
     }
+
+
+def _channel(
+    binding: dict[str, Any], message: dict[str, Any], description: str | None = None, tenant: bool = False
+) -> dict[str, Any]:
+    names = (["instance"] if tenant else []) + ["state", "backend"]
+    channel: dict[str, Any] = {
+        "parameters": {name: {"schema": {"type": "string"}} for name in names},
+        "bindings": binding,
+        "subscribe": {"message": message},
+    }
+    if description:
+        channel["description"] = description
+    return channel

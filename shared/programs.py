@@ -122,6 +122,15 @@ def parse_circuit(value: Any, where: str) -> QuantumCircuit:
     )
 
 
+def check_width(circuit: QuantumCircuit, backend: BackendInfo, where: str) -> QuantumCircuit:
+    if circuit.num_qubits > backend.num_qubits:
+        raise InvalidInput(
+            ErrorCode.INVALID_FOR_BACKEND,
+            f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has {backend.num_qubits}.",
+        )
+    return circuit
+
+
 def _short(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -152,13 +161,7 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
             raise InvalidInput(
                 ErrorCode.INVALID_REQUEST, f"{where}: a sampler pub is [circuit, parameter_values?, shots?]."
             )
-        circuit = parse_circuit(items[0], where)
-        if circuit.num_qubits > backend.num_qubits:
-            raise InvalidInput(
-                ErrorCode.INVALID_FOR_BACKEND,
-                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
-                f"{backend.num_qubits}.",
-            )
+        circuit = check_width(parse_circuit(items[0], where), backend, where)
         values = items[1] if len(items) > 1 else None
         shots = items[2] if len(items) > 2 and items[2] is not None else default_shots
         shots = _positive_int(shots, f"{where}: shots", limits)
@@ -214,13 +217,7 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
                 ErrorCode.INVALID_REQUEST,
                 f"{where}: an estimator pub is [circuit, observables, parameter_values?, precision?].",
             )
-        circuit = parse_circuit(items[0], where)
-        if circuit.num_qubits > backend.num_qubits:
-            raise InvalidInput(
-                ErrorCode.INVALID_FOR_BACKEND,
-                f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
-                f"{backend.num_qubits}.",
-            )
+        circuit = check_width(parse_circuit(items[0], where), backend, where)
         values = items[2] if len(items) > 2 else None
         precision = _positive_precision(items[3] if len(items) > 3 else None, f"{where}: precision")
         try:
@@ -263,12 +260,7 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
         )
     shots = _positive_int(program.shots, "quantum_program.shots", limits)
     for index, circuit in enumerate(circuits):
-        if circuit.num_qubits > backend.num_qubits:
-            raise InvalidInput(
-                ErrorCode.INVALID_FOR_BACKEND,
-                f"item {index}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has "
-                f"{backend.num_qubits}.",
-            )
+        check_width(circuit, backend, f"item {index}")
     return NormalizedParams(
         encoded=json.dumps(params, cls=RuntimeEncoder),
         num_pubs=len(program.items),

@@ -1,6 +1,6 @@
 """SQL for the event log."""
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import ColumnElement, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import EventRecord
@@ -24,21 +24,15 @@ class EventRepository:
         )
 
     async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:
-        rows = await self.session.scalars(
-            select(EventRecord)
-            .where(EventRecord.job_id == job_id, EventRecord.id > after)
-            .order_by(EventRecord.id)
-            .limit(limit)
-        )
-        return list(rows)
+        return await self._after(EventRecord.job_id == job_id, after, limit)
 
     async def of_session(self, session_id: str, after: int, limit: int = 100) -> list[EventRecord]:
         """The session's own events and those of its jobs."""
+        return await self._after(EventRecord.session_id == session_id, after, limit)
+
+    async def _after(self, belongs: ColumnElement[bool], after: int, limit: int) -> list[EventRecord]:
         rows = await self.session.scalars(
-            select(EventRecord)
-            .where(EventRecord.session_id == session_id, EventRecord.id > after)
-            .order_by(EventRecord.id)
-            .limit(limit)
+            select(EventRecord).where(belongs, EventRecord.id > after).order_by(EventRecord.id).limit(limit)
         )
         return list(rows)
 

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, gt=0)
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long the event log keeps events for Server-Sent Events replay.
+    event_retention_days: float = Field(default=7.0, gt=0)
 
     # Sessions and batches (seconds). A session's max_ttl clock starts when its first job starts.
     session_default_max_ttl: int = Field(default=8 * 3600, gt=0)

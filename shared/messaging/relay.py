@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
+from shared.db.repositories.events import EventRepository
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
 from shared.messaging.connection import connect_with_retry
 from shared.messaging.topology import Topology
@@ -106,6 +107,7 @@ class OutboxRelay:
                     last_cleanup = loop.time()
                     async with unit_of_work(self.sessions) as session:
                         await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+                        await EventRepository(session).delete_older_than(self.settings.event_retention_days)
             except (DBAPIError, OSError) as exc:
                 # The database is down or restarting: nothing is lost, the rows wait for us.
                 log.warning("outbox relay cannot reach the database: %s", type(exc).__name__)

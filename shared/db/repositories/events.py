@@ -1,6 +1,6 @@
 """SQL for the event log."""
 
-from sqlalchemy import ColumnElement, delete, or_, select, text
+from sqlalchemy import ColumnElement, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import EventRecord
@@ -37,11 +37,5 @@ class EventRepository:
         return list(rows)
 
     async def delete_older_than(self, days: float) -> None:
-        await self.session.execute(
-            delete(EventRecord).where(
-                or_(
-                    EventRecord.created_at
-                    < text("now() - make_interval(days => :days)").bindparams(days=days)
-                )
-            )
-        )
+        cutoff = text("now() - make_interval(secs => :secs)").bindparams(secs=days * 86400)
+        await self.session.execute(delete(EventRecord).where(EventRecord.created_at < cutoff))

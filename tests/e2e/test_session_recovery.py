@@ -86,11 +86,13 @@ def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(mak
         assert all(dispatched[j] == 1 for j in ran) and max(dispatched.values()) == 1
         assert stack.sql("SELECT max(attempts) AS n FROM jobs")[0]["n"] == 1
         time.sleep(1.0)
-        # The relay may publish a message twice (at least once); its message id tells a re-send apart.
-        seen = {e["message_id"]: e for e in events.drain()}.values()
-        for status in ("RUNNING", "DONE"):
-            counts = Counter(e["job_id"] for e in seen if e.get("status") == status)
-            assert counts and max(counts.values()) == 1, status
+        # The relay may publish an event twice (at least once); its event id tells a re-send apart.
+        seen = {e["event_id"]: e for e in events.drain()}.values()
+        for state in ("running", "done"):
+            counts = Counter(
+                e["job_id"] for e in seen if e["type"] == "job.state_changed" and e["state"] == state
+            )
+            assert counts and max(counts.values()) == 1, state
     finally:
         events.delete()
 

@@ -107,7 +107,11 @@ class ExecutorService:
         try:
             await self.handle(dispatch, redelivered=bool(message.redelivered))
         except Exception:
-            log.exception("dispatch %s failed; it will be redelivered", dispatch.dispatch_id)
+            log.exception(
+                "dispatch %s failed; it will be redelivered",
+                dispatch.dispatch_id,
+                extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
+            )
             await asyncio.sleep(1.0)
             await message.nack(requeue=True)
             return
@@ -136,7 +140,11 @@ class ExecutorService:
                 claimed.append(ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job)))
             await jobs_changed(session, changed)
         if not claimed:
-            log.info("dispatch %s is stale or a duplicate; dropped", dispatch.dispatch_id)
+            log.info(
+                "dispatch %s is stale or a duplicate; dropped",
+                dispatch.dispatch_id,
+                extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
+            )
             return
         await self._run(claimed)
 
@@ -178,7 +186,12 @@ class ExecutorService:
                     seconds=elapsed,
                 )
                 if timed_out is not None:
-                    log.info("job %s ran past its max execution time of %d s", job.id, job.time_limit)
+                    log.info(
+                        "job %s ran past its max execution time of %d s",
+                        job.id,
+                        job.time_limit,
+                        extra={"job_id": job.id, "executor_id": self.id},
+                    )
                     await job_changed(session, timed_out)
                     running.discard(job.id)
         return not running
@@ -186,7 +199,11 @@ class ExecutorService:
     async def _record(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
         if outcome.kind == "stopped":
             for job in claimed:
-                log.info("job %s stopped (cancelled, timed out or taken over)", job.id)
+                log.info(
+                    "job %s stopped (cancelled, timed out or taken over)",
+                    job.id,
+                    extra={"job_id": job.id, "executor_id": self.id},
+                )
             return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)

@@ -161,11 +161,15 @@ class Scheduler:
         async with unit_of_work(self.sessions) as session:
             fired = await fire_due_timers(session)
         for session_id in fired.expired:
-            log.info("session %s reached its max_ttl; closed", session_id)
+            log.info("session %s reached its max_ttl; closed", session_id, extra={"session_id": session_id})
         for session_id in fired.deactivated:
-            log.info("session %s idle past its interactive_ttl; inactive", session_id)
+            log.info(
+                "session %s idle past its interactive_ttl; inactive",
+                session_id,
+                extra={"session_id": session_id},
+            )
         for session_id in fired.drained:
-            log.info("session %s drained; closed", session_id)
+            log.info("session %s drained; closed", session_id, extra={"session_id": session_id})
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -297,7 +301,12 @@ class Scheduler:
                 else:
                     changed = await jobs.requeue(job)
                 if changed is not None:
-                    log.warning("job %s lost its executor; now %s", job.id, changed.status)
+                    log.warning(
+                        "job %s lost its executor; now %s",
+                        job.id,
+                        changed.status,
+                        extra={"job_id": job.id, "session_id": job.session_id, "backend": job.backend},
+                    )
                     await job_changed(session, changed)
                     reaped += 1
         return reaped

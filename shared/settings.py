@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, gt=0)
     scheduler_tick_seconds: float = Field(default=1.0, gt=0)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # How often the scheduler refreshes its state gauges (each refresh opens a short broker connection
+    # to read queue depths, so not too often).
+    metrics_refresh_seconds: float = Field(default=10.0, gt=0)
     # How long the event log keeps events for Server-Sent Events replay.
     event_retention_days: float = Field(default=7.0, gt=0)
 

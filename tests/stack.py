@@ -133,6 +133,7 @@ class Stack:
                 "QRUNTIME_EXECUTOR_LEASE_SECONDS": "3",
                 "QRUNTIME_SCHEDULER_TICK_SECONDS": "0.5",
                 "QRUNTIME_OUTBOX_POLL_SECONDS": "0.5",
+                "QRUNTIME_METRICS_REFRESH_SECONDS": "1",
                 "QRUNTIME_LOG_LEVEL": "INFO",
                 "QRUNTIME_JWT_SECRET": TEST_JWT_SECRET,
                 "PYTHONUNBUFFERED": "1",

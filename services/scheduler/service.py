@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
 CONSUMER_NAME = "scheduler"
-METRICS_REFRESH_SECONDS = 2.0
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
 
@@ -95,7 +94,7 @@ class Scheduler:
                 await refresh_state_gauges(self.sessions, self.settings)
             except Exception as exc:
                 log.debug("metrics refresh failed: %s", exc)
-            await asyncio.sleep(METRICS_REFRESH_SECONDS)
+            await asyncio.sleep(self.settings.metrics_refresh_seconds)
 
     async def _become_leader(self) -> asyncpg.Connection | None:
         """Hold the advisory lock on a connection of its own; a dead leader's lock vanishes with it."""

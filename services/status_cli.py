@@ -3,9 +3,8 @@
 import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import text
-
-from shared.db.engine import create_engine
+from shared.db.engine import create_engine, create_session_factory, unit_of_work
+from shared.db.repositories.overview import OverviewRepository
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -14,34 +13,12 @@ from shared.settings import Settings
 async def gather_status(settings: Settings) -> dict[str, object]:
     engine = create_engine(settings, pool_size=1)
     try:
-        async with engine.connect() as conn:
-            lease = settings.executor_lease_seconds
-            executors = (
-                await conn.execute(
-                    text(
-                        "SELECT backend, count(*) FROM executors WHERE stopped_at IS NULL "
-                        "AND heartbeat_at > now() - make_interval(secs => :lease) GROUP BY backend"
-                    ),
-                    {"lease": lease},
-                )
-            ).all()
-            by_state = (
-                await conn.execute(
-                    text(
-                        "SELECT backend, status, count(*) FROM jobs "
-                        "WHERE status IN ('QUEUED', 'RUNNING') GROUP BY backend, status"
-                    )
-                )
-            ).all()
-            running = (
-                await conn.execute(
-                    text(
-                        "SELECT id, backend, user_id, started_at, attempts FROM jobs "
-                        "WHERE status = 'RUNNING' ORDER BY started_at LIMIT 50"
-                    )
-                )
-            ).all()
-            backlog = (await conn.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar()
+        async with unit_of_work(create_session_factory(engine)) as db:
+            overview = OverviewRepository(db)
+            live = await overview.live_executors(settings.executor_lease_seconds)
+            counts = await overview.jobs_by_state()
+            running = await overview.running_jobs(limit=50)
+            backlog = await overview.outbox_backlog()
     finally:
         await engine.dispose()
     try:
@@ -50,8 +27,6 @@ async def gather_status(settings: Settings) -> dict[str, object]:
         )
     except Exception as exc:  # the broker may be down: say so instead of failing
         depths = f"broker unreachable ({type(exc).__name__})"
-    counts: dict[tuple[str, str], int] = {(b, s): int(n) for b, s, n in by_state}
-    live: dict[str, int] = {b: int(n) for b, n in executors}
     return {
         "backends": [
             {
@@ -68,7 +43,7 @@ async def gather_status(settings: Settings) -> dict[str, object]:
             {"id": r[0], "backend": r[1], "user_id": r[2], "started_at": r[3], "attempts": r[4]}
             for r in running
         ],
-        "outbox_backlog": int(backlog or 0),
+        "outbox_backlog": backlog,
     }
 
 

@@ -3,10 +3,10 @@ scheduler refresh the state gauges from the database, the scheduler observes dis
 executor observes execution time."""
 
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import unit_of_work
+from shared.db.repositories.overview import OverviewRepository
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
 from shared.settings import Settings
@@ -36,32 +36,18 @@ _SESSION_STATES = ("open", "active", "inactive", "closed")
 
 async def refresh_state_gauges(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
     async with unit_of_work(sessions) as db:
-        jobs = (
-            await db.execute(text("SELECT backend, status, count(*) FROM jobs GROUP BY backend, status"))
-        ).all()
-        runtime_sessions = (
-            await db.execute(text("SELECT backend, state, count(*) FROM sessions GROUP BY backend, state"))
-        ).all()
-        backlog = (await db.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))).scalar()
-        live = (
-            await db.execute(
-                text(
-                    "SELECT backend, count(*) FROM executors WHERE stopped_at IS NULL "
-                    "AND heartbeat_at > now() - make_interval(secs => :lease) GROUP BY backend"
-                ),
-                {"lease": settings.executor_lease_seconds},
-            )
-        ).all()
-    job_counts = {(b, s): n for b, s, n in jobs}
-    session_counts = {(b, s): n for b, s, n in runtime_sessions}
-    live_counts: dict[str, int] = {b: int(n) for b, n in live}
+        overview = OverviewRepository(db)
+        job_counts = await overview.jobs_by_state()
+        session_counts = await overview.sessions_by_state()
+        backlog = await overview.outbox_backlog()
+        live_counts = await overview.live_executors(settings.executor_lease_seconds)
     for backend in settings.backends:
         for state in _STATES:
             JOBS.labels(backend, state.lower()).set(job_counts.get((backend, state), 0))
         for state in _SESSION_STATES:
             SESSIONS.labels(backend, state).set(session_counts.get((backend, state), 0))
         LIVE_EXECUTORS.labels(backend).set(live_counts.get(backend, 0))
-    OUTBOX_BACKLOG.set(int(backlog or 0))
+    OUTBOX_BACKLOG.set(backlog)
     try:
         depths = await queue_depths(settings.amqp_url, Topology(settings.namespace), settings.backends)
     except Exception:

@@ -62,9 +62,6 @@ class OutboxRelay:
         self.broker_connected = False
         self.changes = ChangeFeed()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _on_notify(self) -> None:
         self._wake.set()
         self.changes.notify()

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import backends as catalog_data
 from shared.backends import BackendInfo
 from shared.db.engine import unit_of_work
-from shared.db.repositories.executors import ExecutorRepository
+from shared.db.repositories.overview import OverviewRepository
 from shared.errors import ErrorCode, NotFound
 from shared.settings import Settings
 
@@ -36,8 +36,8 @@ class BackendService:
 
     async def states(self) -> list[BackendState]:
         async with unit_of_work(self.sessions) as session:
-            repo = ExecutorRepository(session)
-            live = await repo.live_backends(self.settings.executor_lease_seconds)
+            repo = OverviewRepository(session)
+            live = await repo.live_executors(self.settings.executor_lease_seconds)
             queues = await repo.queue_lengths()
         return [BackendState(info, name in live, queues.get(name, 0)) for name, info in self.catalog.items()]
 

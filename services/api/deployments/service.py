@@ -1,5 +1,6 @@
 """Deployments: programs validated once at creation, then run as jobs on any device."""
 
+import json
 import secrets
 from typing import Any
 
@@ -167,8 +168,6 @@ class DeploymentService:
 
 
 def _runner_params(sampled: NormalizedParams, program_ids: list[str]) -> NormalizedParams:
-    import json
-
     document = json.loads(sampled.encoded)
     document["program_ids"] = program_ids
     return NormalizedParams(json.dumps(document), sampled.num_pubs, sampled.total_shots)

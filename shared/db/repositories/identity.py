@@ -38,9 +38,6 @@ class IdentityRepository:
         ).first()
         return (row[0], row[1]) if row else None
 
-    async def keys_of(self, user_id: str) -> list[ApiKey]:
-        return list(await self.session.scalars(select(ApiKey).where(ApiKey.user_id == user_id)))
-
     async def touch_key(self, key_id: str) -> None:
         await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=func.now()))
 

@@ -114,10 +114,6 @@ class JobRepository:
     async def get_result(self, job_id: str) -> str | None:
         return await self.session.scalar(select(JobResult.body).where(JobResult.job_id == job_id))
 
-    async def status_of(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        rows = await self.session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids)))
-        return {job_id: JobStatus(status) for job_id, status in rows}
-
     async def cancel(self, job_id: str, reason: str) -> Job | None:
         """QUEUED or RUNNING -> CANCELLED; None when the job is already final."""
         return await self._transition(

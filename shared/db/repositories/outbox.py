@@ -68,9 +68,3 @@ class OutboxRepository:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-    async def backlog(self) -> int:
-        count = await self.session.scalar(
-            select(text("count(*)")).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
-        )
-        return int(count or 0)

@@ -24,18 +24,18 @@ from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
 from services.api.metrics import RequestMetrics, remember_route
 from services.api.metrics import router as metrics_router
+from services.api.programs.validation import Limits
 from services.api.providers.router import router as providers_router
+from services.api.providers.secrets_box import SecretsBox
 from services.api.providers.service import ProviderService
 from services.api.sessions.router import router as sessions_router
 from services.api.sessions.service import RuntimeSessionService
 from services.api.usage.router import router as usage_router
-from shared.backends import build_catalog
+from shared.backends.catalog import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
+from shared.kit.settings import Settings
 from shared.messaging.relay import OutboxRelay
-from shared.programs import Limits
-from shared.secrets_box import SecretsBox
-from shared.settings import Settings
 
 API_PREFIX = "/api/v1"
 # The official client keeps a base URL unchanged only when it contains "experimental".

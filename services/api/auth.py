@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.api.dependencies import context
-from shared.errors import Forbidden
 from shared.identity.service import Principal
+from shared.kit.errors import Forbidden
 
 
 async def current_principal(request: Request) -> Principal:

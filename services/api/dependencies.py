@@ -11,8 +11,8 @@ from services.api.jobs.service import JobService
 from services.api.providers.service import ProviderService
 from services.api.sessions.service import RuntimeSessionService
 from shared.identity.service import IdentityService
+from shared.kit.settings import Settings
 from shared.messaging.relay import OutboxRelay
-from shared.settings import Settings
 
 
 @dataclass

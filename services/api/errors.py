@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import ErrorCode, QRuntimeError
+from shared.kit.errors import ErrorCode, QRuntimeError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import ErrorCode, QRuntimeError
+from shared.kit.errors import ErrorCode, QRuntimeError
 
 
 class PayloadTooLarge(QRuntimeError):

@@ -20,7 +20,7 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     from services.api.dependencies import context
-    from shared.metrics import refresh_state_gauges
+    from shared.kit.metrics import refresh_state_gauges
 
     ctx = context(request)
     try:

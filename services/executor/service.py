@@ -21,15 +21,15 @@ from shared.db.engine import unit_of_work
 from shared.db.models import Executor, Job
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.errors import ErrorCode
-from shared.job_events import job_changed, jobs_changed
+from shared.jobs.changes import job_changed, jobs_changed
+from shared.jobs.states import JobStatus
+from shared.kit.errors import ErrorCode
+from shared.kit.metrics import EXECUTION_SECONDS, JOBS_FINISHED
+from shared.kit.settings import Settings
 from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
-from shared.metrics import EXECUTION_SECONDS, JOBS_FINISHED
-from shared.settings import Settings
-from shared.states import JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
 from services.executor.worker import JobRun
-from shared.backends import AER_SIMULATOR, fake_device
-from shared.runner import runner_results
+from shared.backends.catalog import AER_SIMULATOR, fake_device
+from shared.jobs.runner_results import runner_results
 
 
 class ProgramError(Exception):

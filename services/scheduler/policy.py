@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.db.repositories.jobs import BackendLoad
-from shared.states import SessionMode, SessionState
+from shared.sessions.states import SessionMode, SessionState
 
 # A job's share of usage is never estimated as free, so fair share always alternates between owners.
 MIN_JOB_COST = 1e-3

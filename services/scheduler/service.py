@@ -34,16 +34,16 @@ from shared.db.repositories.inbox import InboxRepository
 from shared.db.repositories.jobs import JobRepository, QueuedJobRow
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.errors import ErrorCode
-from shared.job_events import job_changed
+from shared.jobs.changes import job_changed
+from shared.kit.errors import ErrorCode
+from shared.kit.metrics import DISPATCH_LATENCY, refresh_state_gauges
+from shared.kit.settings import Settings
 from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
-from shared.metrics import DISPATCH_LATENCY, refresh_state_gauges
-from shared.session_lifecycle import fire_due_timers
-from shared.settings import Settings
-from shared.states import SessionMode, SessionState
+from shared.sessions.lifecycle import fire_due_timers
+from shared.sessions.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 
 def create_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:

@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from shared.db.engine import asyncpg_dsn
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -20,7 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.states import JobStatus, SessionMode, SessionState
+from shared.jobs.states import JobStatus
+from shared.sessions.states import SessionMode, SessionState
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import unit_of_work
 from shared.db.models import ApiKey, Instance, User
 from shared.db.repositories.identity import IdentityRepository
-from shared.errors import Conflict, ErrorCode, Forbidden, InvalidInput, NotFound, Unauthorized
 from shared.identity.tokens import (
     InvalidToken,
     issue_token,
@@ -20,7 +19,8 @@ from shared.identity.tokens import (
     secret_matches,
     verify_token,
 )
-from shared.settings import Settings
+from shared.kit.errors import Conflict, ErrorCode, Forbidden, InvalidInput, NotFound, Unauthorized
+from shared.kit.settings import Settings
 
 ROLES = ("user", "admin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")

@@ -24,9 +24,9 @@ from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
+from shared.kit.settings import Settings
 from shared.messaging.connection import connect_with_retry
 from shared.messaging.topology import Topology
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

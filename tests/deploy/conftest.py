@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import build_parser
-from shared.settings import Settings
+from services.cli.main import build_parser
+from shared.kit.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")

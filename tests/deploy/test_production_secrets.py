@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED_IN_PRODUCTION = ("QRUNTIME_JWT_SECRET", "QRUNTIME_SECRETS_KEY")

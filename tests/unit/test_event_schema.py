@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from shared.events import Event, asyncapi_document, event_json_schema
+from shared.events.document import Event, asyncapi_document, event_json_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "events.schema.json"
 

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from shared.logging_setup import JsonFormatter
+from shared.kit.logging_setup import JsonFormatter
 
 
 def test_json_lines_carry_job_and_session_ids() -> None:

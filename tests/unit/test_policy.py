@@ -18,7 +18,7 @@ from services.scheduler.policy import (
     plan_dispatches,
 )
 from shared.db.repositories.jobs import BackendLoad
-from shared.states import SessionMode, SessionState
+from shared.sessions.states import SessionMode, SessionState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NO_GROUPING = Grouping(max_group_size=1, group_max_shots=0)

@@ -8,9 +8,9 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
-from shared.backends import BackendInfo
-from shared.errors import InvalidInput, NotFound, QRuntimeError
-from shared.programs import Limits, decode_body, normalize, parse_circuit
+from services.api.programs.validation import Limits, decode_body, normalize, parse_circuit
+from shared.backends.catalog import BackendInfo
+from shared.kit.errors import InvalidInput, NotFound, QRuntimeError
 from tests.stack import BELL_QASM2, BELL_QASM3
 
 LIMITS = Limits(max_shots=1000, max_circuits=3, max_decoded_bytes=1 << 20, default_shots=128)

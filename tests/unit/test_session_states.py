@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import Conflict, ErrorCode
-from shared.states import (
+from shared.kit.errors import Conflict, ErrorCode
+from shared.sessions.states import (
     SESSION_TRANSITIONS,
     SessionState,
     check_session_transition,

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import Conflict
-from shared.states import FINAL_JOB_STATES, JOB_TRANSITIONS, JobStatus, check_job_transition, sources_of
+from shared.jobs.states import FINAL_JOB_STATES, JOB_TRANSITIONS, JobStatus, check_job_transition, sources_of
+from shared.kit.errors import Conflict
 
 
 def test_final_states_have_no_way_out() -> None:

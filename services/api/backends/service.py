@@ -5,12 +5,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import backends as catalog_data
-from shared.backends import BackendInfo
+from shared.backends import catalog as catalog_data
+from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.repositories.overview import OverviewRepository
-from shared.errors import ErrorCode, NotFound
-from shared.settings import Settings
+from shared.kit.errors import ErrorCode, NotFound
+from shared.kit.settings import Settings
 
 
 @dataclass(frozen=True)

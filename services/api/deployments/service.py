@@ -9,14 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.jobs.schemas import JobCreated
 from services.api.jobs.service import JobService
+from services.api.programs.formats import parse_program
+from services.api.programs.validation import Limits, NormalizedParams, normalize_estimator, normalize_sampler
 from shared.db.engine import unit_of_work
 from shared.db.models import Deployment, QuantumProgram
 from shared.db.repositories.deployments import DeploymentRepository
-from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.identity.service import Principal
-from shared.program_formats import parse_program
-from shared.programs import Limits, NormalizedParams, normalize_estimator, normalize_sampler
-from shared.runner import registers_of
+from shared.jobs.runner_results import registers_of
+from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
 
 from .schemas import (
     DeploymentCreate,

@@ -5,8 +5,8 @@ from fastapi.responses import StreamingResponse
 
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
-from shared.errors import ErrorCode, InvalidInput
-from shared.events import asyncapi_document
+from shared.events.document import asyncapi_document
+from shared.kit.errors import ErrorCode, InvalidInput
 
 from .service import stream
 

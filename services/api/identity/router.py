@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from services.api.dependencies import context
-from shared.errors import ErrorCode, InvalidInput
+from shared.kit.errors import ErrorCode, InvalidInput
 
 router = APIRouter(tags=["identity"])
 

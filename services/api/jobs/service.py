@@ -5,19 +5,20 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.backends import BackendInfo
+from services.api.ids import is_wellformed_id, new_id
+from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
+from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter, JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.identity.service import Principal
-from shared.ids import is_wellformed_id, new_id
-from shared.job_events import job_changed
-from shared.programs import Limits, NormalizedParams, decode_body, normalize
-from shared.runner import runner_error_results
-from shared.states import JobStatus, SessionState, check_job_transition
+from shared.jobs.changes import job_changed
+from shared.jobs.runner_results import runner_error_results
+from shared.jobs.states import JobStatus, check_job_transition
+from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.sessions.states import SessionState
 
 from .schemas import (
     JobCreate,

@@ -3,13 +3,13 @@
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.backends.service import BackendService, BackendState
-from shared.backends import AER_SIMULATOR
+from services.api.providers.catalog import PROVIDERS, Provider
+from services.api.providers.secrets_box import SecretsBox
+from shared.backends.catalog import AER_SIMULATOR
 from shared.db.engine import unit_of_work
 from shared.db.repositories.credentials import CredentialRepository
-from shared.errors import ErrorCode, InvalidInput, NotFound
 from shared.identity.service import Principal
-from shared.providers import PROVIDERS, Provider
-from shared.secrets_box import SecretsBox
+from shared.kit.errors import ErrorCode, InvalidInput, NotFound
 
 from .schemas import CredentialStatus, DeviceList, DeviceView, ProviderView
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import runtime_session_service
 from shared.db.repositories.sessions import SessionFilter
-from shared.states import SessionMode, SessionState
+from shared.sessions.states import SessionMode, SessionState
 
 from .schemas import SessionCreate, SessionList, SessionUpdate, SessionView
 from .service import RuntimeSessionService

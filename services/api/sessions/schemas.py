@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from shared.states import SessionMode, SessionState
+from shared.sessions.states import SessionMode, SessionState
 
 
 class SessionCreate(BaseModel):

@@ -5,18 +5,18 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.backends import BackendInfo
+from services.api.ids import is_wellformed_id, new_id
+from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import RuntimeSession
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository, SessionFilter
-from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.identity.service import Principal
-from shared.ids import is_wellformed_id, new_id
-from shared.session_events import announce_session_state
-from shared.session_lifecycle import close_now, stop_accepting
-from shared.settings import Settings
-from shared.states import SessionMode, SessionState
+from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from shared.kit.settings import Settings
+from shared.sessions.changes import announce_session_state
+from shared.sessions.lifecycle import close_now, stop_accepting
+from shared.sessions.states import SessionMode, SessionState
 
 from .schemas import SessionCreate, SessionList, SessionUpdate, SessionView, StateTimestamp
 

@@ -4,7 +4,7 @@ from sqlalchemy import ColumnElement, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import EventRecord
-from shared.events import Event
+from shared.events.document import Event
 
 
 class EventRepository:

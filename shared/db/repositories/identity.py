@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import ApiKey, Instance, InstanceMember, Job, User
-from shared.states import JobStatus
+from shared.jobs.states import JobStatus
 
 
 class IdentityRepository:

@@ -10,8 +10,8 @@ from sqlalchemy import and_, delete, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, JobResult
-from shared.errors import ErrorCode
-from shared.states import JobStatus, sources_of
+from shared.jobs.states import JobStatus, sources_of
+from shared.kit.errors import ErrorCode
 
 
 def _in_states(states: frozenset[JobStatus]) -> list[str]:

@@ -7,7 +7,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage
-from shared.events import Event
+from shared.events.document import Event
 from shared.messaging.messages import Message
 
 NOTIFY_CHANNEL = "qruntime_outbox"

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, OutboxMessage, RuntimeSession
 from shared.db.repositories.jobs import seconds_ago
-from shared.states import JobStatus
+from shared.jobs.states import JobStatus
 
 
 class OverviewRepository:

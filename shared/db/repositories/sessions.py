@@ -22,7 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Job, RuntimeSession
-from shared.states import JobStatus, SessionMode, SessionState, session_sources_of
+from shared.jobs.states import JobStatus
+from shared.sessions.states import SessionMode, SessionState, session_sources_of
 
 _PENDING = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 

@@ -11,9 +11,9 @@ from shared.db.models import RuntimeSession
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.errors import ErrorCode
-from shared.job_events import job_changed
-from shared.session_events import announce_session_state
+from shared.jobs.changes import job_changed
+from shared.kit.errors import ErrorCode
+from shared.sessions.changes import announce_session_state
 
 
 async def stop_accepting(db: AsyncSession, session_id: str) -> RuntimeSession | None:

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.outbox import OutboxRepository
-from shared.events import Event
+from shared.events.document import Event
 from shared.messaging.topology import EVENTS, TENANT_EVENTS
 
 

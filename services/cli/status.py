@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 from shared.db.engine import create_engine, create_session_factory, unit_of_work
 from shared.db.repositories.overview import OverviewRepository
+from shared.kit.settings import Settings
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
-from shared.settings import Settings
 
 
 async def gather_status(settings: Settings) -> dict[str, object]:

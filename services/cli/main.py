@@ -14,22 +14,22 @@ from typing import IO
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from services.admin_cli import add_admin_parser, run_admin
-from services.status_cli import run_status
-from shared.settings import Settings, get_settings
+from services.cli.admin import add_admin_parser, run_admin
+from services.cli.status import run_status
+from shared.kit.settings import Settings, get_settings
 
 log = logging.getLogger("qruntime")
 
 
 def _configure_logging(settings: Settings, role: str) -> None:
-    from shared.logging_setup import configure_logging
+    from shared.kit.logging_setup import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, role)
 
 
 def _run_until_signalled(make: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
     async def main() -> None:
-        from shared.health_server import start_health_server
+        from shared.kit.health import start_health_server
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,7 +127,9 @@ def _pipe_with_prefix(stream: IO[bytes], prefix: str) -> None:
 def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     """Migrate, then run api, scheduler and one executor per backend as child processes."""
     cmd_migrate(settings, _)
-    base = [sys.executable, "-m", "services.cli"]
+    # -P: the working directory is not put on sys.path, so a folder with its own `services/` package
+    # cannot shadow the installed code.
+    base = [sys.executable, "-P", "-m", "services.cli"]
     roles: list[tuple[str, list[str]]] = [("api", ["api"]), ("scheduler", ["scheduler"])]
     roles += [(f"executor[{b}]", ["executor", "--backend", b]) for b in settings.backends]
     width = max(len(name) for name, _ in roles)
@@ -210,7 +212,3 @@ def main(argv: list[str] | None = None) -> int:
         reason = getattr(exc, "orig", None) or exc
         print(f"qruntime {args.command}: cannot reach a service it needs: {reason}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

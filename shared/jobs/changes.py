@@ -6,12 +6,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.event_publishing import publish_event
-from shared.events import Event
+from shared.events.document import Event
+from shared.events.publishing import publish_event
+from shared.jobs.states import JobStatus
 from shared.messaging.messages import JobFinished, JobSubmitted
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
-from shared.session_events import announce_session_state
-from shared.states import JobStatus
+from shared.sessions.changes import announce_session_state
 
 
 async def job_changed(db: AsyncSession, job: Job) -> None:

@@ -6,8 +6,8 @@ import io
 
 from qiskit import QuantumCircuit, qpy
 
-from shared.errors import ErrorCode, InvalidInput
-from shared.programs import parse_circuit
+from services.api.programs.validation import parse_circuit
+from shared.kit.errors import ErrorCode, InvalidInput
 
 LANGUAGES = ("QASM2", "QASM3", "QPY")
 MALFORMED = ErrorCode.MALFORMED_CIRCUIT

@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import unit_of_work
 from shared.db.repositories.overview import OverviewRepository
+from shared.kit.settings import Settings
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
-from shared.settings import Settings
 
 JOBS = Gauge("qruntime_jobs", "Jobs by state and backend", ["backend", "state"])
 SESSIONS = Gauge("qruntime_sessions", "Sessions by state and backend", ["backend", "state"])

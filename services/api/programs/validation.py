@@ -20,8 +20,8 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
-from shared.backends import BackendInfo
-from shared.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.backends.catalog import BackendInfo
+from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.

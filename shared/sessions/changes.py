@@ -2,8 +2,8 @@
 
 from shared.db.models import RuntimeSession
 from shared.db.repositories.outbox import OutboxRepository
-from shared.event_publishing import publish_event
-from shared.events import Event
+from shared.events.document import Event
+from shared.events.publishing import publish_event
 from shared.messaging.messages import SessionChanged
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
 

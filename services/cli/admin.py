@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from shared.db.engine import create_engine, create_session_factory
-from shared.errors import QRuntimeError
 from shared.identity.service import IdentityService
-from shared.settings import Settings
+from shared.kit.errors import QRuntimeError
+from shared.kit.settings import Settings
 
 DEV_CREDENTIALS = Path(".qruntime-dev.env")
 

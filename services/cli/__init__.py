@@ -1,0 +1,5 @@
+"""The `qruntime` command."""
+
+from services.cli.main import main
+
+__all__ = ["main"]

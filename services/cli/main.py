@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from services.cli.admin import add_admin_parser, run_admin
+from services.cli.client import add_client_parsers, run_client_env, run_doctor
 from services.cli.status import run_status
 from shared.kit.settings import Settings, get_settings
 
@@ -168,18 +169,78 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qruntime", description="A self-hosted quantum runtime.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create the database if missing and upgrade it to the newest schema")
-    sub.add_parser("api", help="serve the REST API")
-    sub.add_parser("scheduler", help="run the scheduler (one leader per database; others stand by)")
-    executor = sub.add_parser("executor", help="run circuits for one or more backends")
-    executor.add_argument(
-        "--backend", action="append", help="backend to serve (repeatable; default: all of QRUNTIME_BACKENDS)"
+    parser = argparse.ArgumentParser(
+        prog="qruntime",
+        description=(
+            "A self-hosted quantum runtime. Settings come from QRUNTIME_* environment variables "
+            "(or a .env file); see the README's Configuration table. `qruntime COMMAND --help` "
+            "describes each command."
+        ),
     )
-    sub.add_parser("up", help="migrate, then run api, scheduler and executors on this machine")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "migrate",
+        help="create the database if missing and upgrade it to the newest schema",
+        description=(
+            "Create the database named by QRUNTIME_DATABASE_URL if it does not exist and apply every "
+            "Alembic migration. Safe to run again: an up-to-date database is left as it is."
+        ),
+    )
+    sub.add_parser(
+        "api",
+        help="serve the REST API",
+        description=(
+            "Serve the REST API (and /docs, /redoc, /openapi.json) on QRUNTIME_API_HOST:QRUNTIME_API_PORT "
+            "(default 127.0.0.1:8000). Logs one line per request. Exits with status 1 when the port "
+            "cannot be bound."
+        ),
+    )
+    sub.add_parser(
+        "scheduler",
+        help="run the scheduler (one leader per database; others stand by)",
+        description=(
+            "Order queued jobs and dispatch them to the backends' queues. Several may run: one is "
+            "the leader (a PostgreSQL advisory lock), the others stand by and take over within a "
+            "second of its death. Serves /healthz and /metrics on QRUNTIME_HEALTH_PORT when set."
+        ),
+    )
+    executor = sub.add_parser(
+        "executor",
+        help="run circuits for one or more backends",
+        description=(
+            "Run the circuits of jobs dispatched to the given backends, with a warm simulator per "
+            "backend in a child process. Example: qruntime executor --backend fake_manila"
+        ),
+    )
+    executor.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="backend to serve, e.g. aer_simulator or fake_manila (repeatable; default: every backend "
+        "of QRUNTIME_BACKENDS)",
+    )
+    sub.add_parser(
+        "up",
+        help="migrate, then run api, scheduler and executors on this machine",
+        description=(
+            "Migrate, then start the api, the scheduler and one executor per backend as child "
+            "processes with prefixed logs. Prints 'qruntime is ready' once the api answers /readyz, "
+            "the scheduler leads and every backend has an executor; exits with status 1 if a child "
+            "fails first (for example when the api's port is taken). Ctrl-C or SIGTERM stops them all."
+        ),
+    )
     add_admin_parser(sub)
-    sub.add_parser("status", help="print backends, queue depths, running jobs and active sessions")
+    sub.add_parser(
+        "status",
+        help="print backends, queue depths, running jobs and the outbox backlog",
+        description=(
+            "Print, from the database and the broker: per backend the live executors, queued and "
+            "running jobs and the queue depth; the running jobs with their age (seconds) and attempt; "
+            "and the number of events not yet published. Needs QRUNTIME_DATABASE_URL and "
+            "QRUNTIME_AMQP_URL, not a running api."
+        ),
+    )
+    add_client_parsers(sub)
     return parser
 
 
@@ -191,6 +252,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up,
     "admin": run_admin,
     "status": lambda settings, _: run_status(settings),
+    "client-env": run_client_env,
+    "doctor": run_doctor,
 }
 
 

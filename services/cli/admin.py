@@ -157,9 +157,8 @@ Development credentials (administrator 'admin', instance 'default'; also in {DEV
   Instance CRN: {crn}
 curl:
   curl -H "Authorization: apikey {key}" {base}/api/v1/instances/usage
-Qiskit (qiskit-ibm-runtime >= 0.49):
-  export IAM_URL={base} QISKIT_FUNCTIONS_EXPERIMENTAL=1
-  export QISKIT_IBM_TOKEN={key}
-  export QISKIT_IBM_URL={base}/experimental/api/v1
-  export QISKIT_IBM_INSTANCE={crn}
+Qiskit (qiskit-ibm-runtime >= 0.49): `make run` wrote the five variables the client needs to
+.qruntime-client.env; load them in the shell that runs Qiskit, and check them:
+  source .qruntime-client.env
+  .venv/bin/qruntime doctor
 """

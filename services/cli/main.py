@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO
 
@@ -152,11 +153,21 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGTERM, terminate)
-    log.info("qruntime is up on http://%s:%s (Ctrl-C stops it)", settings.api_host, settings.api_port)
-    while not stopping.wait(0.5):
-        if any(child.poll() is not None for child in children):
-            log.error("a child process exited; stopping the others")
-            break
+    names = [name for name, _ in roles]
+    failure = _wait_until_ready(settings, list(zip(names, children, strict=True)), stopping)
+    if failure is None:
+        log.info(
+            "qruntime is ready on %s: api, scheduler and executors for %s (Ctrl-C stops it)",
+            _local_url(settings),
+            ", ".join(settings.backends),
+        )
+        while not stopping.wait(0.5):
+            exited = [name for name, child in zip(names, children, strict=True) if child.poll() is not None]
+            if exited:
+                log.error("%s exited; stopping the others", ", ".join(exited))
+                break
+    elif not stopping.is_set():
+        log.error("qruntime failed to start: %s", failure)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -166,6 +177,67 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
     return 0 if stopping.is_set() else 1
+
+
+def _local_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def _not_ready(settings: Settings) -> list[str]:
+    """What is not ready yet: the api (its /readyz), the scheduler leader, each backend's executor."""
+    import httpx
+
+    from services.scheduler.service import LEADER_LOCK_KEY
+    from shared.db.engine import create_engine, create_session_factory, unit_of_work
+    from shared.db.repositories.overview import OverviewRepository
+
+    waiting = []
+    try:
+        if httpx.get(_local_url(settings) + "/readyz", timeout=2).status_code != 200:
+            waiting.append("the api (database or broker not reachable)")
+    except httpx.HTTPError:
+        waiting.append("the api to answer")
+
+    async def from_database() -> tuple[bool, dict[str, int]]:
+        engine = create_engine(settings, pool_size=1)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as db:
+                overview = OverviewRepository(db)
+                leader = await overview.advisory_lock_held(LEADER_LOCK_KEY)
+                return leader, await overview.live_executors(settings.executor_lease_seconds)
+        finally:
+            await engine.dispose()
+
+    leader, live = asyncio.run(from_database())
+    if not leader:
+        waiting.append("a scheduler leader")
+    waiting += [f"an executor for {b}" for b in settings.backends if not live.get(b)]
+    return waiting
+
+
+def _wait_until_ready(
+    settings: Settings, children: list[tuple[str, subprocess.Popen[bytes]]], stopping: threading.Event
+) -> str | None:
+    """None once every process is ready; otherwise why not (a child exited, or time ran out)."""
+    deadline = time.monotonic() + settings.startup_timeout_seconds
+    waiting: list[str] = []
+    while not stopping.is_set():
+        for name, child in children:
+            if child.poll() is not None:
+                return (
+                    f"{name} exited with status {child.returncode} before it was ready (see its lines above)"
+                )
+        try:
+            waiting = _not_ready(settings)
+        except (OSError, DBAPIError) as exc:
+            waiting = [f"the database ({type(exc).__name__})"]
+        if not waiting:
+            return None
+        if time.monotonic() > deadline:
+            return f"not ready after {settings.startup_timeout_seconds:.0f} s, still waiting for {', '.join(waiting)}"
+        stopping.wait(0.5)
+    return "stopped"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # How often the scheduler refreshes its state gauges (each refresh opens a short broker connection
     # to read queue depths, so not too often).
     metrics_refresh_seconds: float = Field(default=10.0, gt=0)
+    # `qruntime up`: how long the api, scheduler and executors may take to become ready.
+    startup_timeout_seconds: float = Field(default=300.0, gt=0)
     # How long the event log keeps events for Server-Sent Events replay.
     event_retention_days: float = Field(default=7.0, gt=0)
 

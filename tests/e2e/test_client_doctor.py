@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from services.cli.client import client_variables, diagnose
 from tests.stack import ROOT, Stack, free_port
 
 
@@ -54,6 +55,11 @@ def client_env(stack: Stack, home: Path) -> dict[str, str]:
         "QISKIT_IBM_TOKEN",
         "QISKIT_IBM_INSTANCE",
     }
+    assert variables == client_variables(stack.url, account.api_key, account.instance_crn)
+    return clean_env(stack, home, variables)
+
+
+def clean_env(stack: Stack, home: Path, variables: dict[str, str]) -> dict[str, str]:
     # HOME without a saved account: only the variables configure the client.
     base = {k: v for k, v in stack.env.items() if not k.startswith(("QISKIT_", "IAM_"))}
     return {**base, "HOME": str(home), **variables}
@@ -96,12 +102,23 @@ MISCONFIGURATIONS = {
 
 
 @pytest.mark.parametrize("cause", list(MISCONFIGURATIONS))
-def test_doctor_names_the_cause(stack: Stack, tmp_path: Path, cause: str) -> None:
-    env = MISCONFIGURATIONS[cause](client_env(stack, tmp_path), stack)
-    verdict = doctor(env)
-    assert not verdict["ok"]
-    assert verdict["cause"] == cause, verdict
-    message = verdict["message"]
+def test_doctor_names_the_cause(
+    stack: Stack, tmp_path: Path, cause: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process (the client reads os.environ), so that each case costs no interpreter start.
+    account = stack.accounts["alice"]
+    configured = clean_env(
+        stack, tmp_path, client_variables(stack.url, account.api_key, account.instance_crn)
+    )
+    env = MISCONFIGURATIONS[cause](configured, stack)
+    for name in [n for n in os.environ if n.startswith(("QISKIT_", "IAM_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    diagnosis = diagnose()
+    assert not diagnosis.ok
+    assert diagnosis.cause == cause, diagnosis
+    message = diagnosis.message
     assert message.count(". ") == 0 and len(message) < 400  # one sentence
     # The sentence never repeats a secret.
     for key in (stack.accounts["alice"].api_key, env.get("QISKIT_IBM_TOKEN")):

@@ -3,7 +3,7 @@ outbox backlog. Read by backend discovery, `qruntime status` and the metrics gau
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, OutboxMessage, RuntimeSession
@@ -23,6 +23,19 @@ class OverviewRepository:
             .group_by(Executor.backend)
         )
         return {backend: int(n) for backend, n in rows.tuples()}
+
+    async def advisory_lock_held(self, key: int) -> bool:
+        """Whether some session of this database holds the advisory lock `key` (the scheduler
+        leader's), as pg_locks shows a bigint key: high and low 32 bits, objsubid 1."""
+        held = await self.session.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid = :high AND objid = :low AND objsubid = 1)"
+            ),
+            {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+        )
+        return bool(held)
 
     async def jobs_by_state(self) -> dict[tuple[str, str], int]:
         rows = await self.session.execute(

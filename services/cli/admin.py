@@ -17,36 +17,92 @@ from shared.kit.errors import QRuntimeError
 from shared.kit.settings import Settings
 
 DEV_CREDENTIALS = Path(".qruntime-dev.env")
+ALLOCATION_HELP = (
+    "backend time the instance may use, in seconds per rolling window of QRUNTIME_USAGE_WINDOW_DAYS "
+    "days (default 28), e.g. 3600; jobs beyond it stay queued"
+)
+CONCURRENCY_HELP = "most jobs queued or running at once, e.g. 10; more are refused with code 1012"
 
 
 def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    admin = sub.add_parser("admin", help="manage users, API keys and instances")
-    commands = admin.add_subparsers(dest="admin_command", required=True)
-    user = commands.add_parser("create-user", help="create a user")
-    user.add_argument("name")
-    user.add_argument("--admin", action="store_true", help="make the user an administrator")
-    key = commands.add_parser("create-key", help="create an API key for a user (printed once)")
-    key.add_argument("user", help="user name or id")
-    revoke = commands.add_parser("revoke-key", help="revoke an API key")
-    revoke.add_argument("key_id")
-    instance = commands.add_parser("create-instance", help="create an instance (tenant); prints its CRN")
-    instance.add_argument("name")
-    instance.add_argument(
-        "--allocation-seconds", type=float, default=None, help="usage allocation per window"
+    admin = sub.add_parser(
+        "admin",
+        help="manage users, API keys and instances",
+        description="Identity administration against the database (QRUNTIME_DATABASE_URL); no api needed.",
     )
-    instance.add_argument("--max-concurrent-jobs", type=int, default=None, help="queued+running jobs limit")
-    limits = commands.add_parser("set-limits", help="change an instance's allocation or concurrency limit")
+    commands = admin.add_subparsers(dest="admin_command", required=True)
+    user = commands.add_parser(
+        "create-user",
+        help="create a user",
+        description="Create a user. Example: qruntime admin create-user alice --admin",
+    )
+    user.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
+    user.add_argument("--admin", action="store_true", help="make the user an administrator")
+    key = commands.add_parser(
+        "create-key",
+        help="create an API key for a user (printed once)",
+        description="Create an API key qrt_<id>_<secret> for a user; it is printed once, alone on the last "
+        "line (only its hash is stored). Example: KEY=$(qruntime admin create-key alice | tail -n1)",
+    )
+    key.add_argument("user", help="user name or id")
+    revoke = commands.add_parser(
+        "revoke-key",
+        help="revoke an API key (by its id)",
+        description="Revoke an API key and every access token issued for it. Example: for the key "
+        "qrt_9c1e7a2b4d6f8e0a_<secret>, run: qruntime admin revoke-key 9c1e7a2b4d6f8e0a",
+    )
+    revoke.add_argument(
+        "key_id",
+        help="the key id, i.e. the middle part of qrt_<id>_<secret> (a whole key is accepted and reduced "
+        "to its id; its secret is never printed)",
+    )
+    instance = commands.add_parser(
+        "create-instance",
+        help="create an instance (tenant); prints its CRN",
+        description="Create an instance; its CRN (what clients send as Service-CRN and QISKIT_IBM_INSTANCE) "
+        "is printed alone on the last line. Example: qruntime admin create-instance lab-a "
+        "--allocation-seconds 3600 --max-concurrent-jobs 10",
+    )
+    instance.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
+    instance.add_argument(
+        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
+    )
+    instance.add_argument(
+        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
+    )
+    limits = commands.add_parser(
+        "set-limits",
+        help="change an instance's allocation or concurrency limit",
+        description="Change the limits given; the others stay. Examples: qruntime admin set-limits lab-a "
+        "--allocation-seconds 7200; qruntime admin set-limits lab-a --unlimited",
+    )
     limits.add_argument("instance", help="instance name, id or CRN")
-    limits.add_argument("--allocation-seconds", type=float, default=None)
-    limits.add_argument("--max-concurrent-jobs", type=int, default=None)
+    limits.add_argument(
+        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
+    )
+    limits.add_argument(
+        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
+    )
     limits.add_argument("--unlimited", action="store_true", help="remove both limits")
-    member = commands.add_parser("add-member", help="let a user act in an instance")
+    member = commands.add_parser(
+        "add-member",
+        help="let a user act in an instance",
+        description="Make a user a member of an instance. Example: qruntime admin add-member lab-a alice",
+    )
     member.add_argument("instance", help="instance name, id or CRN")
     member.add_argument("user", help="user name or id")
-    commands.add_parser("list-users", help="list users")
-    commands.add_parser("list-instances", help="list instances")
     commands.add_parser(
-        "bootstrap", help="development: create an admin, an instance and a key if there are none"
+        "list-users", help="list users", description="Print id, name, role and state, tab-separated."
+    )
+    commands.add_parser(
+        "list-instances", help="list instances", description="Print id, name and CRN, tab-separated."
+    )
+    commands.add_parser(
+        "bootstrap",
+        help="development: create an admin, an instance and a key if there are none",
+        description=f"Development only (QRUNTIME_ENVIRONMENT=development): when the database has no user, "
+        f"create the administrator 'admin', the instance 'default' and a key, kept in {DEV_CREDENTIALS} "
+        "(mode 0600). `make run` runs it.",
     )
 
 

@@ -96,6 +96,15 @@ class IdentityService:
         return key, plain
 
     async def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke by key id; a whole key (qrt_<id>_<secret>) is reduced to its id, so that no message
+        ever repeats its secret."""
+        parsed = parse_api_key(key_id)
+        if parsed is not None:
+            key_id = parsed.key_id
+        elif not key_id.isalnum():
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST, "Give the key id: the middle part of qrt_<id>_<secret>."
+            )
         async with unit_of_work(self.sessions) as session:
             repo = IdentityRepository(session)
             revoked = await repo.revoke_key(key_id)
@@ -197,11 +206,14 @@ class IdentityService:
         scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
         if not credential or scheme.lower() not in ("bearer", "apikey"):
-            raise Unauthorized("Send 'Authorization: Bearer <access token>' (from POST /identity/token).")
+            raise Unauthorized(
+                "Send 'Authorization: apikey <API key>', or 'Authorization: Bearer <access token>' "
+                "with a token from POST /identity/token."
+            )
         async with unit_of_work(self.sessions) as session:
             repo = IdentityRepository(session)
             if scheme.lower() == "apikey":
-                _, user = await self._valid_key(repo, credential, ErrorCode.UNAUTHORIZED)
+                _, user = await self._valid_key(repo, credential, ErrorCode.INVALID_API_KEY)
             else:
                 user = await self._user_of_token(repo, credential)
             instance = await self._instance_for(repo, user, service_crn)
@@ -224,6 +236,11 @@ class IdentityService:
         return found
 
     async def _user_of_token(self, repo: IdentityRepository, token: str) -> User:
+        if parse_api_key(token) is not None:
+            raise Unauthorized(
+                "This is an API key, not an access token: send it as 'Authorization: apikey <API key>', "
+                "or exchange it for a token at POST /identity/token."
+            )
         try:
             claims = verify_token(token, self.settings.signing_secret)
         except InvalidToken as exc:

@@ -204,17 +204,18 @@ def run_bootstrap(settings: Settings) -> int:
 
 
 def _instructions(settings: Settings, env: str) -> str:
+    from services.cli.client import CLIENT_ENV_FILE, client_variables, render_exports, server_url
+
     values = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
     key, crn = values.get("QRUNTIME_DEV_API_KEY", ""), values.get("QRUNTIME_DEV_INSTANCE_CRN", "")
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = server_url(settings)
+    exports = "".join(f"  {line}\n" for line in render_exports(client_variables(base, key, crn)).splitlines())
     return f"""
 Development credentials (administrator 'admin', instance 'default'; also in {DEV_CREDENTIALS}):
   API key:      {key}
   Instance CRN: {crn}
 curl:
   curl -H "Authorization: apikey {key}" {base}/api/v1/instances/usage
-Qiskit (qiskit-ibm-runtime >= 0.49): `make run` wrote the five variables the client needs to
-.qruntime-client.env; load them in the shell that runs Qiskit, and check them:
-  source .qruntime-client.env
-  .venv/bin/qruntime doctor
-"""
+Qiskit (qiskit-ibm-runtime >= 0.49) needs these five variables; `make run` also writes them to
+{CLIENT_ENV_FILE}. In the shell that runs Qiskit: source {CLIENT_ENV_FILE} && .venv/bin/qruntime doctor
+{exports}"""

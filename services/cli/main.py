@@ -188,8 +188,8 @@ def _not_ready(settings: Settings) -> list[str]:
     """What is not ready yet: the api (its /readyz), the scheduler leader, each backend's executor."""
     import httpx
 
-    from services.scheduler.service import LEADER_LOCK_KEY
     from shared.db.engine import create_engine, create_session_factory, unit_of_work
+    from shared.db.repositories.locks import leader_present
     from shared.db.repositories.overview import OverviewRepository
 
     waiting = []
@@ -203,9 +203,8 @@ def _not_ready(settings: Settings) -> list[str]:
         engine = create_engine(settings, pool_size=1)
         try:
             async with unit_of_work(create_session_factory(engine)) as db:
-                overview = OverviewRepository(db)
-                leader = await overview.advisory_lock_held(LEADER_LOCK_KEY)
-                return leader, await overview.live_executors(settings.executor_lease_seconds)
+                leader = await leader_present(db)
+                return leader, await OverviewRepository(db).live_executors(settings.executor_lease_seconds)
         finally:
             await engine.dispose()
 

@@ -59,7 +59,9 @@ def readme_blocks() -> list[Block]:
         if marker is not None:
             mode = "server" if marker.group(1) == "server" else "skip"
             reason = marker.group("reason") or ""
-        blocks.append(Block(index + 1, opened.group(1), mode, reason, "\n".join(lines[index + 1 : end]) + "\n"))
+        blocks.append(
+            Block(index + 1, opened.group(1), mode, reason, "\n".join(lines[index + 1 : end]) + "\n")
+        )
         index = end + 1
     return blocks
 

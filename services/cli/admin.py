@@ -9,14 +9,13 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+from services.cli.client import CLIENT_ENV_FILE, DEV_CREDENTIALS, client_variables, render_exports, server_url
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
 from shared.kit.errors import QRuntimeError
 from shared.kit.settings import Settings
 
-DEV_CREDENTIALS = Path(".qruntime-dev.env")
 ALLOCATION_HELP = (
     "backend time the instance may use, in seconds per rolling window of QRUNTIME_USAGE_WINDOW_DAYS "
     "days (default 28), e.g. 3600; jobs beyond it stay queued"
@@ -204,8 +203,6 @@ def run_bootstrap(settings: Settings) -> int:
 
 
 def _instructions(settings: Settings, env: str) -> str:
-    from services.cli.client import CLIENT_ENV_FILE, client_variables, render_exports, server_url
-
     values = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
     key, crn = values.get("QRUNTIME_DEV_API_KEY", ""), values.get("QRUNTIME_DEV_INSTANCE_CRN", "")
     base = server_url(settings)

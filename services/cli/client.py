@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from services.cli.admin import DEV_CREDENTIALS
 from shared.kit.settings import Settings
 
+# The development bootstrap's credentials (`qruntime admin bootstrap`), and the client's variables.
+DEV_CREDENTIALS = Path(".qruntime-dev.env")
 CLIENT_ENV_FILE = Path(".qruntime-client.env")
 EXPERIMENTAL_PATH = "/experimental/api/v1"
 HTTP_TIMEOUT = 10.0

@@ -156,3 +156,8 @@ def test_job_submission_and_token_exchange_document_their_bodies(document: dict[
 
 def test_the_experimental_mirror_is_not_documented_twice(document: dict[str, Any]) -> None:
     assert not [p for p in document["paths"] if p.startswith("/experimental")]
+
+
+def test_other_responses_are_kept(document: dict[str, Any]) -> None:
+    not_ready = document["paths"]["/readyz"]["get"]["responses"]["503"]
+    assert not_ready["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Readiness"}

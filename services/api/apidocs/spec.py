@@ -248,6 +248,11 @@ def _needs_body_validation(operation: dict[str, Any]) -> bool:
     return bool(operation.get("parameters") or operation.get("requestBody"))
 
 
+def _is_refusal(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema")
+    return schema == {"$ref": "#/components/schemas/ErrorBody"}
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
@@ -283,8 +288,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 common.append(ErrorCode.UNAVAILABLE)
             # The route's own refusals (by status) and the common ones, regrouped by status.
             refusals: list[Refusal] = []
-            for key in [k for k in responses if k.isdigit() and int(k) >= 400]:
-                content = responses.pop(key).get("content", {}).get("application/json", {})
+            for key in [k for k in responses if k.isdigit() and int(k) >= 400 and _is_refusal(responses[k])]:
+                content = responses.pop(key)["content"]["application/json"]
                 refusals += [(int(key), ErrorCode(int(code))) for code in content.get("examples", {})]
             refusals += [r for r in common if r not in refusals and _status_and_code(r) not in refusals]
             responses.update({str(k): v for k, v in _error_responses(refusals).items()})

@@ -12,8 +12,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from services.api.dependencies import context
-from shared.errors import Forbidden, QRuntimeError
 from shared.identity.service import Principal
+from shared.kit.errors import Forbidden, QRuntimeError
 
 SESSION_COOKIE = "qrt_console"
 LOGIN_COOKIE = "qrt_console_login"

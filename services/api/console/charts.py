@@ -224,7 +224,7 @@ def coupling_map_svg(
         body.append(
             f'<line class="coupler" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
             f'stroke="{_error_colour(error, worst_edge)}" stroke-width="4">'
-            f"<title>{a}–{b}: 2-qubit gate error {note}</title></line>"
+            f"<title>{a}-{b}: 2-qubit gate error {note}</title></line>"
         )
     radius = 11 if num_qubits <= 30 else 8
     for q in range(num_qubits):

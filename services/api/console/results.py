@@ -117,9 +117,9 @@ def plots_of_result(body: str) -> list[Plot]:
             continue
         names = list(data.keys()) if hasattr(data, "keys") else []
         for name in names:
-            counts = _counts_of(getattr(data, name, None))
-            if counts is not None:
-                plots.append(Plot(f"pub {index}, register {name}: counts", counts))
+            register_counts = _counts_of(getattr(data, name, None))
+            if register_counts is not None:
+                plots.append(Plot(f"pub {index}, register {name}: counts", register_counts))
         if len(plots) >= MAX_PLOTS:
             break
     return plots[:MAX_PLOTS]

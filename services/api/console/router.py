@@ -15,8 +15,8 @@ from fastapi.templating import Jinja2Templates
 from services.api.dependencies import context
 from services.api.events.router import SSE_HEADERS, _resume_point
 from services.api.events.service import stream
-from shared.errors import ErrorCode, InvalidInput, QRuntimeError
 from shared.identity.service import Principal
+from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
 
 from . import auth
 from .service import MODE_CHOICES, STATUS_CHOICES, TIME_RANGES, ConsoleService, WorkloadQuery, status_name
@@ -35,7 +35,7 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -74,7 +74,9 @@ def page(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Re
         except auth.SignInRequired:
             if request.method == "GET" and not request.headers.get("x-console-fragment"):
                 return RedirectResponse("/console/login", status_code=303)
-            return render(request, "error.html", 401, code=int(ErrorCode.UNAUTHORIZED), message="Sign in again.")
+            return render(
+                request, "error.html", 401, code=int(ErrorCode.UNAUTHORIZED), message="Sign in again."
+            )
         except QRuntimeError as exc:
             return render(request, "error.html", exc.status, code=int(exc.code), message=exc.message)
 
@@ -112,12 +114,12 @@ async def login(request: Request) -> Response:
         )
         auth.set_cookie(request, response, auth.LOGIN_COOKIE, nonce, max_age=3600)
         return response
-    response = see_other("/console/workloads")
+    redirect = see_other("/console/workloads")
     auth.set_cookie(
-        request, response, auth.SESSION_COOKIE, issued.access_token, issued.expires_at - issued.issued_at
+        request, redirect, auth.SESSION_COOKIE, issued.access_token, issued.expires_at - issued.issued_at
     )
-    auth.clear_cookie(response, auth.LOGIN_COOKIE)
-    return response
+    auth.clear_cookie(redirect, auth.LOGIN_COOKIE)
+    return redirect
 
 
 @router.post("/logout")
@@ -298,7 +300,7 @@ async def usage(request: Request) -> Response:
 async def _admin(request: Request) -> Principal:
     principal = await auth.signed_in(request)
     if not principal.is_admin:
-        from shared.errors import Forbidden
+        from shared.kit.errors import Forbidden
 
         raise Forbidden("This page is for administrators.")
     return principal

@@ -11,7 +11,7 @@ from services.api.dependencies import AppContext
 from services.api.events.service import KEEPALIVE_SECONDS, POLL_SECONDS, sse_frame
 from services.api.jobs.schemas import JobView
 from services.api.sessions.schemas import SessionView
-from shared import backends as catalog_data
+from shared.backends import catalog as catalog_data
 from shared.db.engine import unit_of_work
 from shared.db.models import Instance, User
 from shared.db.repositories.console import (
@@ -27,9 +27,10 @@ from shared.db.repositories.events import EventRepository
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter
 from shared.db.repositories.overview import OverviewRepository
-from shared.errors import Conflict, ErrorCode, InvalidInput
 from shared.identity.service import Principal
-from shared.states import IBM_STATUS_NAMES, JobStatus, SessionState
+from shared.jobs.states import IBM_STATUS_NAMES, JobStatus
+from shared.kit.errors import Conflict, ErrorCode, InvalidInput
+from shared.sessions.states import SessionState
 
 from . import charts
 from .results import plots_of_result, summarize_inputs
@@ -39,7 +40,12 @@ JOB_STATUS_BY_NAME = {name: status.value for status, name in IBM_STATUS_NAMES.it
 SESSION_STATE_BY_NAME = {state.value.capitalize(): state.value for state in SessionState}
 STATUS_CHOICES = [*JOB_STATUS_BY_NAME, *SESSION_STATE_BY_NAME]
 MODE_CHOICES = [JOB, SESSION, BATCH]
-TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+TIME_RANGES = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,9 @@ class WorkloadQuery:
         if status and status not in STATUS_CHOICES:
             raise InvalidInput(ErrorCode.INVALID_REQUEST, f"Unknown status {status!r}.")
         if mode and mode not in MODE_CHOICES:
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"Unknown mode {mode!r}; use job, session or batch.")
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST, f"Unknown mode {mode!r}; use job, session or batch."
+            )
         if since and since not in TIME_RANGES:
             raise InvalidInput(ErrorCode.INVALID_REQUEST, f"Unknown time range {since!r}.")
         page_text = params.get("page", "1") or "1"
@@ -168,7 +176,7 @@ class UsageRow:
     consumed: float
     allocation: float | None
     chart: str
-    window_days: int
+    window_days: float
 
 
 @dataclass
@@ -218,7 +226,9 @@ class ConsoleService:
             if job.started:
                 history.append(HistoryEntry(job.started, "Running"))
             if job.finished:
-                history.append(HistoryEntry(job.finished, job.status, job.state.reason, job.state.reason_code))
+                history.append(
+                    HistoryEntry(job.finished, job.status, job.state.reason, job.state.reason_code)
+                )
         drawn: list[tuple[str, str]] = []
         error_text = None
         if status.is_final:
@@ -291,7 +301,9 @@ class ConsoleService:
         rows = []
         async with unit_of_work(self.ctx.sessions) as session:
             repo = IdentityRepository(session)
-            instances = await repo.instances() if principal.is_admin else await repo.instances_of(principal.user_id)
+            instances = (
+                await repo.instances() if principal.is_admin else await repo.instances_of(principal.user_id)
+            )
             console = ConsoleRepository(session)
             for instance in instances:
                 days = await console.usage_by_day(instance.id, since)

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import ApiKey, EventRecord, InstanceMember, Job, RuntimeSession, User
-from shared.states import JobStatus
+from shared.jobs.states import JobStatus
 
 # Workload kinds, as IBM's workloads table names its modes.
 JOB, SESSION, BATCH = "job", "session", "batch"

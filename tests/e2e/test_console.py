@@ -134,7 +134,8 @@ def external_requests(driver: Any, base: str) -> list[str]:
         message = json.loads(entry["message"])["message"]
         if message.get("method") == "Network.requestWillBeSent":
             url = message["params"]["request"]["url"]
-            if not (url.startswith(base) or url.startswith("data:")):
+            # The browser's own chrome:// pages are not the console's requests.
+            if url.split(":", 1)[0] in ("http", "https", "ws", "wss") and not url.startswith(base + "/"):
                 urls.append(url)
     return urls
 
@@ -211,6 +212,9 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     assert driver.find_elements(By.CSS_SELECTOR, "main svg polyline.cumulative")
     shot(driver, "usage")
     audit(driver, "usage")
+    driver.get(f"{stack.url}/console/workloads")
+    assert row_status(driver, queued_id) == "Cancelled" and row_status(driver, batch["id"]) is not None
+    shot(driver, "workloads-later")
 
     # Keyboard: the first Tab reaches the skip link, and it moves focus to the content.
     driver.get(f"{stack.url}/console/workloads")

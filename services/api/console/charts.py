@@ -24,11 +24,11 @@ CANCELLED = "#6e7781"
 MAX_BARS = 64
 
 
-def _svg(width: float, height: float, title: str, body: list[str]) -> str:
+def _svg(width: float, height: float, title: str, body: list[str], kind: str = "chart") -> str:
     label = escape(title)
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'width="100%" role="img" aria-label="{label}" class="chart">'
+        f'width="100%" role="img" aria-label="{label}" class="{kind}">'
         f"<title>{label}</title>{''.join(body)}</svg>"
     )
 
@@ -239,7 +239,7 @@ def coupling_map_svg(
             f'<text x="{x:.1f}" y="{y + 3.5:.1f}" text-anchor="middle" font-size="{9 if radius > 8 else 7}" '
             f'fill="#ffffff">{q}</text>'
         )
-    return _svg(size, size, title, body)
+    return _svg(size, size, title, body, kind="chart map" if num_qubits <= 30 else "chart")
 
 
 def usage_svg(days: Sequence[tuple[datetime, float]], allocation: float | None, title: str) -> str:

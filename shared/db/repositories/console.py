@@ -91,7 +91,9 @@ class ConsoleRepository:
                     Job.reason_code.label("reason_code"),
                     Job.tags.label("tags"),
                     Job.execution_seconds.label("usage"),
-                ).where(*conditions)
+                )
+                .where(*conditions)
+                .order_by(Job.created_at.desc(), Job.id.desc())
             )
         session_modes = [_SESSION_MODES[m] for m in (SESSION, BATCH) if m in modes]
         # Sessions carry no tags: a tag filter leaves them out.
@@ -112,23 +114,31 @@ class ConsoleRepository:
             )
             parts.append(
                 select(
-                    RuntimeSession.id,
-                    kind,
-                    RuntimeSession.created_at,
-                    RuntimeSession.closed_at,
-                    RuntimeSession.backend,
-                    RuntimeSession.instance_id,
-                    RuntimeSession.state,
-                    RuntimeSession.close_reason,
-                    cast(null(), Job.reason_code.type),
-                    cast(literal("[]"), JSONB),
-                    RuntimeSession.elapsed_time,
-                ).where(*kept)
+                    RuntimeSession.id.label("id"),
+                    kind.label("kind"),
+                    RuntimeSession.created_at.label("created"),
+                    RuntimeSession.closed_at.label("ended"),
+                    RuntimeSession.backend.label("backend"),
+                    RuntimeSession.instance_id.label("instance_id"),
+                    RuntimeSession.state.label("status"),
+                    RuntimeSession.close_reason.label("reason"),
+                    cast(null(), Job.reason_code.type).label("reason_code"),
+                    cast(literal("[]"), JSONB).label("tags"),
+                    RuntimeSession.elapsed_time.label("usage"),
+                )
+                .where(*kept)
+                .order_by(RuntimeSession.created_at.desc(), RuntimeSession.id.desc())
             )
         if not parts:
             return [], 0
-        combined = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-        total = await self.session.scalar(select(func.count()).select_from(combined))
+        total = 0
+        for part in parts:
+            counted = select(func.count()).select_from(part.order_by(None).subquery())
+            total += int(await self.session.scalar(counted) or 0)
+        # Each branch takes only its own newest offset+limit rows (an index scan on the owner and
+        # creation time), so the merge sorts at most a few pages, however many jobs there are.
+        newest = [select(part.limit(where.offset + where.limit).subquery()) for part in parts]
+        combined = (union_all(*newest) if len(newest) > 1 else newest[0]).subquery()
         rows = await self.session.execute(
             select(combined)
             .order_by(combined.c.created.desc(), combined.c.id.desc())

@@ -43,7 +43,16 @@
     if (!window.EventSource) { return; }
     var refresh = refresher(region);
     var source = new EventSource(region.getAttribute("data-live-events"));
-    var onEvent = function () { refresh(); };
+    var until = region.getAttribute("data-live-until");  /* "job" or "session": stop once final */
+    var onEvent = function (event) {
+      refresh();
+      var data = {};
+      try { data = JSON.parse(event.data); } catch (ignored) { return; }
+      var jobDone = until === "job" && data.type === "job.state_changed" &&
+        ["done", "error", "cancelled"].indexOf(data.state) >= 0;
+      var sessionDone = until === "session" && data.type === "session.state_changed" && data.state === "closed";
+      if (jobDone || sessionDone) { source.close(); region.setAttribute("data-live", "final"); }
+    };
     source.onmessage = onEvent;
     ["job.state_changed", "job.progress", "session.state_changed"].forEach(function (name) {
       source.addEventListener(name, onEvent);

@@ -86,7 +86,7 @@ class ConsoleRepository:
                     Job.finished_at.label("ended"),
                     Job.backend.label("backend"),
                     Job.instance_id.label("instance_id"),
-                    Job.status.label("status"),
+                    cast(Job.status, String).label("status"),
                     Job.reason.label("reason"),
                     Job.reason_code.label("reason_code"),
                     Job.tags.label("tags"),
@@ -110,7 +110,7 @@ class ConsoleRepository:
             if where.created_before:
                 kept.append(RuntimeSession.created_at <= where.created_before)
             kind = func.coalesce(
-                func.nullif(RuntimeSession.mode, "dedicated"), cast(literal(SESSION), String)
+                func.nullif(cast(RuntimeSession.mode, String), "dedicated"), cast(literal(SESSION), String)
             )
             parts.append(
                 select(
@@ -120,7 +120,7 @@ class ConsoleRepository:
                     RuntimeSession.closed_at.label("ended"),
                     RuntimeSession.backend.label("backend"),
                     RuntimeSession.instance_id.label("instance_id"),
-                    RuntimeSession.state.label("status"),
+                    cast(RuntimeSession.state, String).label("status"),
                     RuntimeSession.close_reason.label("reason"),
                     cast(null(), Job.reason_code.type).label("reason_code"),
                     cast(literal("[]"), JSONB).label("tags"),

@@ -3,6 +3,7 @@ sign in, live workloads, a job's histogram, cancelling from the page, tenancy, s
 accessibility audit (axe-core, vendored for this test), and that no page loads anything from
 another server. Screenshots of every page go to .artifacts/console/."""
 
+import asyncio
 import re
 import shutil
 import uuid
@@ -25,18 +26,39 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+async def provision(stack: Stack, tag: str) -> dict[str, Account]:
+    """The accounts, made through the identity service in this process (as `qruntime admin` does,
+    without starting a process per command)."""
+    from shared.db.engine import create_engine, create_session_factory
+    from shared.identity.service import IdentityService
+    from shared.kit.settings import Settings
+
+    settings = Settings(
+        _env_file=None, **{k[9:].lower(): v for k, v in stack.env.items() if k.startswith("QRUNTIME_")}
+    )
+    engine = create_engine(settings, pool_size=1)
+    identity = IdentityService(settings, create_session_factory(engine))
+    made: dict[str, Account] = {}
+    try:
+        for role, admin in (("owner", False), ("other", False), ("boss", True)):
+            user = await identity.create_user(f"console-{role}-{tag}", "admin" if admin else "user")
+            instance = await identity.create_instance(f"console-{role}-{tag}")
+            await identity.add_member(instance.name, user.name)
+            _, key = await identity.create_key(user.name)
+            made[role] = Account(user.name, key, instance.crn)
+        held = await identity.create_instance(f"console-held-{tag}", allocation_seconds=0)
+        await identity.add_member(held.name, made["owner"].name)
+        made["held"] = Account(made["owner"].name, made["owner"].api_key, held.crn)
+    finally:
+        await engine.dispose()
+    return made
+
+
 @pytest.fixture(scope="module")
 def people(stack: Stack) -> dict[str, Account]:
     """Three users of their own: `owner` (an unlimited instance and one whose allocation is used up,
-    so jobs sent there stay queued), `other` (another user) and `boss` (an administrator)."""
-    tag = uuid.uuid4().hex[:6]
-    owner = stack.add_account(f"console-owner-{tag}", f"console-a-{tag}")
-    held = stack.admin("create-instance", f"console-held-{tag}", "--allocation-seconds", "0")
-    stack.admin("add-member", f"console-held-{tag}", owner.name)
-    stack.accounts[f"{owner.name}-held"] = Account(owner.name, owner.api_key, held)
-    other = stack.add_account(f"console-other-{tag}", f"console-b-{tag}")
-    boss = stack.add_account(f"console-boss-{tag}", f"console-c-{tag}", admin=True)
-    return {"owner": owner, "held": stack.accounts[f"{owner.name}-held"], "other": other, "boss": boss}
+    so jobs sent there stay queued: `held`), `other` (another user) and `boss` (an administrator)."""
+    return asyncio.run(provision(stack, uuid.uuid4().hex[:6]))
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +135,24 @@ def row_status(driver: Any, job_id: str) -> str | None:
         return None
 
 
+def text_of(driver: Any, selector: str) -> str | None:
+    """The element's text, or None while the page is loading or the element is absent."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+    except WebDriverException:
+        return None
+
+
+def accept_confirmation(driver: Any) -> None:
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30).until(expected_conditions.alert_is_present()).accept()
+
+
 def audit(driver: Any, page: str) -> None:
     """axe-core's WCAG 2 A/AA rules (labels, contrast, names, landmarks, keyboard reachability)."""
     driver.execute_script(AXE.read_text())
@@ -186,10 +226,8 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     driver.get(f"{stack.url}/console/jobs/{queued_id}")
     assert driver.find_element(By.ID, "job-status").text == "Queued"
     driver.find_element(By.ID, "cancel-job").click()
-    driver.switch_to.alert.accept()
-    wait_for(
-        lambda: driver.find_element(By.ID, "job-status").text == "Cancelled", 30, "the job to show Cancelled"
-    )
+    accept_confirmation(driver)
+    wait_for(lambda: text_of(driver, "#job-status") == "Cancelled", 30, "the job to show Cancelled")
     with api(stack, owner) as client:
         assert client.get(f"/api/v1/jobs/{queued_id}").json()["status"] == "Cancelled"
 
@@ -251,15 +289,16 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     driver.get(f"{stack.url}/console/admin")
     row = driver.find_element(By.XPATH, f"//table[@id='users']//tr[td[text()='{owner.name}']]")
     row.find_element(By.TAG_NAME, "button").click()
-    new_key = driver.find_element(By.ID, "new-key").get_attribute("value")
+    wait_for(lambda: text_of(driver, "p.notice") is not None, 30, "the new key")
+    new_key = str(driver.find_element(By.ID, "new-key").get_attribute("value"))
     assert new_key.startswith("qrt_")
     key_id = new_key.split("_")[1]
     shot(driver, "admin")
     audit(driver, "admin")
     driver.find_element(By.CSS_SELECTOR, f'tr[data-key="{key_id}"] button').click()
-    driver.switch_to.alert.accept()
+    accept_confirmation(driver)
     wait_for(
-        lambda: driver.find_element(By.CSS_SELECTOR, f'tr[data-key="{key_id}"] td:nth-child(5)').text != "",
+        lambda: text_of(driver, f'tr[data-key="{key_id}"] td:nth-child(5)') not in (None, ""),
         30,
         "the key to show as revoked",
     )

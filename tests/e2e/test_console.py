@@ -240,6 +240,9 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     assert driver.find_elements(By.CSS_SELECTOR, "#session svg rect.running")
     shot(driver, "session")
     audit(driver, "session")
+    driver.find_element(By.ID, "cancel-session").click()
+    accept_confirmation(driver)
+    wait_for(lambda: text_of(driver, "#session-state") == "Closed", 30, "the batch to show Closed")
 
     driver.get(f"{stack.url}/console/backends")
     assert len(driver.find_elements(By.CSS_SELECTOR, "#map-fake_manila svg circle.qubit")) == 5

@@ -6,7 +6,7 @@ this server. Signing in itself is protected by a double-submit token (cookie and
 import hashlib
 import hmac
 import secrets
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -51,8 +51,8 @@ def _check_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:  # not a browser, or an old one: the CSRF token still has to match
         return
-    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if origin != expected:
+    # Host only: behind a proxy that ends TLS the scheme seen here is not the browser's.
+    if urlparse(origin).netloc != request.headers.get("host", ""):
         raise Forbidden("This action must come from a console page of this server.")
 
 

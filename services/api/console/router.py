@@ -15,8 +15,9 @@ from fastapi.templating import Jinja2Templates
 from services.api.dependencies import context
 from services.api.events.router import SSE_HEADERS, _resume_point
 from services.api.events.service import stream
+from services.api.sessions.schemas import SessionUpdate
 from shared.identity.service import Principal
-from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
+from shared.kit.errors import ErrorCode, Forbidden, InvalidInput, QRuntimeError
 
 from . import auth
 from .service import MODE_CHOICES, STATUS_CHOICES, TIME_RANGES, ConsoleService, WorkloadQuery, status_name
@@ -259,8 +260,6 @@ async def session_events(session_id: str, request: Request) -> Response:
 @router.post("/sessions/{session_id}/close")
 @page
 async def close_session(session_id: str, request: Request) -> Response:
-    from services.api.sessions.schemas import SessionUpdate
-
     principal, _ = await auth.checked_form(request)
     update = SessionUpdate(accepting_jobs=False)
     await context(request).runtime_sessions.update(session_id, update, principal)
@@ -300,8 +299,6 @@ async def usage(request: Request) -> Response:
 async def _admin(request: Request) -> Principal:
     principal = await auth.signed_in(request)
     if not principal.is_admin:
-        from shared.kit.errors import Forbidden
-
         raise Forbidden("This page is for administrators.")
     return principal
 

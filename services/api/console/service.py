@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from services.api.dependencies import AppContext
 from services.api.events.service import KEEPALIVE_SECONDS, POLL_SECONDS, sse_frame
@@ -100,8 +101,6 @@ class WorkloadQuery:
         )
 
     def query_string(self, **changes: object) -> str:
-        from urllib.parse import urlencode
-
         values = {
             "backend": self.backend,
             "status": self.status,

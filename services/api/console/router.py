@@ -223,6 +223,12 @@ async def cancel_job(job_id: str, request: Request) -> Response:
 @page
 async def rerun_job(job_id: str, request: Request) -> Response:
     principal, _ = await auth.checked_form(request)
+    if principal.instance_id is None:
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST,
+            "You belong to several instances (or none), and the console does not yet let you choose "
+            "one: run the job again through the API with a Service-CRN header.",
+        )
     created = await context(request).jobs.rerun(job_id, principal)
     return see_other(f"/console/jobs/{created.id}")
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -313,35 +314,45 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     sign_out(driver)
 
 
+@contextmanager
+def console_client(stack: Stack, account: Account) -> Iterator[httpx.Client]:
+    """An HTTP client signed in to the console as `account`, through the sign-in form."""
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        nonce = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text)
+        assert nonce is not None
+        signed = client.post("/console/login", data={"apikey": account.api_key, "csrf": nonce.group(1)})
+        assert signed.status_code == 303 and "qrt_console" in client.cookies
+        yield client
+
+
+def csrf_of(page: httpx.Response) -> str:
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    return token.group(1)
+
+
 def test_actions_need_the_csrf_token_and_pages_stay_on_this_server(
     stack: Stack, people: dict[str, Account]
 ) -> None:
     owner = people["owner"]
-    with httpx.Client(base_url=stack.url, timeout=30) as client:
-        form = client.get("/console/login")
+    with httpx.Client(base_url=stack.url, timeout=30) as anonymous:
+        form = anonymous.get("/console/login")
         assert form.headers["content-security-policy"].startswith("default-src 'self'")
-        nonce = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert nonce is not None
         # Without the sign-in form's token, a key is not accepted.
-        refused = client.post("/console/login", data={"apikey": owner.api_key, "csrf": "forged"})
-        assert refused.status_code == 403
-        signed = client.post("/console/login", data={"apikey": owner.api_key, "csrf": nonce.group(1)})
-        assert signed.status_code == 303 and "qrt_console" in client.cookies
-        with api(stack, people["held"]) as owner_api:
-            job_id = owner_api.post("/api/v1/jobs", json=sampler_job("aer_simulator")).json()["id"]
+        refused = anonymous.post("/console/login", data={"apikey": owner.api_key, "csrf": "forged"})
+        assert refused.status_code == 403 and "qrt_console" not in anonymous.cookies
+
+    with console_client(stack, owner) as client, api(stack, people["held"]) as owner_api:
+        job_id = owner_api.post("/api/v1/jobs", json=sampler_job("aer_simulator")).json()["id"]
         # An action without the token, or from another origin, changes nothing.
         assert client.post(f"/console/jobs/{job_id}/cancel", data={}).status_code == 403
-        page = client.get(f"/console/jobs/{job_id}")
-        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert token is not None
+        token = csrf_of(client.get(f"/console/jobs/{job_id}"))
         evil = client.post(
-            f"/console/jobs/{job_id}/cancel",
-            data={"csrf": token.group(1)},
-            headers={"Origin": "http://evil.example"},
+            f"/console/jobs/{job_id}/cancel", data={"csrf": token}, headers={"Origin": "http://evil.example"}
         )
         assert evil.status_code == 403
         assert stack.sql("SELECT status FROM jobs WHERE id = $1", job_id)[0]["status"] == "QUEUED"
-        done = client.post(f"/console/jobs/{job_id}/cancel", data={"csrf": token.group(1)})
+        done = client.post(f"/console/jobs/{job_id}/cancel", data={"csrf": token})
         assert done.status_code == 303
         assert stack.sql("SELECT status FROM jobs WHERE id = $1", job_id)[0]["status"] == "CANCELLED"
 
@@ -355,6 +366,20 @@ def test_actions_need_the_csrf_token_and_pages_stay_on_this_server(
             response = client.get(asset)
             assert response.status_code == 200
             assert_no_external_reference(response.text, asset)
+
+    # Run again: a new job with the same inputs (for a user of one instance).
+    other = people["other"]
+    with console_client(stack, other) as client, api(stack, other) as other_api:
+        first = other_api.post("/api/v1/jobs", json=sampler_job("aer_simulator", shots=123)).json()["id"]
+        again = client.post(
+            f"/console/jobs/{first}/rerun", data={"csrf": csrf_of(client.get(f"/console/jobs/{first}"))}
+        )
+        assert again.status_code == 303
+        second = again.headers["location"].rsplit("/", 1)[1]
+        rows = stack.sql("SELECT params, user_id FROM jobs WHERE id = ANY($1::text[])", [first, second])
+        assert len(rows) == 2 and rows[0]["params"] == rows[1]["params"]
+        assert rows[0]["user_id"] == rows[1]["user_id"]
+        assert client.get(again.headers["location"]).status_code == 200
 
 
 def assert_no_external_reference(text: str, where: str) -> None:

@@ -356,6 +356,21 @@ def test_actions_need_the_csrf_token_and_pages_stay_on_this_server(
         assert done.status_code == 303
         assert stack.sql("SELECT status FROM jobs WHERE id = $1", job_id)[0]["status"] == "CANCELLED"
 
+        # A user of two instances chooses the one the console acts in; a rerun runs there.
+        token = csrf_of(client.get("/console/workloads"))
+        refused = client.post("/console/instance", data={"csrf": token, "crn": "crn:v1:not-mine"})
+        assert refused.status_code == 400
+        held_crn = people["held"].instance_crn
+        chosen = client.post("/console/instance", data={"csrf": token, "crn": held_crn})
+        assert chosen.status_code == 303
+        again = client.post(f"/console/jobs/{job_id}/rerun", data={"csrf": token})
+        assert again.status_code == 303, again.text
+        rerun_id = again.headers["location"].rsplit("/", 1)[1]
+        placed = stack.sql(
+            "SELECT i.crn FROM jobs j JOIN instances i ON i.id = j.instance_id WHERE j.id = $1", rerun_id
+        )
+        assert placed[0]["crn"] == held_crn
+
         # Acceptance 3: no page names a resource on another server.
         pages = ["/console/workloads", f"/console/jobs/{job_id}", "/console/backends", "/console/usage"]
         for path in pages:

@@ -12,11 +12,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from services.api.dependencies import context
+from shared.db.engine import unit_of_work
+from shared.db.repositories.identity import IdentityRepository
 from shared.identity.service import Principal
 from shared.kit.errors import Forbidden, QRuntimeError
 
 SESSION_COOKIE = "qrt_console"
 LOGIN_COOKIE = "qrt_console_login"
+# The CRN of the instance the console acts in, for users of several (as the API's Service-CRN header).
+INSTANCE_COOKIE = "qrt_console_instance"
 COOKIE_PATH = "/console"
 
 
@@ -37,12 +41,21 @@ async def signed_in(request: Request) -> Principal:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise SignInRequired()
+    ctx = context(request)
     try:
-        principal = await context(request).identity.authenticate(f"Bearer {token}", None)
+        try:
+            principal = await ctx.identity.authenticate(
+                f"Bearer {token}", request.cookies.get(INSTANCE_COOKIE)
+            )
+        except Forbidden:  # no longer a member of the chosen instance: as if none was chosen
+            principal = await ctx.identity.authenticate(f"Bearer {token}", None)
     except QRuntimeError as exc:
         if exc.status == 401:
             raise SignInRequired() from exc
         raise
+    async with unit_of_work(ctx.sessions) as session:
+        mine = await IdentityRepository(session).instances_of(principal.user_id)
+    request.state.console_instances = [(i.crn, i.name) for i in mine]
     request.state.console_principal = principal
     return principal
 

@@ -53,6 +53,7 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     values.setdefault("csrf", auth.csrf_token(request) if principal else "")
     values.setdefault("active", "")
     values.setdefault("status", status_code)
+    values.setdefault("instances", getattr(request.state, "console_instances", []))
     response = templates.TemplateResponse(request, template, values, status_code=status_code)
     started = getattr(request.state, "console_started", None)
     if started is not None:
@@ -130,6 +131,19 @@ async def logout(request: Request) -> Response:
     response = see_other("/console/login")
     auth.clear_cookie(response, auth.SESSION_COOKIE)
     return response
+
+
+@router.post("/instance")
+@page
+async def choose_instance(request: Request) -> Response:
+    """Users of several instances choose the one the console acts in (new jobs and reruns)."""
+    _, form = await auth.checked_form(request)
+    crn = form.get("crn", "")
+    if crn not in [c for c, _ in request.state.console_instances]:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "You are not a member of that instance.")
+    redirect = see_other("/console/workloads")
+    auth.set_cookie(request, redirect, auth.INSTANCE_COOKIE, crn, max_age=30 * 86400)
+    return redirect
 
 
 # --- workloads -------------------------------------------------------------------------------------
@@ -226,8 +240,7 @@ async def rerun_job(job_id: str, request: Request) -> Response:
     if principal.instance_id is None:
         raise InvalidInput(
             ErrorCode.INVALID_REQUEST,
-            "You belong to several instances (or none), and the console does not yet let you choose "
-            "one: run the job again through the API with a Service-CRN header.",
+            "You belong to several instances (or none): choose the one to run in at the top of the page.",
         )
     created = await context(request).jobs.rerun(job_id, principal)
     return see_other(f"/console/jobs/{created.id}")

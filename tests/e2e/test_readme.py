@@ -8,8 +8,8 @@ Blocks are read from README.md in order. The line before a block may mark it:
 Unmarked shell blocks must run without a server. Server blocks run in one scratch directory, in
 README order (a later block may read a file an earlier one wrote), with `.venv`, `examples` and
 `bench` linked from the checkout and a `.qruntime-client.env` for the stack's user, as `make run`
-writes it; the README's address http://127.0.0.1:8000 is replaced by the stack's. Python blocks run
-with the project's interpreter.
+writes it; the README's address http://127.0.0.1:8000 is replaced by the stack's, and its example
+user and instance names by names no other test uses. Python blocks run with the project's interpreter.
 """
 
 import os
@@ -107,8 +107,14 @@ def sandbox(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield home, env
 
 
+# The README's example user and instance, renamed so that the shared stack's other users are untouched.
+README_NAMES = {"carol": "readme-carol", "lab-c": "readme-lab-c"}
+
+
 def for_stack(block: Block, stack: Stack) -> Block:
     text = block.text.replace("http://127.0.0.1:8000", stack.url).replace("localhost:8000", stack.url)
+    for name, unique in README_NAMES.items():
+        text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", unique, text)
     return Block(block.line, block.language, block.mode, block.reason, text)
 
 

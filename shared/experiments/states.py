@@ -4,7 +4,7 @@ state), so an api request and an executor finishing the sequence's last job cann
 
 from enum import StrEnum
 
-from shared.errors import Conflict, ErrorCode
+from shared.kit.errors import Conflict, ErrorCode
 
 
 class SequenceState(StrEnum):

@@ -1,4 +1,4 @@
-"""Server-Sent Events: a job's or a session's events as they happen, resumable with Last-Event-ID.
+"""Server-Sent Events: a job's, a session's or an experiment sequence's events as they happen, resumable with Last-Event-ID.
 
 The stream reads the event log (written in the same transaction as every state change), so a
 reconnect replays exactly what was missed, and it ends once the object reached a final state."""
@@ -27,6 +27,12 @@ def _is_final(record: EventRecord, kind: str) -> bool:
     body = record.body
     if kind == "job":
         return body.get("type") == "job.state_changed" and body.get("state") in ("done", "error", "cancelled")
+    if kind == "sequence":
+        return body.get("type") == "sequence.state_changed" and body.get("state") in (
+            "finished",
+            "interrupted",
+            "crashed",
+        )
     return body.get("type") == "session.state_changed" and body.get("state") == "closed"
 
 
@@ -37,14 +43,15 @@ async def stream(
     object_id: str,
     after: int,
 ) -> AsyncIterator[str]:
-    """Frames for `kind` ("job" or "session") `object_id` with event ids above `after`, until final."""
+    """Frames for `kind` ("job", "session" or "sequence") `object_id` with event ids above `after`, until final."""
     idle = 0.0
     # Tells the client how long to wait before reconnecting.
     yield "retry: 1000\n\n"
     while True:
         async with unit_of_work(sessions) as session:
             repo = EventRepository(session)
-            records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
+            of = {"job": repo.of_job, "session": repo.of_session, "sequence": repo.of_sequence}[kind]
+            records = await of(object_id, after)
         for record in records:
             after = record.id
             yield sse_frame(record)

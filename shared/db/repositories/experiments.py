@@ -22,7 +22,7 @@ from shared.db.experiment_models import (
 )
 from shared.db.models import Job
 from shared.experiments.states import SequenceState, sequence_sources_of
-from shared.states import JobStatus, sources_of
+from shared.jobs.states import JobStatus, sources_of
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,20 @@ class ExperimentRepository:
         self.session.add_all(links)
         await self.session.flush()
 
+    async def assign_points(self, sequence_id: int, ranges: Sequence[tuple[str, int, int]]) -> None:
+        """Points [first, first + count) run in job `job_id`, for each (job_id, first, count)."""
+        for job_id, first, count in ranges:
+            await self.session.execute(
+                update(ExperimentPoint)
+                .where(
+                    ExperimentPoint.sequence_id == sequence_id,
+                    ExperimentPoint.index >= first,
+                    ExperimentPoint.index < first + count,
+                )
+                .values(job_id=job_id)
+                .execution_options(synchronize_session=False)
+            )
+
     async def points(self, sequence_id: int, offset: int, limit: int) -> list[ExperimentPoint]:
         """Points that have their data, by index."""
         rows = await self.session.scalars(
@@ -333,7 +347,7 @@ class ExperimentRepository:
         """The data of points first_point, first_point + 1, ... (one UPDATE per point, one round trip)."""
         if not data:
             return
-        table = ExperimentPoint.__table__
+        table: Any = ExperimentPoint.__table__
         statement = (
             update(table)
             .where(table.c.sequence_id == bindparam("b_sequence"), table.c.index == bindparam("b_index"))

@@ -154,16 +154,6 @@ class OutboxMessage(Base):
     __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
 
 
-class InboxMessage(Base):
-    """Message ids a consumer has already processed (idempotent consumers)."""
-
-    __tablename__ = "inbox"
-
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
 class Executor(Base):
     """One running executor process; its heartbeat is its lease on the jobs it runs."""
 

@@ -2,7 +2,7 @@
 paths, their points, the jobs that run them, global parameters and device configurations.
 
 Documents whose key order matters to people (iterations, namespaces, bound parameters) are stored
-as `json` (kept verbatim), the rest as `jsonb`. Migration: 00NN_i15_experiments.py."""
+as `json` (kept verbatim), the rest as `jsonb`. Migration: 0009_i15_experiments.py."""
 
 from datetime import datetime
 from typing import Any

@@ -1,7 +1,7 @@
 """experiments: paths, sequences, points, their jobs, global parameters and device configurations
 
 Revision ID: i15_experiments
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "i15_experiments"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -316,6 +316,10 @@ def test_an_interrupted_scan_keeps_its_done_points(lab: Stack, root: str) -> Non
         assert after["state"] == "interrupted" and after["points"]["done"] == done
         points = client.get(f"{API}sequences/{path}/points", params={"limit": 2000}).json()["points"]
         assert len(points) == done and all(p["data"]["counts"] for p in points)
+        # INTERRUPTED: neither launch nor interrupt; reset goes back to DRAFT.
+        refused(client.post(f"{API}sequences/{path}/interrupt"), 409, 3455)
+        refused(client.post(f"{API}sequences/{path}/launch"), 409, 3455)
+        assert client.post(f"{API}sequences/{path}/reset").json()["state"] == "draft"
 
 
 def test_a_scan_whose_circuit_cannot_run_crashes_with_the_reason(lab: Stack, root: str) -> None:
@@ -330,7 +334,9 @@ def test_a_scan_whose_circuit_cannot_run_crashes_with_the_reason(lab: Stack, roo
             view["reason"].startswith(f"Job {view['jobs'][0]['id']} failed: ") and "mystery" in view["reason"]
         )
         assert view["reason_code"] in (5203, 5204)
-        # CRASHED -> DRAFT is allowed.
+        # CRASHED: neither launch nor interrupt; reset goes back to DRAFT.
+        refused(client.post(f"{API}sequences/{path}/interrupt"), 409, 3455)
+        refused(client.post(f"{API}sequences/{path}/launch"), 409, 3455)
         assert client.post(f"{API}sequences/{path}/reset").json()["state"] == "draft"
 
 

@@ -152,3 +152,22 @@ def test_the_sequence_state_table_is_caqtus() -> None:
             else:
                 with pytest.raises(Conflict):
                     check_sequence_transition(current, target, "/p")
+
+
+def test_sequence_events_have_their_routing_keys_and_asyncapi_channels() -> None:
+    from shared.events.document import Event, asyncapi_document
+
+    event = Event(
+        type="sequence.state_changed",
+        sequence_id="7",
+        path="/lab/rabi",
+        backend="fake_manila",
+        instance="i",
+        state="finished",
+    )
+    assert event.routing_key() == "sequence.finished.fake_manila" and event.is_final
+    assert event.tenant_routing_key() == "i.sequence.finished.fake_manila"
+    running = Event(type="sequence.state_changed", sequence_id="7", backend="fake_manila", state="running")
+    assert not running.is_final
+    channels = asyncapi_document("qruntime")["channels"]
+    assert {"sequence.{state}.{backend}", "{instance}.sequence.{state}.{backend}"} <= set(channels)

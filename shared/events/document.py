@@ -13,6 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.experiments.states import SequenceState
+from shared.jobs.states import JobStatus
+from shared.sessions.states import SessionState
+
 EVENT_SCHEMA_VERSION: Literal[1] = 1
 
 
@@ -52,11 +56,12 @@ class Event(BaseModel):
 
     @property
     def is_final(self) -> bool:
+        """Nothing follows this event for its job, session or sequence."""
         if self.type == "session.state_changed":
-            return self.state == "closed"
+            return SessionState(self.state) is SessionState.CLOSED
         if self.type == "sequence.state_changed":
-            return self.state in ("finished", "interrupted", "crashed")
-        return self.state in ("done", "error", "cancelled")
+            return SequenceState(self.state).is_final
+        return self.type == "job.state_changed" and JobStatus(self.state.upper()).is_final
 
     def routing_key(self) -> str:
         kind = self.type.split(".", 1)[0]  # job, session or sequence

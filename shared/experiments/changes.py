@@ -13,8 +13,7 @@ from collections import defaultdict
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.experiment_models import ExperimentJob, ExperimentSequence
-from shared.db.models import Job
+from shared.db.models import ExperimentJob, ExperimentSequence, Job
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.events.document import Event

@@ -20,14 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.api.ids import new_id
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
-from shared.db.experiment_models import (
+from shared.db.models import (
     ExperimentDeviceConfiguration,
     ExperimentJob,
     ExperimentPath,
     ExperimentPoint,
     ExperimentSequence,
+    Job,
 )
-from shared.db.models import Job
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobRepository

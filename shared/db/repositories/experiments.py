@@ -12,15 +12,15 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.experiment_models import (
+from shared.db.models import (
     ExperimentDeviceConfiguration,
     ExperimentGlobalParameters,
     ExperimentJob,
     ExperimentPath,
     ExperimentPoint,
     ExperimentSequence,
+    Job,
 )
-from shared.db.models import Job
 from shared.experiments.states import SequenceState, sequence_sources_of
 from shared.jobs.states import JobStatus, sources_of
 

@@ -475,7 +475,7 @@ class ExperimentService:
             ExperimentSequence(
                 path_id=row.id,
                 instance_id=owner,
-                state=SequenceState.DRAFT.value,
+                state=SequenceState.DRAFT,
                 version=1,
                 created_by=principal.user_id,
                 **definition,
@@ -686,7 +686,7 @@ class ExperimentService:
                 id=new_id(),
                 program_id=sequence.program,
                 backend=sequence.backend,
-                status=JobStatus.QUEUED.value,
+                status=JobStatus.QUEUED,
                 params=normalized.encoded,
                 num_pubs=normalized.num_pubs,
                 total_shots=normalized.total_shots,
@@ -807,7 +807,7 @@ class ExperimentService:
             ExperimentSequence(
                 path_id=row.id,
                 instance_id=owner,
-                state=SequenceState.DRAFT.value,
+                state=SequenceState.DRAFT,
                 version=1,
                 created_by=principal.user_id,
                 backend=sequence.backend,

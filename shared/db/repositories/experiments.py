@@ -319,7 +319,7 @@ class ExperimentRepository:
             update(Job)
             .where(Job.id.in_(ids), Job.status.in_([s.value for s in sources_of(JobStatus.CANCELLED)]))
             .values(
-                status=JobStatus.CANCELLED.value,
+                status=JobStatus.CANCELLED,
                 reason=reason,
                 reason_code=reason_code,
                 finished_at=func.now(),

@@ -16,7 +16,7 @@ public_router = APIRouter(tags=["events"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def resume_point(last_event_id: str | None) -> int:
+def _resume_point(last_event_id: str | None) -> int:
     if last_event_id is None or last_event_id == "":
         return 0
     if not last_event_id.isdigit():
@@ -35,7 +35,7 @@ async def job_events(
 ) -> StreamingResponse:
     ctx = context(request)
     await ctx.jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the job itself
-    frames = stream(ctx.sessions, ctx.relay.changes, "job", job_id, resume_point(last_event_id))
+    frames = stream(ctx.sessions, ctx.relay.changes, "job", job_id, _resume_point(last_event_id))
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -48,7 +48,7 @@ async def session_events(
 ) -> StreamingResponse:
     ctx = context(request)
     await ctx.runtime_sessions.view(session_id, principal)
-    frames = stream(ctx.sessions, ctx.relay.changes, "session", session_id, resume_point(last_event_id))
+    frames = stream(ctx.sessions, ctx.relay.changes, "session", session_id, _resume_point(last_event_id))
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
-from services.api.events.router import SSE_HEADERS, resume_point
+from services.api.events.router import SSE_HEADERS, _resume_point
 from services.api.events.service import stream
 from shared.kit.errors import ErrorCode, InvalidInput
 
@@ -51,7 +51,7 @@ async def sequence_events(
 ) -> StreamingResponse:
     ctx = context(request)
     sequence = await ctx.experiments.view_sequence(principal, path)  # the same 404 as the sequence
-    frames = stream(ctx.sessions, ctx.relay.changes, "sequence", sequence["id"], resume_point(last_event_id))
+    frames = stream(ctx.sessions, ctx.relay.changes, "sequence", sequence["id"], _resume_point(last_event_id))
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -459,3 +459,26 @@ def test_sequence_events_stream_over_sse(lab: Stack, root: str) -> None:
                 if line.startswith("data: "):
                     states.append(json.loads(line[6:])["state"])
         assert states == ["draft", "preparing", "running", "finished"]
+
+
+def test_an_estimator_scan_gives_evs_and_stds_per_observable(lab: Stack, root: str) -> None:
+    path = f"{root}/estimate"
+    body = {
+        **scan(num=5, shots=4000, backend="aer_simulator"),
+        "program": "estimator",
+        "observables": ["Z", {"X": 0.5}],
+    }
+    with lab.client("alice") as client:
+        refused(client.put(f"{API}sequences/{path}", json={**body, "observables": None}), 400, 1200)
+        assert client.put(f"{API}sequences/{path}", json=body).status_code == 201
+        client.post(f"{API}sequences/{path}/launch")
+        view = wait_state(client, path, {"finished", "crashed", "interrupted"})
+        assert view["state"] == "finished", view
+        points = client.get(f"{API}sequences/{path}/points").json()["points"]
+        assert len(points) == 5
+        for point in points:
+            theta = point["parameters"]["theta"]
+            evs, stds = point["data"]["evs"], point["data"]["stds"]
+            assert len(evs) == len(stds) == 2
+            assert evs[0] == pytest.approx(math.cos(theta), abs=0.08)  # <Z> after rx(theta)
+            assert evs[1] == pytest.approx(0.0, abs=0.08)  # <X>/2 stays 0

@@ -63,6 +63,11 @@ class Event(BaseModel):
             return SequenceState(self.state).is_final
         return self.type == "job.state_changed" and JobStatus(self.state.upper()).is_final
 
+    def ends_stream_of(self, kind: str) -> bool:
+        """Whether a stream of `kind` ("job", "session", "sequence") ends with this event: a session's
+        stream carries its jobs' events too, and only the session's own closing ends it."""
+        return self.type == f"{kind}.state_changed" and self.is_final
+
     def routing_key(self) -> str:
         kind = self.type.split(".", 1)[0]  # job, session or sequence
         return f"{kind}.{self.state}.{self.backend}"

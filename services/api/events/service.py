@@ -43,7 +43,7 @@ async def stream(
         for record in records:
             after = record.id
             yield sse_frame(record)
-            if Event.model_validate(record.body).is_final:
+            if Event.model_validate(record.body).ends_stream_of(kind):
                 return
         if records:
             idle = 0.0

@@ -57,6 +57,22 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.JOB_TRANSITION_INVALID: 409,
     ErrorCode.SESSION_CLOSED: 409,
     ErrorCode.DEPLOYMENT_IN_USE: 409,
+    ErrorCode.EXPRESSION_INVALID: 400,
+    ErrorCode.ITERATION_INVALID: 400,
+    ErrorCode.PARAMETER_UNBOUND: 400,
+    ErrorCode.TOO_MANY_POINTS: 400,
+    ErrorCode.EXPERIMENT_PATH_INVALID: 400,
+    ErrorCode.EXPERIMENT_PATH_NOT_FOUND: 404,
+    ErrorCode.SEQUENCE_NOT_FOUND: 404,
+    ErrorCode.DEVICE_CONFIGURATION_NOT_FOUND: 404,
+    ErrorCode.EXPERIMENT_PATH_EXISTS: 409,
+    ErrorCode.SEQUENCE_NOT_EDITABLE: 409,
+    ErrorCode.SEQUENCE_TRANSITION_INVALID: 409,
+    ErrorCode.EXPERIMENT_PRECONDITION_FAILED: 409,
+    ErrorCode.EXPERIMENT_PATH_HOLDS_SEQUENCES: 409,
+    ErrorCode.EXPERIMENT_PATH_BUSY: 409,
+    ErrorCode.EXPERIMENT_CONFLICT: 409,
+    ErrorCode.EXPERIMENT_PATH_IS_SEQUENCE: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.MAX_CONCURRENT_JOBS: 429,
     ErrorCode.UNAVAILABLE: 503,
@@ -83,6 +99,22 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.JOB_TRANSITION_INVALID: "Job 3f9c… is Completed and can no longer be cancelled.",
     ErrorCode.SESSION_CLOSED: "Session 5d1e… is closed and accepts no more jobs.",
     ErrorCode.DEPLOYMENT_IN_USE: "Deployment 8a7b… has queued or running jobs.",
+    ErrorCode.EXPRESSION_INVALID: "Step 0: 'sin(theta' is not a valid expression.",
+    ErrorCode.ITERATION_INVALID: "iteration.steps[1]: linspace needs num >= 1.",
+    ErrorCode.PARAMETER_UNBOUND: "The circuit's parameter theta is bound by no step or global.",
+    ErrorCode.TOO_MANY_POINTS: "The sequence would have 2000000 points; at most 100000.",
+    ErrorCode.EXPERIMENT_PATH_INVALID: "A path is names of letters, digits, _ or -, separated by /.",
+    ErrorCode.EXPERIMENT_PATH_NOT_FOUND: "Path lab/rabi does not exist.",
+    ErrorCode.SEQUENCE_NOT_FOUND: "Sequence lab/rabi does not exist.",
+    ErrorCode.DEVICE_CONFIGURATION_NOT_FOUND: "Device configuration manila-1k does not exist.",
+    ErrorCode.EXPERIMENT_PATH_EXISTS: "Path lab/rabi exists already.",
+    ErrorCode.SEQUENCE_NOT_EDITABLE: "Sequence lab/rabi is RUNNING; only a DRAFT can be changed.",
+    ErrorCode.SEQUENCE_TRANSITION_INVALID: "Sequence lab/rabi is DRAFT and cannot be interrupted.",
+    ErrorCode.EXPERIMENT_PRECONDITION_FAILED: "Precondition 0 (sequences/lab/rabi) failed: it now has version 4.",
+    ErrorCode.EXPERIMENT_PATH_HOLDS_SEQUENCES: "Path lab holds sequences that are not final.",
+    ErrorCode.EXPERIMENT_PATH_BUSY: "Path lab/rabi is changed by another call; retry.",
+    ErrorCode.EXPERIMENT_CONFLICT: "A concurrent change won; retry the call.",
+    ErrorCode.EXPERIMENT_PATH_IS_SEQUENCE: "Path lab/rabi is a sequence and cannot have children.",
     ErrorCode.PAYLOAD_TOO_LARGE: "The request body exceeds 16777216 bytes.",
     ErrorCode.MAX_CONCURRENT_JOBS: "The instance already has 10 queued or running jobs (its limit).",
     ErrorCode.UNAVAILABLE: "The service is temporarily unavailable; retry shortly.",
@@ -152,6 +184,7 @@ def documented(
     request_media_type: str = "application/json",
     media_type: str = "application/json",
     responses: dict[int | str, dict[str, Any]] | None = None,
+    response_schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: its summary and description, an example of its
     answer (or of its request body), and the refusals it can answer besides the common ones."""
@@ -161,6 +194,8 @@ def documented(
     }
     if example is not None:
         documented_responses[status] = {"content": {media_type: {"example": example}}}
+        if response_schema is not None:
+            documented_responses[status]["content"][media_type]["schema"] = response_schema
     documentation: dict[str, Any] = {
         "summary": summary,
         "description": description,
@@ -177,7 +212,7 @@ def documented(
         if request_example is not None:
             content["example"] = request_example
         body: dict[str, Any] = {"content": {request_media_type: content}}
-        if request_schema is not None:
+        if request_model is not None:
             body["required"] = True
         documentation["openapi_extra"] = {"requestBody": body}
     return documentation
@@ -276,7 +311,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schemas[name] = body_schema
     components["securitySchemes"] = SECURITY_SCHEMES
     for path, methods in document.get("paths", {}).items():
-        for operation in methods.values():
+        for method, operation in methods.items():
+            if method in ("get", "delete", "head"):
+                # A body documented for a route that also serves GET/DELETE applies to its writes only.
+                operation.pop("requestBody", None)
             responses: dict[str, Any] = operation.setdefault("responses", {})
             responses.pop("422", None)
             common: list[Refusal] = []

@@ -9,10 +9,12 @@ back, each job getting its own PrimitiveResult of its own pubs.
 """
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -21,12 +23,14 @@ from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
-from qiskit_aer.primitives import EstimatorV2, SamplerV2
+from qiskit_aer.primitives import SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
+from services.executor.estimation import estimate, twirls_gates
 from services.executor.worker import JobRun
-from shared.backends.catalog import AER_SIMULATOR, fake_device
+from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
+from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_results
 
 
@@ -39,17 +43,26 @@ class _Prepared:
     index: int  # position in the dispatch
     pubs: list[SamplerPub]
     seed: int | None
+    warnings: list[str]
 
 
 class SimulatorRuntime:
     def __init__(self, backend_name: str) -> None:
+        self.backend_name = backend_name
+        self.device: Any | None
         warnings.filterwarnings("ignore", category=UserWarning)
         if backend_name == AER_SIMULATOR:
             self.simulator = AerSimulator()
+            self.device = None
         else:
-            self.simulator = AerSimulator.from_backend(fake_device(backend_name))
+            self.device = fake_device(backend_name)
+            self.simulator = AerSimulator.from_backend(self.device)
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self.target = self.simulator.target
+        # Gate twirling on the ideal simulator needs Clifford 2-qubit gates and rz/sx/x around them.
+        self._twirl_basis = generate_preset_pass_manager(
+            optimization_level=1, basis_gates=["rz", "sx", "x", "cx"]
+        )
 
     def _isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
         if not is_isa_circuit(circuit, self.target):
@@ -67,7 +80,7 @@ class SimulatorRuntime:
             ]
         except Exception as exc:
             raise ProgramError(f"the job's pubs cannot run: {_short(exc)}") from exc
-        return _Prepared(index, pubs, seed)
+        return _Prepared(index, pubs, seed, self._warnings("sampler", params))
 
     def run(self, jobs: list[tuple[str, str]]) -> list[JobRun]:
         """Run (program_id, params) jobs; one JobRun per job, in order. Jobs without a seed share one
@@ -93,6 +106,7 @@ class SimulatorRuntime:
     def _run_together(self, call: list[_Prepared], runs: list[JobRun | None]) -> None:
         pubs = [pub for job in call for pub in job.pubs]
         started = time.perf_counter()
+        span_start = datetime.now(UTC)
         try:
             result = SamplerV2.from_backend(self.simulator, seed=call[0].seed).run(pubs).result()
         except Exception as exc:
@@ -108,15 +122,21 @@ class SimulatorRuntime:
             )
             return
         seconds = time.perf_counter() - started
+        span_stop = datetime.now(UTC)
         # Each job is charged its share of the call, by the shots it asked for.
         weights = [sum(pub.shots * max(1, pub.parameter_values.size) for pub in job.pubs) for job in call]
         total = sum(weights) or 1
         pub_results = list(result)
         offset = 0
         for job, weight in zip(call, weights, strict=True):
-            own = PrimitiveResult(
-                pub_results[offset : offset + len(job.pubs)], metadata=dict(result.metadata)
-            )
+            metadata: dict[str, Any] = {
+                **result.metadata,
+                "execution": {"execution_spans": _spans(span_start, span_stop, job.pubs)},
+                "version": 2,
+            }
+            if job.warnings:
+                metadata["warnings"] = job.warnings
+            own = PrimitiveResult(pub_results[offset : offset + len(job.pubs)], metadata=metadata)
             offset += len(job.pubs)
             runs[job.index] = JobRun(
                 ok=True, payload=json.dumps(own, cls=RuntimeEncoder), seconds=seconds * weight / total
@@ -207,24 +227,33 @@ class SimulatorRuntime:
         return document.model_dump(mode="json")
 
     def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The legacy estimator, estimated from samples with the backend's noise (estimation.py)."""
         isa_pubs = []
+        to_basis = self._twirl_basis if self.device is None and twirls_gates(params, ideal=True) else None
         for circuit, observables, values, precision in params["pubs"]:
-            isa = self._isa(circuit)
+            isa = self._isa(circuit) if to_basis is None else to_basis.run(circuit)
             # A transpiled circuit moved its qubits; the observables must follow the layout.
             laid_out = ObservablesArray.coerce(observables)
             if isa is not circuit and isa.layout is not None:
                 laid_out = laid_out.apply_layout(isa.layout, isa.num_qubits)
             isa_pubs.append((isa, laid_out, values, precision))
-        estimator_options: dict[str, Any] = {}
-        if options.get("default_precision") is not None:
-            estimator_options["default_precision"] = float(options["default_precision"])
-        seed = (
-            self._seed(options) if options.get("seed_estimator") is None else int(options["seed_estimator"])
-        )
-        if seed is not None:
-            estimator_options["run_options"] = {"seed_simulator": seed}
-        estimator = EstimatorV2.from_backend(self.simulator, options=estimator_options)
-        return estimator.run(isa_pubs).result()
+        return estimate(self.simulator, self.device, isa_pubs, params, self._warnings("estimator", params))
+
+    def _warnings(self, program: str, params: dict[str, Any]) -> list[str]:
+        """Options that had no effect (the same table the api checked them with)."""
+        context = context_for(program, params, self.device is None, rep_delay_range(self.backend_name))
+        return option_warnings(params, context)
+
+
+def _spans(start: datetime, stop: datetime, pubs: list[SamplerPub]) -> Any:
+    """IBM's execution spans: every shot of every pub of this job ran in the one simulator call."""
+    from qiskit_ibm_runtime.execution_span import DoubleSliceSpan, ExecutionSpans
+
+    slices = {}
+    for index, pub in enumerate(pubs):
+        shape = (*pub.parameter_values.shape, pub.shots)
+        slices[index] = (shape, slice(0, math.prod(shape[:-1])), slice(0, pub.shots))
+    return ExecutionSpans([DoubleSliceSpan(start, stop, slices)])
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

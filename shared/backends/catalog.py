@@ -74,6 +74,7 @@ def configuration(name: str, aer_max_qubits: int, max_shots: int) -> dict[str, A
         conf = _device_json(name, "conf")
         conf["simulator"] = False
         conf["max_shots"] = max_shots
+        conf["supported_features"] = _supported_features(conf)
         return conf
     return {
         "backend_name": AER_SIMULATOR,
@@ -117,7 +118,28 @@ def configuration(name: str, aer_max_qubits: int, max_shots: int) -> dict[str, A
         "online_date": "2024-01-01T00:00:00+00:00",
         "description": "Ideal (noise-free) qiskit-aer simulator",
         "processor_type": {"family": "simulator"},
+        "supported_features": ["qasm3", "parameters", "dynamic_circuits"],
     }
+
+
+def _supported_features(conf: dict[str, Any]) -> list[str]:
+    """The device's own list, plus `dynamic_circuits` when it runs if_else (as IBM lists it), so
+    `service.backends(dynamic_circuits=True)` finds the fake devices that simulate them."""
+    features = list(conf.get("supported_features") or [])
+    if "if_else" in (conf.get("supported_instructions") or []) and "dynamic_circuits" not in features:
+        features.append("dynamic_circuits")
+    return features
+
+
+@cache
+def rep_delay_range(name: str) -> tuple[float, float] | None:
+    """The device's allowed rep_delay in seconds (its configuration gives microseconds)."""
+    if name == AER_SIMULATOR:
+        return None
+    limits = _device_json(name, "conf").get("rep_delay_range")
+    if not limits:
+        return None
+    return float(limits[0]) * 1e-6, float(limits[1]) * 1e-6
 
 
 @cache

@@ -20,7 +20,8 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
-from shared.backends.catalog import BackendInfo
+from shared.backends.catalog import BackendInfo, rep_delay_range
+from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
@@ -146,8 +147,13 @@ def _positive_int(value: Any, what: str, limits: Limits) -> int:
     return value
 
 
+def option_context_for(program: str, params: dict[str, Any], backend: BackendInfo) -> Any:
+    return context_for(program, params, backend.simulator, rep_delay_range(backend.name))
+
+
 def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     pubs, options = _pubs_and_options(params, limits)
+    check_options(params, option_context_for("sampler", params, backend))
     default_shots = _positive_int(
         options.get("default_shots", limits.default_shots), "options.default_shots", limits
     )
@@ -206,7 +212,9 @@ def _pubs_and_options(params: Any, limits: Limits) -> tuple[list[Any], dict[str,
 def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     """Estimator pubs are [circuit, observables, parameter_values?, precision?]."""
     pubs, options = _pubs_and_options(params, limits)
+    check_options(params, option_context_for("estimator", params, backend))
     default_precision = _positive_precision(options.get("default_precision"), "options.default_precision")
+    check_estimator_model(params, backend.simulator)
     normalized_pubs: list[list[Any]] = []
     evaluations = 0
     for index, pub in enumerate(pubs):
@@ -227,6 +235,8 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
         evaluations += max(1, math.prod(coerced.shape))
         normalized_pubs.append([circuit, items[1], values, precision])
     normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
+    if params.get("resilience_level") is not None:
+        normalized["resilience_level"] = params["resilience_level"]
     return NormalizedParams(
         encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(pubs), total_shots=evaluations
     )

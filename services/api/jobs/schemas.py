@@ -85,7 +85,8 @@ class UsageSeconds(BaseModel):
 
 
 class JobUsage(BaseModel):
-    quantum_seconds: float
+    quantum_seconds: float  # what clients up to 0.49 read
+    qpu_charge_time_seconds: float  # what job.usage() reads from 0.50 on
     seconds: float
     status: str
 

@@ -315,7 +315,7 @@ def check_options(params: dict[str, Any], context: Context) -> list[str]:
     found = verdicts(params, context)
     for path, value, verdict in found:
         if verdict.fate is Fate.REFUSED:
-            known = any(path == rule.path for rule in RULES)
+            known = (path, context.program) in _BY_PATH or path == "resilience_level"
             raise InvalidInput(
                 ErrorCode.OPTION_NOT_SUPPORTED if known else ErrorCode.UNKNOWN_OPTION,
                 f"Option {path}={value!r} is refused: {verdict.reason}.",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.observables_array import ObservablesArray
@@ -28,6 +29,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
 from services.executor.estimation import estimate, twirls_gates
+from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
 from services.executor.worker import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
@@ -89,7 +91,9 @@ class SimulatorRuntime:
         prepared: list[_Prepared] = []
         for index, (program_id, params_text) in enumerate(jobs):
             try:
-                if program_id == "sampler":
+                if is_dry_run(params_text):
+                    runs[index] = self._dry_run(program_id, params_text)
+                elif program_id == "sampler":
                     prepared.append(self._prepare(index, params_text))
                 else:
                     runs[index] = self._run_alone(program_id, params_text)
@@ -160,6 +164,29 @@ class SimulatorRuntime:
             ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
         )
 
+    def _dry_run(self, program_id: str, params_text: str) -> JobRun:
+        """A job sent to a mock device: results of the right shape, random, nothing simulated."""
+        params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
+        params.pop("dry_run")
+        rng = np.random.default_rng()
+        started = time.perf_counter()
+        try:
+            if program_id == "sampler":
+                result = mock_sampler(params, rng)
+            elif program_id == "estimator":
+                result = mock_estimator(params, rng)
+            elif program_id == "executor":
+                result = self._run_quantum_program(params, {}, dry_run=rng)
+            else:
+                raise ProgramError(f"program {program_id} has no dry run here")
+        except ProgramError:
+            raise
+        except Exception as exc:
+            raise ProgramError(f"the dry run's inputs cannot run: {_short(exc, 500)}") from exc
+        return JobRun(
+            ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
+        )
+
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
         return {
@@ -190,7 +217,9 @@ class SimulatorRuntime:
             program_ids=list(params["program_ids"]),
         )
 
-    def _run_quantum_program(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+    def _run_quantum_program(
+        self, params: dict[str, Any], options: dict[str, Any], dry_run: np.random.Generator | None = None
+    ) -> Any:
         """The `executor` program, run with the pieces qiskit-ibm-runtime ships for local testing; the
         result goes back in the versioned result schema the client post-processes."""
         from ibm_quantum_schemas.common.tensor import CompressedTensorModel
@@ -211,7 +240,10 @@ class SimulatorRuntime:
         for item in program.items:
             if isinstance(item, SamplexItem):
                 item.samplex.finalize()  # deserialised samplexes must be finalised before sampling
-        result = run_quantum_program(self.simulator, program, SimulatorOptions())
+        if dry_run is not None:
+            result = mock_quantum_program(program, dry_run)
+        else:
+            result = run_quantum_program(self.simulator, program, SimulatorOptions())
         document = QuantumProgramResultModel(
             data=[
                 QuantumProgramResultItemModel(

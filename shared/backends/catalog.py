@@ -16,6 +16,7 @@ class BackendInfo:
     name: str
     num_qubits: int
     simulator: bool  # ideal simulator: no noise, any connectivity
+    mock: bool = False  # a mock device (dry runs): random data of the right shape
 
 
 class UnknownBackend(LookupError):
@@ -148,3 +149,19 @@ def properties(name: str) -> dict[str, Any]:
     if name == AER_SIMULATOR:
         return {}
     return _device_json(name, "props")
+
+
+# Mock devices: what the 0.50+ client's `dry_run=True` submits to. IBM names the mock of `ibm_fez`
+# `mock_fez`; here the mock of `fake_manila` is `mock_manila`. A mock is listed only to clients that
+# ask for mocks, and its jobs return data of the right shape, random, without simulating.
+MOCK_PREFIX = "mock_"
+
+
+def mock_name(name: str) -> str | None:
+    """The mock of a served fake device (`fake_manila` -> `mock_manila`); the ideal simulator has none."""
+    return MOCK_PREFIX + name.removeprefix("fake_") if name.startswith("fake_") else None
+
+
+def device_of_mock(name: str) -> str | None:
+    """The fake device a mock name stands for (`mock_manila` -> `fake_manila`), else None."""
+    return "fake_" + name.removeprefix(MOCK_PREFIX) if name.startswith(MOCK_PREFIX) else None

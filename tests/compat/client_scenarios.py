@@ -258,6 +258,7 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
     The pytest side compares with local testing mode (same client release, in-process)."""
     import warnings
 
+    import numpy as np
     from qiskit.quantum_info import SparsePauliOp
     from qiskit_ibm_runtime import EstimatorV2
 
@@ -352,6 +353,22 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
         "pec": _refusal(lambda: estimator(**{"resilience.pec_mitigation": True}).run([(isa, xxx)])),
         "pea": _refusal(lambda: estimator(**{"resilience.zne.amplifier": "pea"}).run([(isa, xxx)])),
         "unknown": _refusal(lambda: estimator(experimental={"bogus_option": 1}).run([(isa, xxx)])),
+    }
+
+    # Dry runs: the executor-based primitives submit to mock_manila (listed only on request).
+    from qiskit_ibm_runtime.executor_estimator import Estimator as ExecutorEstimator
+    from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
+
+    dry_sampler = ExecutorSampler(mode=backend).run([measured], shots=50, dry_run=True)
+    dry_counts = dry_sampler.result()[0].data.meas.get_counts()
+    dry_estimator = ExecutorEstimator(mode=backend).run([(isa, xxx)], dry_run=True)
+    seen["dry_run"] = {
+        "sampler_backend": dry_sampler.backend().name,
+        "sampler_shots": sum(dry_counts.values()),
+        "estimator_shape": list(np.shape(dry_estimator.result()[0].data.evs)),
+        "listed": sorted(b.name for b in service.backends()),
+        "listed_with_mocks": sorted(b.name for b in service.backends(include_mocks=True)),
+        "least_busy": service.least_busy(simulator=False).name,
     }
 
     # What else the client reads.

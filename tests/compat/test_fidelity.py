@@ -164,3 +164,12 @@ def test_usage_spans_and_dynamic_circuits(seen: dict[str, Any]) -> None:
     assert spans["count"] == 1 and spans["start_before_stop"] is True
     assert spans["mask_shape"] == [100] and spans["pub_idxs"] == [0]
     assert "fake_manila" in seen["dynamic_backends"] and "aer_simulator" in seen["dynamic_backends"]
+
+
+def test_dry_run_on_the_mock_device(seen: dict[str, Any]) -> None:
+    dry = seen["dry_run"]
+    assert dry["sampler_backend"] == "mock_manila"
+    assert dry["sampler_shots"] == 50
+    assert dry["estimator_shape"] == []
+    assert "mock_manila" not in dry["listed"] and "mock_manila" in dry["listed_with_mocks"]
+    assert dry["least_busy"] == "fake_manila"

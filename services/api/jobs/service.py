@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.ids import is_wellformed_id, new_id
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
-from shared.backends.catalog import BackendInfo, rep_delay_range
+from shared.backends.catalog import BackendInfo, device_of_mock, rep_delay_range
 from shared.db.engine import unit_of_work
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.identity import IdentityRepository
@@ -55,8 +55,14 @@ class JobService:
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
         request = JobCreate.model_validate(raw)
-        backend = self.backend(request.backend)
+        device = device_of_mock(request.backend)
+        backend = self.backend(device if device in self.catalog else request.backend)
         params = normalize(request.program_id, request.params, backend, self.limits)
+        if device is not None:
+            # A dry run (mock device): its device's executor answers it without simulating.
+            stored = json.loads(params.encoded)
+            stored["dry_run"] = True
+            params = replace(params, encoded=json.dumps(stored))
         job = await self.enqueue(
             principal,
             program_id=request.program_id,

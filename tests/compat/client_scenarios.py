@@ -353,6 +353,7 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
         "pec": _refusal(lambda: estimator(**{"resilience.pec_mitigation": True}).run([(isa, xxx)])),
         "pea": _refusal(lambda: estimator(**{"resilience.zne.amplifier": "pea"}).run([(isa, xxx)])),
         "unknown": _refusal(lambda: estimator(experimental={"bogus_option": 1}).run([(isa, xxx)])),
+        "private": _refusal(lambda: estimator(**{"environment.private": True}).run([(isa, xxx)])),
     }
 
     # Dry runs: the executor-based primitives submit to mock_manila (listed only on request).

@@ -150,6 +150,7 @@ def test_warned_options_say_so_in_metadata_and_logs(seen: dict[str, Any]) -> Non
         ("pec", "1250", "resilience.pec_mitigation"),
         ("pea", "1250", "resilience.zne.amplifier"),
         ("unknown", "1251", "bogus_option"),
+        ("private", "1250", "environment.private"),
     ],
 )
 def test_refused_options_name_the_option(seen: dict[str, Any], row: str, code: str, option: str) -> None:

@@ -19,6 +19,7 @@ class JobCreate(BaseModel):
     cost: int | None = Field(default=None, gt=0, le=2**31 - 1)
     log_level: str | None = Field(default=None, max_length=16)
     priority: int = Field(default=0, ge=-10, le=10)
+    private: bool | None = None  # the client's environment.private (refused, see JobService.submit)
 
 
 class JobCreated(BaseModel):

@@ -55,6 +55,15 @@ class JobService:
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
         request = JobCreate.model_validate(raw)
+        if request.private:
+            # A private job's inputs and results must not be kept; qruntime keeps them until the job
+            # is deleted, so it says so rather than run the job as if it were private.
+            raise InvalidInput(
+                ErrorCode.OPTION_NOT_SUPPORTED,
+                "Option environment.private=True is refused: qruntime keeps a job's inputs and results "
+                "until the job is deleted (DELETE /jobs/{id}); submit it without private and delete it "
+                "once you have read its result.",
+            )
         device = device_of_mock(request.backend)
         backend = self.backend(device if device in self.catalog else request.backend)
         params = normalize(request.program_id, request.params, backend, self.limits)

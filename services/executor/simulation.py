@@ -23,10 +23,10 @@ from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.transpiler import generate_preset_pass_manager
+from qiskit.transpiler.passes import GatesInBasis
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
-from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
 from services.executor.estimation import estimate, twirls_gates
 from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
@@ -34,6 +34,7 @@ from services.executor.worker import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_results
+from shared.kit.errors import short_message
 
 
 class ProgramError(Exception):
@@ -66,9 +67,14 @@ class SimulatorRuntime:
             optimization_level=1, basis_gates=["rz", "sx", "x", "cx"]
         )
 
-    def _isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
-        if not is_isa_circuit(circuit, self.target):
-            return circuit
+    def _to_isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """The circuit as the device runs it: unchanged when it already fits the target (what the
+        client sends for a device), transpiled otherwise (QASM text from curl users)."""
+        if circuit.num_qubits <= self.target.num_qubits:
+            checked: dict[str, Any] = {}
+            GatesInBasis(target=self.target)(circuit, property_set=checked)
+            if checked["all_gates_in_basis"]:
+                return circuit
         return self.pass_manager.run(circuit)
 
     def _prepare(self, index: int, params_text: str) -> _Prepared:
@@ -77,11 +83,11 @@ class SimulatorRuntime:
         seed = (options.get("simulator") or {}).get("seed_simulator")
         try:
             pubs = [
-                SamplerPub.coerce((self._isa(circuit), values, shots))
+                SamplerPub.coerce((self._to_isa(circuit), values, shots))
                 for circuit, values, shots in params["pubs"]
             ]
         except Exception as exc:
-            raise ProgramError(f"the job's pubs cannot run: {_short(exc)}") from exc
+            raise ProgramError(f"the job's pubs cannot run: {short_message(exc)}") from exc
         return _Prepared(index, pubs, seed, self._warnings("sampler", params))
 
     def run(self, jobs: list[tuple[str, str]]) -> list[JobRun]:
@@ -100,7 +106,9 @@ class SimulatorRuntime:
             except ProgramError as exc:
                 runs[index] = JobRun(ok=False, payload=str(exc), seconds=0.0)
             except Exception as exc:
-                runs[index] = JobRun(ok=False, payload=f"{type(exc).__name__}: {_short(exc)}", seconds=0.0)
+                runs[index] = JobRun(
+                    ok=False, payload=f"{type(exc).__name__}: {short_message(exc)}", seconds=0.0
+                )
         shared = [p for p in prepared if p.seed is None]
         calls = ([shared] if shared else []) + [[p] for p in prepared if p.seed is not None]
         for call in calls:
@@ -121,7 +129,7 @@ class SimulatorRuntime:
                 return
             runs[call[0].index] = JobRun(
                 ok=False,
-                payload=f"the simulator refused the job: {_short(exc, 500)}",
+                payload=f"the simulator refused the job: {short_message(exc, 500)}",
                 seconds=time.perf_counter() - started,
             )
             return
@@ -147,7 +155,8 @@ class SimulatorRuntime:
             )
 
     def _run_alone(self, program_id: str, params_text: str) -> JobRun:
-        """Programs other than the sampler run one job per simulator call."""
+        """Programs other than the sampler run one job per simulator call (the sampler's jobs go
+        through `_run_together`)."""
         runner = self._programs.get(program_id)
         if runner is None:
             raise ProgramError(f"program {program_id} is not supported by this executor")
@@ -159,7 +168,7 @@ class SimulatorRuntime:
         except ProgramError:
             raise
         except Exception as exc:
-            raise ProgramError(f"the simulator refused the job: {_short(exc, 500)}") from exc
+            raise ProgramError(f"the simulator refused the job: {short_message(exc, 500)}") from exc
         return JobRun(
             ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
         )
@@ -182,7 +191,7 @@ class SimulatorRuntime:
         except ProgramError:
             raise
         except Exception as exc:
-            raise ProgramError(f"the dry run's inputs cannot run: {_short(exc, 500)}") from exc
+            raise ProgramError(f"the dry run's inputs cannot run: {short_message(exc, 500)}") from exc
         return JobRun(
             ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
         )
@@ -190,7 +199,6 @@ class SimulatorRuntime:
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
         return {
-            "sampler": self._sample,
             "estimator": self._estimate,
             "runner": self._run_programs,
             "executor": self._run_quantum_program,
@@ -202,7 +210,7 @@ class SimulatorRuntime:
         return None if seed is None else int(seed)
 
     def _sample(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
-        isa_pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
+        isa_pubs = [(self._to_isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
         sampler = SamplerV2.from_backend(self.simulator, seed=self._seed(options))
         return sampler.run(isa_pubs).result()
 
@@ -263,7 +271,7 @@ class SimulatorRuntime:
         isa_pubs = []
         to_basis = self._twirl_basis if self.device is None and twirls_gates(params, ideal=True) else None
         for circuit, observables, values, precision in params["pubs"]:
-            isa = self._isa(circuit) if to_basis is None else to_basis.run(circuit)
+            isa = self._to_isa(circuit) if to_basis is None else to_basis.run(circuit)
             # A transpiled circuit moved its qubits; the observables must follow the layout.
             laid_out = ObservablesArray.coerce(observables)
             if isa is not circuit and isa.layout is not None:
@@ -286,8 +294,3 @@ def _spans(start: datetime, stop: datetime, pubs: list[SamplerPub]) -> Any:
         shape = (*pub.parameter_values.shape, pub.shots)
         slices[index] = (shape, slice(0, math.prod(shape[:-1])), slice(0, pub.shots))
     return ExecutionSpans([DoubleSliceSpan(start, stop, slices)])
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

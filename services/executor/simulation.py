@@ -30,6 +30,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
 from services.executor.estimation import estimate, twirls_gates
 from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
+from services.executor.noise_learning import learn
 from services.executor.worker import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
@@ -186,6 +187,8 @@ class SimulatorRuntime:
                 result = mock_estimator(params, rng)
             elif program_id == "executor":
                 result = self._run_quantum_program(params, {}, dry_run=rng)
+            elif program_id == "noise-learner":
+                result = self._learn_noise(params, {})  # computed, not simulated: as cheap as a mock
             else:
                 raise ProgramError(f"program {program_id} has no dry run here")
         except ProgramError:
@@ -202,6 +205,7 @@ class SimulatorRuntime:
             "estimator": self._estimate,
             "runner": self._run_programs,
             "executor": self._run_quantum_program,
+            "noise-learner": self._learn_noise,
         }
 
     @staticmethod
@@ -265,6 +269,12 @@ class SimulatorRuntime:
             semantic_role=model.quantum_program.semantic_role,
         )
         return document.model_dump(mode="json")
+
+    def _learn_noise(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The legacy noise learner: each layer's Pauli-Lindblad error (noise_learning.py)."""
+        if self.device is None:
+            raise ProgramError("the ideal simulator has no noise to learn")
+        return learn(self.simulator, self.device, params)
 
     def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
         """The legacy estimator, estimated from samples with the backend's noise (estimation.py)."""

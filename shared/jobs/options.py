@@ -160,7 +160,21 @@ class Rule:
     summary: str  # for the docs table
 
 
-S, E, SE = ("sampler",), ("estimator",), ("sampler", "estimator")
+S, E, SE, NL = ("sampler",), ("estimator",), ("sampler", "estimator"), ("noise-learner",)
+_COMPUTED = "the layer errors are computed from the device's noise model, not sampled"
+
+
+def _twirling_strategy(value: Any, _context: Context) -> Verdict:
+    if value in ("active", "active-accum", "active-circuit", "all"):
+        return HONOURED
+    return Verdict(Fate.REFUSED, "it must be 'active', 'active-accum', 'active-circuit' or 'all'")
+
+
+def _layer_count(value: Any, _context: Context) -> Verdict:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return HONOURED
+    return Verdict(Fate.REFUSED, "it must be a whole number, at least 0")
+
 
 RULES: tuple[Rule, ...] = (
     Rule("default_shots", SE, _shots_count, "honoured (estimator: sets the shots, i.e. a precision)"),
@@ -255,6 +269,12 @@ RULES: tuple[Rule, ...] = (
     Rule("simulator.noise_model", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
     Rule("simulator.coupling_map", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
     Rule("simulator.basis_gates", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
+    Rule("max_layers_to_learn", NL, _layer_count, "honoured"),
+    Rule("twirling_strategy", NL, _twirling_strategy, "honoured: which qubits each layer covers"),
+    Rule("support_qiskit", NL, always(Fate.HONOURED), "honoured (sent by the client)"),
+    Rule("shots_per_randomization", NL, always(Fate.WARNED, _COMPUTED), "warned"),
+    Rule("num_randomizations", NL, always(Fate.WARNED, _COMPUTED), "warned"),
+    Rule("layer_pair_depths", NL, always(Fate.WARNED, _COMPUTED), "warned"),
 )
 _BY_PATH = {(rule.path, program): rule for rule in RULES for program in rule.programs}
 _PREFIXES = {rule.path.rsplit(".", 1)[0] for rule in RULES if "." in rule.path} | {

@@ -319,8 +319,10 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
     zne = estimator(resilience_level=2, **{"resilience.zne.noise_factors": (1, 2, 3)}).run([(isa, xxx)])
     zne_result = zne.result()
     seen["zne"] = {
-        "noise_factors": zne_result.metadata["resilience"]["zne"]["noise_factors"],
-        "evs_noise_factors": np_list(zne_result[0].data.evs_noise_factors),
+        "job_id": zne.job_id(),
+        "inputs": {k: v for k, v in zne.inputs.items() if k != "pubs"},
+        "resilience": zne_result.metadata.get("resilience"),
+        "fields": sorted(zne_result[0].data.keys()),
     }
 
     # Warned options: the job runs; the warning is in the result metadata and the job's logs.
@@ -371,6 +373,30 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
         "listed_with_mocks": sorted(b.name for b in service.backends(include_mocks=True)),
         "least_busy": service.least_busy(simulator=False).name,
     }
+
+    # The noise learner: layers of the ISA circuit with Pauli-Lindblad errors; NoiseLearnerV3 refused.
+    from qiskit_ibm_runtime import NoiseLearner
+
+    learner = NoiseLearner(mode=backend)
+    learner.options.max_layers_to_learn = 3
+    learned = learner.run([isa]).result()
+    seen["noise_learner"] = {
+        "type": type(learned).__name__,
+        "layers": [
+            {
+                "qubits": list(layer.qubits),
+                "gates": dict(layer.circuit.count_ops()),
+                "num_generators": len(layer.error.generators),
+                "rates_min": float(min(layer.error.rates)),
+                "rates_max": float(max(layer.error.rates)),
+            }
+            for layer in learned.data
+        ],
+        "protocol": learned.metadata.get("learning_protocol"),
+    }
+    from qiskit_ibm_runtime.noise_learner_v3 import NoiseLearnerV3
+
+    seen["noise_learner_v3"] = _refusal(lambda: NoiseLearnerV3(mode=backend).run([]))
 
     # What else the client reads.
     seen["usage"] = default_usage = sampler_job.usage()

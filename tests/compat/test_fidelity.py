@@ -130,8 +130,9 @@ def test_honoured_options_show_their_effect(seen: dict[str, Any]) -> None:
     assert seen["seeded_evs"][0] == seen["seeded_evs"][1]
     assert seen["twirled"]["num_randomizations"] == 4
     assert seen["dd"]["enable"] is True and seen["dd"]["sequence_type"] == "XY4"
-    assert seen["zne"]["noise_factors"] == [1.0, 2.0, 3.0]
-    assert len(seen["zne"]["evs_noise_factors"]) == 3
+    zne = seen["zne"]
+    assert zne["resilience"]["zne"]["noise_factors"] == [1.0, 2.0, 3.0], zne
+    assert "evs_noise_factors" in zne["fields"], zne
 
 
 def test_warned_options_say_so_in_metadata_and_logs(seen: dict[str, Any]) -> None:
@@ -174,3 +175,21 @@ def test_dry_run_on_the_mock_device(seen: dict[str, Any]) -> None:
     assert dry["estimator_shape"] == []
     assert "mock_manila" not in dry["listed"] and "mock_manila" in dry["listed_with_mocks"]
     assert dry["least_busy"] == "fake_manila"
+
+
+def test_noise_learner_layers_follow_the_device(seen: dict[str, Any]) -> None:
+    """GHZ-3 on fake_manila has two CX layers; active-accum gives [a, b] then [a, b, c]."""
+    learned = seen["noise_learner"]
+    assert learned["type"] == "NoiseLearnerResult" and learned["protocol"] == "lindblad"
+    first, second = learned["layers"]
+    assert len(first["qubits"]) == 2 and first["num_generators"] == 15
+    assert len(second["qubits"]) == 3 and set(first["qubits"]) < set(second["qubits"])
+    assert second["num_generators"] == 15 + 3  # the gate's pair, and relaxation on the idle qubit
+    for layer in learned["layers"]:
+        assert layer["gates"] == {"cx": 1}
+        # fake_manila's CX errors are ~1 %: 15 rates of order 1e-4 to 1e-3, none negative.
+        assert 0 <= layer["rates_min"] and 1e-5 < layer["rates_max"] < 0.05
+    refusal = seen["noise_learner_v3"]
+    assert (
+        refusal["refused"] is True and "1250" in refusal["message"] and "NoiseLearnerV3" in refusal["message"]
+    )

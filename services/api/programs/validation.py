@@ -24,7 +24,7 @@ from shared.backends.catalog import BackendInfo, rep_delay_range
 from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
 
-SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
+SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor", "noise-learner")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
 _COMPRESSED_TYPES = {"QuantumCircuit", "ndarray", "Instruction"}
 
@@ -273,10 +273,44 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
     )
 
 
+def normalize_noise_learner(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    """The legacy NoiseLearner: {circuits, options}. NoiseLearnerV3 (schema v0.3) is not served."""
+    if isinstance(params, dict) and (params.get("version") == 3 or "schema_version" in params):
+        raise InvalidInput(
+            ErrorCode.OPTION_NOT_SUPPORTED,
+            "NoiseLearnerV3 (schema v0.3) is not served here; the legacy NoiseLearner is.",
+        )
+    if not isinstance(params, dict) or not isinstance(params.get("circuits"), list) or not params["circuits"]:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.circuits must be a non-empty list of circuits.")
+    if backend.simulator:
+        raise InvalidInput(
+            ErrorCode.INVALID_FOR_BACKEND,
+            f"{backend.name} has no noise to learn; run the noise learner on a fake device.",
+        )
+    circuits = params["circuits"]
+    if len(circuits) > limits.max_circuits:
+        raise InvalidInput(
+            ErrorCode.TOO_MANY_CIRCUITS,
+            f"The job has {len(circuits)} circuits; at most {limits.max_circuits} are allowed in one job.",
+        )
+    if not isinstance(params.get("options") or {}, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
+    check_options(params, option_context_for("noise-learner", params, backend))
+    parsed = [
+        check_width(parse_circuit(circuit, f"circuit {index}"), backend, f"circuit {index}")
+        for index, circuit in enumerate(circuits)
+    ]
+    normalized = {"circuits": parsed, "options": params.get("options") or {}}
+    return NormalizedParams(
+        encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(parsed), total_shots=len(parsed)
+    )
+
+
 NORMALIZERS: dict[str, Callable[[Any, BackendInfo, Limits], NormalizedParams]] = {
     "sampler": normalize_sampler,
     "estimator": normalize_estimator,
     "executor": normalize_executor,
+    "noise-learner": normalize_noise_learner,
 }
 
 

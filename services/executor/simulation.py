@@ -31,6 +31,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from services.executor.estimation import estimate, twirls_gates
 from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
 from services.executor.noise_learning import learn
+from services.executor.twirled_sampling import sample, wants_pipeline
 from services.executor.worker import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
@@ -48,6 +49,7 @@ class _Prepared:
     pubs: list[SamplerPub]
     seed: int | None
     warnings: list[str]
+    options: dict[str, Any]  # twirling or dynamical decoupling: the job runs alone (twirled_sampling.py)
 
 
 class SimulatorRuntime:
@@ -89,7 +91,7 @@ class SimulatorRuntime:
             ]
         except Exception as exc:
             raise ProgramError(f"the job's pubs cannot run: {short_message(exc)}") from exc
-        return _Prepared(index, pubs, seed, self._warnings("sampler", params))
+        return _Prepared(index, pubs, seed, self._warnings("sampler", params), options)
 
     def run(self, jobs: list[tuple[str, str]]) -> list[JobRun]:
         """Run (program_id, params) jobs; one JobRun per job, in order. Jobs without a seed share one
@@ -110,8 +112,8 @@ class SimulatorRuntime:
                 runs[index] = JobRun(
                     ok=False, payload=f"{type(exc).__name__}: {short_message(exc)}", seconds=0.0
                 )
-        shared = [p for p in prepared if p.seed is None]
-        calls = ([shared] if shared else []) + [[p] for p in prepared if p.seed is not None]
+        shared = [p for p in prepared if p.seed is None and not wants_pipeline(p.options)]
+        calls = ([shared] if shared else []) + [[p] for p in prepared if all(p is not s for s in shared)]
         for call in calls:
             self._run_together(call, runs)
         return [run or JobRun(ok=False, payload="the job was not run", seconds=0.0) for run in runs]
@@ -121,7 +123,10 @@ class SimulatorRuntime:
         started = time.perf_counter()
         span_start = datetime.now(UTC)
         try:
-            result = SamplerV2.from_backend(self.simulator, seed=call[0].seed).run(pubs).result()
+            if len(call) == 1 and wants_pipeline(call[0].options):
+                result = sample(self.simulator, self.device, pubs, call[0].options, call[0].seed)
+            else:
+                result = SamplerV2.from_backend(self.simulator, seed=call[0].seed).run(pubs).result()
         except Exception as exc:
             if len(call) > 1:
                 # Find the job the simulator refuses by running each alone; the others still complete.

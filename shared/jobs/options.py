@@ -58,20 +58,9 @@ def _ideal_no_effect(reason: str) -> Decide:
     return decide
 
 
-def _estimator_only(decide: Decide) -> Decide:
-    def wrapped(value: Any, context: Context) -> Verdict:
-        if context.program != "estimator":
-            return Verdict(Fate.WARNED, "the sampler program does not twirl or mitigate here")
-        return decide(value, context)
-
-    return wrapped
-
-
 def _dd_enable(value: Any, context: Context) -> Verdict:
     if not value:
         return HONOURED
-    if context.program != "estimator":
-        return Verdict(Fate.WARNED, "the sampler program does not insert dynamical decoupling here")
     if context.ideal:
         return Verdict(Fate.WARNED, "the ideal simulator has no idle errors to decouple")
     return HONOURED
@@ -225,38 +214,38 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "twirling.enable_gates",
         SE,
-        _estimator_only(always(Fate.HONOURED)),
-        "estimator: honoured; sampler: warned",
+        always(Fate.HONOURED),
+        "honoured (samplomatic twirls, as the client-side primitives)",
     ),
     Rule(
         "twirling.enable_measure",
         SE,
-        _estimator_only(always(Fate.HONOURED)),
-        "estimator: honoured; sampler: warned",
+        always(Fate.HONOURED),
+        "honoured (samplomatic twirls, as the client-side primitives)",
     ),
     Rule(
         "twirling.num_randomizations",
         SE,
-        _estimator_only(_randomizations),
-        "estimator: honoured; sampler: warned",
+        _randomizations,
+        "honoured",
     ),
     Rule(
         "twirling.shots_per_randomization",
         SE,
-        _estimator_only(_randomizations),
-        "estimator: honoured; sampler: warned",
+        _randomizations,
+        "honoured",
     ),
     Rule(
         "twirling.strategy",
         SE,
-        _estimator_only(always(Fate.HONOURED)),
-        "estimator: honoured; sampler: warned",
+        always(Fate.HONOURED),
+        "honoured (samplomatic twirls, as the client-side primitives)",
     ),
     Rule(
         "dynamical_decoupling.enable",
         SE,
         _dd_enable,
-        "estimator on a device: honoured (device durations); else warned",
+        "on a device: honoured (the device's durations); on the ideal simulator: warned",
     ),
     Rule("dynamical_decoupling.sequence_type", SE, _dd_enable, "as dynamical_decoupling.enable"),
     Rule("dynamical_decoupling.extra_slack_distribution", SE, _dd_enable, "as dynamical_decoupling.enable"),

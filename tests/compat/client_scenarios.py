@@ -335,6 +335,7 @@ def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
     sampler_job = sampler.run([measured], shots=100)
     sampler_result = sampler_job.result()
     seen["sampler_warnings"] = sampler_result.metadata.get("warnings", [])
+    seen["twirled_counts"] = sampler_result[0].data.meas.get_counts()
     spans = sampler_result.metadata["execution"]["execution_spans"]
     seen["spans"] = {
         "count": len(spans),

@@ -9,7 +9,10 @@ Tolerances, and why:
 * Reported stds come from the data: for <ZII> of a GHZ state (expectation ~0) the standard error is
   sqrt(1 - ev^2 / shots) ~ precision, so they must be within 30 % of the requested precision.
 * The spread of 16 independent estimates is a chi-square quantity with 15 degrees of freedom: its
-  ratio to the precision lies in [0.45, 1.65] with probability 0.998.
+  ratio to the precision lies in [0.45, 1.65] with probability 0.998. Their mean is compared with
+  local testing mode's value at precision 0.005 (what both converge to), at 4 combined sigma. (Local
+  testing mode's own 100-shot runs of this pub averaged +0.040 +- 0.006 over 240 runs against
+  +0.002 at 40,000 shots, so they are not used as the reference.)
 * Mitigation: level 1 (TREX) must bring <XXX> within 40 % of level 0's error from the ideal 1, and
   level 2 closer than level 0; on fake_manila readout error dominates (level 0 ~ 0.69, level 1 ~ 0.94,
   level 2 ~ 0.97, each +- 0.02), so the margins are several sigma wide.
@@ -65,14 +68,11 @@ def local(seen: dict[str, Any]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ghz = EstimatorV2(mode=device).run([(isa, xxx)] * LOCAL_REPEATS).result()
-        sweep = {
-            precision: EstimatorV2(mode=device).run([(isa, zii)] * 16, precision=precision).result()
-            for precision in (0.1, 0.05)
-        }
+        reference = EstimatorV2(mode=device).run([(isa, zii)], precision=0.005).result()
     return {
         "xxx": [float(pub.data.evs) for pub in ghz],
         "xxx_std": float(ghz[0].data.stds),
-        "zii": {p: [float(pub.data.evs) for pub in result] for p, result in sweep.items()},
+        "zii": float(reference[0].data.evs),
     }
 
 
@@ -120,8 +120,8 @@ def test_precision_sets_shots_and_stds_come_from_data(seen: dict[str, Any], loca
         assert all(-1 <= ev <= 1 for ev in sweep["evs"])
         spread = statistics.stdev(sweep["evs"])
         assert 0.45 * precision <= spread <= 1.65 * precision, (precision, spread)
-        ours, theirs = statistics.fmean(sweep["evs"]), statistics.fmean(local["zii"][precision])
-        assert abs(ours - theirs) <= 4 * math.sqrt(2 * precision**2 / 16), (ours, theirs)
+        ours, reference = statistics.fmean(sweep["evs"]), local["zii"]
+        assert abs(ours - reference) <= 4 * math.sqrt(precision**2 / 16 + 0.005**2), (ours, reference)
     assert seen["default_shots"]["shots"] == 400
     assert seen["default_shots"]["target_precision"] == pytest.approx(0.05)
 
@@ -140,7 +140,16 @@ def test_warned_options_say_so_in_metadata_and_logs(seen: dict[str, Any]) -> Non
     for option in ("execution.init_qubits", "execution.rep_delay"):
         assert any(option in text and "no effect" in text for text in warned["metadata"]), warned
         assert f"warning: Option {option}=" in warned["logs"], warned["logs"]
-    assert any("twirling.enable_gates" in text for text in seen["sampler_warnings"])
+    assert seen["sampler_warnings"] == []  # the sampler honours twirling: no warning
+
+
+def test_twirled_sampler_keeps_the_bell_state(seen: dict[str, Any]) -> None:
+    """Gate twirling on the sampler: at least the shots asked (whole randomizations), and the
+    Bell correlations a noisy device gives (>= 85 % in 00/11 on fake_manila, ~93 % expected)."""
+    counts = seen["twirled_counts"]
+    total = sum(counts.values())
+    assert 100 <= total <= 200
+    assert counts.get("00", 0) + counts.get("11", 0) >= 0.85 * total, counts
 
 
 @pytest.mark.parametrize(

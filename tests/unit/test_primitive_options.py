@@ -18,6 +18,7 @@ from shared.kit.errors import InvalidInput
 MANILA = Context(program="estimator", ideal=False, rep_delay_range=(0.0, 500e-6), resilience_level=1)
 MANILA_SAMPLER = Context(program="sampler", ideal=False, rep_delay_range=(0.0, 500e-6), resilience_level=1)
 IDEAL = Context(program="estimator", ideal=True, rep_delay_range=None, resilience_level=1)
+IDEAL_SAMPLER = Context(program="sampler", ideal=True, rep_delay_range=None, resilience_level=1)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "primitives.md"
 
 
@@ -54,7 +55,11 @@ def test_refusals_name_the_option(params: dict[str, Any], context: Context, code
         ({"options": {"execution": {"rep_delay": 0.0001}}}, MANILA, "execution.rep_delay"),
         ({"options": {"execution": {"init_qubits": False}}}, MANILA, "execution.init_qubits"),
         ({"options": {"simulator": {"coupling_map": [[0, 1]]}}}, MANILA, "simulator.coupling_map"),
-        ({"options": {"twirling": {"enable_gates": True}}}, MANILA_SAMPLER, "twirling.enable_gates"),
+        (
+            {"options": {"dynamical_decoupling": {"enable": True}}},
+            IDEAL_SAMPLER,
+            "dynamical_decoupling.enable",
+        ),
         ({"options": {"dynamical_decoupling": {"enable": True}}}, IDEAL, "dynamical_decoupling.enable"),
         ({"resilience_level": 1}, MANILA_SAMPLER, "resilience_level"),
     ],
@@ -80,6 +85,8 @@ def test_honoured_options_pass_silently() -> None:
         },
     }
     assert check_options(params, MANILA) == []
+    sampler_params = {"options": {k: params["options"][k] for k in ("twirling", "dynamical_decoupling")}}
+    assert check_options(sampler_params, MANILA_SAMPLER) == []
     model = estimator_model_options(params, ideal=False)
     assert model["resilience_level"] == 2
     assert model["resilience"]["zne"]["extrapolator"] == ("linear",)

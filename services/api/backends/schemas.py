@@ -8,7 +8,12 @@ class BackendStatusName(BaseModel):
 
 
 class BackendSummary(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     name: str
+    kind: str = Field(
+        alias="class", description="device, or mock (returns random data; listed with include_mocks)"
+    )
     backend_name: str
     qubits: int
     physical_qubits: int

@@ -42,7 +42,9 @@ def main() -> int:
             parameters = rng.uniform(-np.pi, np.pi, ansatz.num_parameters)
             energies.append(float(estimator.run([(isa, observable, parameters)]).result()[0].data.evs))
         seconds = time.perf_counter() - start
-    print(json.dumps({"mode": mode, "jobs": jobs, "seconds": seconds, "mean_energy": float(np.mean(energies))}))
+    print(
+        json.dumps({"mode": mode, "jobs": jobs, "seconds": seconds, "mean_energy": float(np.mean(energies))})
+    )
     return 0
 
 

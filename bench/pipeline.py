@@ -31,7 +31,6 @@ Needs PostgreSQL and RabbitMQ as `make test` does. The exit status is 1 when any
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -51,8 +50,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import batch_grouping  # noqa: E402
-from batch_grouping import BELL_QASM2, BenchStack  # noqa: E402
+import batch_grouping
+from batch_grouping import BELL_QASM2, BenchStack
 
 HERE = Path(__file__).resolve().parent
 FINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -133,7 +132,12 @@ class InProcessAer:
 def sequential(stack: BenchStack, jobs: int, poll: float) -> dict[str, Any]:
     """Jobs one after the other from one client polling every `poll` seconds."""
     totals: list[float] = []
-    split: dict[str, list[float]] = {"POST": [], "created -> started": [], "started -> finished": [], "seen": []}
+    split: dict[str, list[float]] = {
+        "POST": [],
+        "created -> started": [],
+        "started -> finished": [],
+        "seen": [],
+    }
     with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=60) as client:
         for index in range(jobs + 3):  # three warm-up jobs
             posted = time.time()
@@ -209,7 +213,10 @@ def burst(stack: BenchStack, jobs: int, threads: int, poll: float) -> dict[str, 
 
 def estimator_loop(stack: BenchStack | None, jobs: int) -> float:
     """Seconds of bench/estimator_loop.py through the official client (stack) or local testing mode."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.mkdtemp(prefix="qrt-bench-home-")}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.mkdtemp(prefix="qrt-bench-home-"),
+    }
     if stack is not None:
         env |= {
             "IAM_URL": stack.url,
@@ -308,7 +315,9 @@ def run(args: argparse.Namespace) -> Report:
                 )
             )
             if result["ok"] != result["jobs"]:
-                report.failures.append(f"burst: {result['jobs'] - result['ok']} jobs failed: {result['errors']}")
+                report.failures.append(
+                    f"burst: {result['jobs'] - result['ok']} jobs failed: {result['errors']}"
+                )
             report.figures["memory_1k"] = memory(stack)
         if "estimator" not in skip:
             served = estimator_loop(stack, args.estimator_jobs)
@@ -329,7 +338,9 @@ def run(args: argparse.Namespace) -> Report:
                 more = min(args.burst, args.memory_jobs - ran)
                 result = burst(stack, more, 16, 0.05)
                 if result["ok"] != more:
-                    report.failures.append(f"memory run: {more - result['ok']} jobs failed: {result['errors']}")
+                    report.failures.append(
+                        f"memory run: {more - result['ok']} jobs failed: {result['errors']}"
+                    )
                 ran += more
             after = memory(stack)
             before = report.figures["memory_1k"]
@@ -362,7 +373,9 @@ def run(args: argparse.Namespace) -> Report:
             )
         )
         if batch.completed != batch.jobs or batch.bad_results:
-            report.failures.append(f"batch: {batch.completed}/{batch.jobs} completed, {batch.bad_results} bad")
+            report.failures.append(
+                f"batch: {batch.completed}/{batch.jobs} completed, {batch.bad_results} bad"
+            )
     return report
 
 
@@ -372,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1000, help="jobs in the burst")
     parser.add_argument("--estimator-jobs", type=int, default=50)
     parser.add_argument("--batch-jobs", type=int, default=1000)
-    parser.add_argument("--memory-jobs", type=int, default=10_000, help="jobs before the second RSS (0: skip)")
+    parser.add_argument(
+        "--memory-jobs", type=int, default=10_000, help="jobs before the second RSS (0: skip)"
+    )
     parser.add_argument("--group-size", type=int, default=50, help="QRUNTIME_MAX_GROUP_SIZE")
     parser.add_argument("--seed-history", type=int, default=0, help="finished jobs inserted with SQL first")
     parser.add_argument("--skip", default="", help="comma-separated: sequential,burst,estimator,batch")

@@ -39,7 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_grouping import BELL_QASM2, BenchStack  # noqa: E402
+from batch_grouping import BELL_QASM2, BenchStack
 
 HOPS = (
     "POST",
@@ -147,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.down()
     total = statistics.median(t.total for t in trips) * 1000
-    print(f"one job's trip on {args.backend}: median of {len(trips)} sequential jobs, polling every "
-          f"{args.poll_interval * 1000:g} ms; submit -> final seen {total:.1f} ms")
+    print(
+        f"one job's trip on {args.backend}: median of {len(trips)} sequential jobs, polling every "
+        f"{args.poll_interval * 1000:g} ms; submit -> final seen {total:.1f} ms"
+    )
     for hop in HOPS:
         values = [t.hops[hop] * 1000 for t in trips]
-        print(f"  {hop:18}{statistics.median(values):8.1f} ms   (min {min(values):.1f}, max {max(values):.1f})")
+        print(
+            f"  {hop:18}{statistics.median(values):8.1f} ms   (min {min(values):.1f}, max {max(values):.1f})"
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -42,15 +43,33 @@ from shared.messaging.connection import connect_with_retry
 from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
-from shared.sessions.lifecycle import fire_due_timers
+from shared.sessions.lifecycle import TimerPass, fire_due_timers
 from shared.sessions.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
+HOUSEKEEPING_SECONDS = 1.0
 CONSUMER_NAME = "scheduler"
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class _Command:
+    message_id: uuid.UUID
+    message: AbstractIncomingMessage
+
+
+def _log_fired(fired: TimerPass) -> None:
+    for session_id in fired.expired:
+        log.info("session %s reached its max_ttl; closed", session_id, extra={"session_id": session_id})
+    for session_id in fired.deactivated:
+        log.info(
+            "session %s idle past its interactive_ttl; inactive", session_id, extra={"session_id": session_id}
+        )
+    for session_id in fired.drained:
+        log.info("session %s drained; closed", session_id, extra={"session_id": session_id})
 
 
 class Scheduler:
@@ -62,6 +81,8 @@ class Scheduler:
         self.grouping = Grouping(settings.max_group_size, settings.group_max_shots)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._commands: list[_Command] = []  # consumed, to be recorded and acked by the next pass
+        self._next_housekeeping = 0.0
 
     async def stop(self) -> None:
         self._stop.set()
@@ -121,7 +142,8 @@ class Scheduler:
             return
         try:
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=50)
+            self._commands = []  # unacked ones of a previous channel are redelivered by the broker
+            await channel.set_qos(prefetch_count=200)
             await self.topology.declare_exchanges(channel)
             queue = await self.topology.declare_scheduler_queue(channel)
             tag = await queue.consume(self._on_command)
@@ -142,33 +164,54 @@ class Scheduler:
                 await connection.close()
 
     async def _tick(self) -> float | None:
-        """One pass; returns the seconds until the next session deadline (None: no deadline)."""
+        """One pass; returns the seconds until the next session deadline (None: no deadline).
+
+        The commands consumed since the last pass are recorded in the inbox in the pass's own
+        transaction and acked after it commits: a burst of commands costs one transaction, not one
+        each, and a pass that fails leaves them to be redelivered."""
+        commands, self._commands = self._commands, []
         try:
-            await self.reap_orphans()
-            await self.fire_timers()
-            while await self.dispatch_ready():
-                pass
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_housekeeping:
+                # Leases are seconds long: looking for dead executors' jobs once a second is enough.
+                self._next_housekeeping = now + HOUSEKEEPING_SECONDS
+                await self.reap_orphans()
+                await self.prune()
             async with unit_of_work(self.sessions) as session:
-                return await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                await InboxRepository(session).record(CONSUMER_NAME, [c.message_id for c in commands])
+                fired = await fire_due_timers(session)
+                while await self._dispatch_in(session):
+                    pass
+                next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
+            await self._settle(commands, processed=False)
+            return None
         except Exception:
             log.exception("scheduler pass failed")
-        return None
+            await self._settle(commands, processed=False)
+            return None
+        await self._settle(commands, processed=True)
+        _log_fired(fired)
+        return next_deadline
+
+    async def _settle(self, commands: list["_Command"], processed: bool) -> None:
+        for command in commands:
+            with suppress(Exception):  # the channel may be gone: the broker then redelivers
+                if processed:
+                    await command.message.ack()
+                else:
+                    await command.message.nack(requeue=True)
+
+    async def prune(self) -> None:
+        """Forget processed inbox rows past their retention, so the table does not grow with history."""
+        async with unit_of_work(self.sessions) as session:
+            await InboxRepository(session).delete_processed_before(self.settings.inbox_retention_seconds)
 
     async def fire_timers(self) -> None:
         async with unit_of_work(self.sessions) as session:
             fired = await fire_due_timers(session)
-        for session_id in fired.expired:
-            log.info("session %s reached its max_ttl; closed", session_id, extra={"session_id": session_id})
-        for session_id in fired.deactivated:
-            log.info(
-                "session %s idle past its interactive_ttl; inactive",
-                session_id,
-                extra={"session_id": session_id},
-            )
-        for session_id in fired.drained:
-            log.info("session %s drained; closed", session_id, extra={"session_id": session_id})
+        _log_fired(fired)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -177,52 +220,46 @@ class Scheduler:
             log.error("dead-lettering an unreadable command %s", message.message_id)
             await message.reject(requeue=False)
             return
-        try:
-            async with unit_of_work(self.sessions) as session:
-                # The effect of a command is the scheduling pass it triggers, which reads the database;
-                # the inbox keeps a redelivered command from counting twice.
-                await InboxRepository(session).first_time(CONSUMER_NAME, command.message_id)
-        except Exception as exc:
-            log.warning("command not recorded (%s); will be redelivered", exc)
-            await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
-            return
-        await message.ack()
+        # The effect of a command is the scheduling pass it triggers, which reads the database; the
+        # pass records it in the inbox and acks it once its transaction has committed.
+        self._commands.append(_Command(command.message_id, message))
         self._wake.set()
 
     async def dispatch_ready(self) -> int:
         """Dispatch queued jobs into free slots, in the policy's order. Returns how many dispatches."""
-        dispatched = 0
         async with unit_of_work(self.sessions) as session:
-            jobs = JobRepository(session)
-            outbox = OutboxRepository(session)
-            loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
-            slots = free_slots(loads, self.settings.dispatch_per_executor)
-            if not slots:
-                return 0
-            usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
-            # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
-            held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
-            for backend, free in slots.items():
-                snapshot, rows = await self._snapshot(session, backend, free, usage, held)
-                for group in plan_dispatches(snapshot, self.grouping):
-                    dispatch_id = uuid.uuid4()
-                    job_ids = await jobs.mark_dispatched(group, dispatch_id)
-                    if not job_ids:
-                        continue
-                    message: Message
-                    if len(job_ids) == 1:
-                        message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
-                    else:
-                        message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
-                    top = max(rows[job_id].priority for job_id in job_ids)
-                    await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
-                    dispatched += 1
-                    now = datetime.now(UTC)
-                    for job_id in job_ids:
-                        DISPATCH_LATENCY.labels(backend).observe(
-                            (now - rows[job_id].created_at).total_seconds()
-                        )
+            return await self._dispatch_in(session)
+
+    async def _dispatch_in(self, session: AsyncSession) -> int:
+        """One round of dispatching within the caller's transaction; returns how many dispatches."""
+        dispatched = 0
+        jobs = JobRepository(session)
+        outbox = OutboxRepository(session)
+        loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
+        slots = free_slots(loads, self.settings.dispatch_per_executor)
+        if not slots:
+            return 0
+        usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
+        # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
+        held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
+        for backend, free in slots.items():
+            snapshot, rows = await self._snapshot(session, backend, free, usage, held)
+            for group in plan_dispatches(snapshot, self.grouping):
+                dispatch_id = uuid.uuid4()
+                job_ids = await jobs.mark_dispatched(group, dispatch_id)
+                if not job_ids:
+                    continue
+                message: Message
+                if len(job_ids) == 1:
+                    message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
+                else:
+                    message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
+                top = max(rows[job_id].priority for job_id in job_ids)
+                await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
+                dispatched += 1
+                now = datetime.now(UTC)
+                for job_id in job_ids:
+                    DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
         return dispatched
 
     def _usage_window_start(self) -> datetime:

@@ -8,8 +8,7 @@ clock):
 
     POST             client: request sent -> id received (api: auth, validation, one transaction)
     api -> relay     job created (api transaction) -> its job.submitted outbox row picked by a relay
-    relay -> sched   relay pick-up -> the scheduler's inbox row for that command (consumed)
-    sched pass       command consumed -> job dispatched (the scheduling pass's transaction)
+    sched            relay pick-up -> job dispatched (publish, consume, the scheduling pass)
     dispatch hop     dispatched -> the dispatch outbox row picked by a relay
     executor claim   dispatch relayed -> job started (executor consumed and claimed it)
     run + record     started -> finished (child round trip, simulation, record transaction start)
@@ -44,8 +43,7 @@ from batch_grouping import BELL_QASM2, BenchStack
 HOPS = (
     "POST",
     "api -> relay",
-    "relay -> sched",
-    "sched pass",
+    "sched",
     "dispatch hop",
     "executor claim",
     "run + record",
@@ -102,9 +100,6 @@ async def server_times(dsn: str, trips: list[Trip]) -> None:
                 "AND body->>'job_id' = $1",
                 trip.job_id,
             )
-            consumed = await conn.fetchval(
-                "SELECT processed_at FROM inbox WHERE message_id = $1", submitted["message_id"]
-            )
             dispatch_sent = await conn.fetchval(
                 "SELECT sent_at FROM outbox WHERE body->>'dispatch_id' = $1", str(job["dispatch_id"])
             )
@@ -115,8 +110,7 @@ async def server_times(dsn: str, trips: list[Trip]) -> None:
             trip.hops = {
                 "POST": trip.accepted - trip.posted,
                 "api -> relay": ts(submitted["sent_at"]) - ts(job["created_at"]),
-                "relay -> sched": ts(consumed) - ts(submitted["sent_at"]),
-                "sched pass": ts(job["dispatched_at"]) - ts(consumed),
+                "sched": ts(job["dispatched_at"]) - ts(submitted["sent_at"]),
                 "dispatch hop": ts(dispatch_sent) - ts(job["dispatched_at"]),
                 "executor claim": ts(job["started_at"]) - ts(dispatch_sent),
                 "run + record": ts(job["finished_at"]) - ts(job["started_at"]),

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -31,8 +30,8 @@ from services.scheduler.policy import (
 )
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
-from shared.db.repositories.inbox import InboxRepository
 from shared.db.repositories.jobs import JobRepository, QueuedJobRow
+from shared.db.repositories.locks import try_leader_lock
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed
@@ -48,17 +47,9 @@ from shared.sessions.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 
-LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
 HOUSEKEEPING_SECONDS = 1.0
-CONSUMER_NAME = "scheduler"
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
-
-
-@dataclass(frozen=True)
-class _Command:
-    message_id: uuid.UUID
-    message: AbstractIncomingMessage
 
 
 def _log_fired(fired: TimerPass) -> None:
@@ -81,7 +72,6 @@ class Scheduler:
         self.grouping = Grouping(settings.max_group_size, settings.group_max_shots)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._commands: list[_Command] = []  # consumed, to be recorded and acked by the next pass
         self._next_housekeeping = 0.0
 
     async def stop(self) -> None:
@@ -124,7 +114,7 @@ class Scheduler:
         while not self._stop.is_set():
             try:
                 conn = await asyncpg.connect(dsn)
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY):
+                if await try_leader_lock(conn):
                     return conn
                 await conn.close()
                 if not announced:
@@ -142,8 +132,7 @@ class Scheduler:
             return
         try:
             channel = await connection.channel()
-            self._commands = []  # unacked ones of a previous channel are redelivered by the broker
-            await channel.set_qos(prefetch_count=200)
+            await channel.set_qos(prefetch_count=50)
             await self.topology.declare_exchanges(channel)
             queue = await self.topology.declare_scheduler_queue(channel)
             tag = await queue.consume(self._on_command)
@@ -164,49 +153,27 @@ class Scheduler:
                 await connection.close()
 
     async def _tick(self) -> float | None:
-        """One pass; returns the seconds until the next session deadline (None: no deadline).
-
-        The commands consumed since the last pass are recorded in the inbox in the pass's own
-        transaction and acked after it commits: a burst of commands costs one transaction, not one
-        each, and a pass that fails leaves them to be redelivered."""
-        commands, self._commands = self._commands, []
+        """One pass in one transaction (timers, then dispatches until the windows are full); returns
+        the seconds until the next session deadline (None: no deadline)."""
         try:
             now = asyncio.get_running_loop().time()
             if now >= self._next_housekeeping:
                 # Leases are seconds long: looking for dead executors' jobs once a second is enough.
                 self._next_housekeeping = now + HOUSEKEEPING_SECONDS
                 await self.reap_orphans()
-                await self.prune()
             async with unit_of_work(self.sessions) as session:
-                await InboxRepository(session).record(CONSUMER_NAME, [c.message_id for c in commands])
                 fired = await fire_due_timers(session)
                 while await self._dispatch_in(session):
                     pass
                 next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
-            await self._settle(commands, processed=False)
             return None
         except Exception:
             log.exception("scheduler pass failed")
-            await self._settle(commands, processed=False)
             return None
-        await self._settle(commands, processed=True)
         _log_fired(fired)
         return next_deadline
-
-    async def _settle(self, commands: list["_Command"], processed: bool) -> None:
-        for command in commands:
-            with suppress(Exception):  # the channel may be gone: the broker then redelivers
-                if processed:
-                    await command.message.ack()
-                else:
-                    await command.message.nack(requeue=True)
-
-    async def prune(self) -> None:
-        """Forget processed inbox rows past their retention, so the table does not grow with history."""
-        async with unit_of_work(self.sessions) as session:
-            await InboxRepository(session).delete_processed_before(self.settings.inbox_retention_seconds)
 
     async def fire_timers(self) -> None:
         async with unit_of_work(self.sessions) as session:
@@ -215,14 +182,15 @@ class Scheduler:
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
-            command = scheduler_command_adapter.validate_json(message.body)
+            scheduler_command_adapter.validate_json(message.body)
         except ValidationError:
             log.error("dead-lettering an unreadable command %s", message.message_id)
             await message.reject(requeue=False)
             return
-        # The effect of a command is the scheduling pass it triggers, which reads the database; the
-        # pass records it in the inbox and acks it once its transaction has committed.
-        self._commands.append(_Command(command.message_id, message))
+        # A command only wakes the scheduling pass, which reads what to do from the database and
+        # applies it with conditional UPDATEs; a redelivered or duplicate command costs one more pass
+        # and changes nothing, so no inbox of processed ids is kept.
+        await message.ack()
         self._wake.set()
 
     async def dispatch_ready(self) -> int:

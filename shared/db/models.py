@@ -158,18 +158,6 @@ class OutboxMessage(Base):
     )
 
 
-class InboxMessage(Base):
-    """Message ids a consumer has already processed (idempotent consumers)."""
-
-    __tablename__ = "inbox"
-
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-    __table_args__ = (Index("inbox_processed_at", "processed_at"),)
-
-
 class UsageRollup(Base):
     """Backend seconds per instance and hour, kept by the trigger `jobs_usage_rollup` (migration
     i14_usage_rollup) in the transaction that finishes a job: fair share and usage allocations read

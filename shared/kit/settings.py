@@ -81,8 +81,6 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # Longest server-side wait of GET /jobs/{id}?wait=N (seconds).
     job_wait_limit_seconds: float = Field(default=30.0, gt=0, le=300)
-    # Processed inbox rows and sent outbox rows are kept this long, then pruned (seconds).
-    inbox_retention_seconds: float = Field(default=3600.0, gt=0)
     # Parts of the CRNs that name instances:
     # crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<instance id>::
     region: str = "local"

@@ -4,13 +4,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, true, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from shared.db.models import Executor, Job, JobResult, UsageRollup
+from shared.db.repositories.clock import seconds_ago
+from shared.db.repositories.executors import ExecutorRepository, is_live
 from shared.jobs.states import JobStatus, sources_of
 from shared.kit.errors import ErrorCode
 
@@ -171,18 +172,13 @@ class JobRepository:
             )
             .group_by(Job.backend)
         )
-        live = (
-            select(Executor.backend, func.count().label("n"))
-            .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > seconds_ago(lease_seconds))
-            .group_by(Executor.backend)
-        )
         waiting = (
             select(Job.backend)
             .where(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
             .distinct()
         )
         flights = dict((await self.session.execute(in_flight)).tuples().all())
-        lives = dict((await self.session.execute(live)).tuples().all())
+        lives = await ExecutorRepository(self.session).live_per_backend(lease_seconds)
         backends = (await self.session.scalars(waiting)).all()
         return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
 
@@ -309,11 +305,7 @@ class JobRepository:
 
     async def orphaned_running(self, lease_seconds: float, lock: bool = True) -> list[Job]:
         """RUNNING jobs whose executor stopped or has not sent a heartbeat within the lease."""
-        live_executor = select(Executor.id).where(
-            Executor.id == Job.executor_id,
-            Executor.stopped_at.is_(None),
-            Executor.heartbeat_at > seconds_ago(lease_seconds),
-        )
+        live_executor = select(Executor.id).where(Executor.id == Job.executor_id, is_live(lease_seconds))
         query = select(Job).where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
         if lock:
             query = query.with_for_update(skip_locked=True)
@@ -404,8 +396,3 @@ class JobRepository:
     async def add_result(self, job_id: str, body: str) -> None:
         # Inserted at the next flush, together with the results of the other jobs of a dispatch.
         self.session.add(JobResult(job_id=job_id, body=body))
-
-
-def seconds_ago(seconds: float) -> Any:
-    """now() minus `seconds`, computed by the database (one clock for every process)."""
-    return text("now() - make_interval(secs => :lease)").bindparams(lease=seconds)

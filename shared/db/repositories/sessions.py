@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Job, RuntimeSession
+from shared.db.repositories.clock import interval_seconds
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState, session_sources_of
 
@@ -39,10 +40,6 @@ class SessionFilter:
 
 def _has_pending_jobs() -> ColumnElement[bool]:
     return exists().where(Job.session_id == RuntimeSession.id, Job.status.in_(_PENDING))
-
-
-def _seconds(column: Any) -> Any:
-    return func.make_interval(0, 0, 0, 0, 0, 0, column)
 
 
 def _idle_since() -> Any:
@@ -228,7 +225,7 @@ class RuntimeSessionRepository:
         return await self._transition(
             and_(
                 RuntimeSession.started_at.is_not(None),
-                RuntimeSession.started_at + _seconds(RuntimeSession.max_ttl) <= func.now(),
+                RuntimeSession.started_at + interval_seconds(RuntimeSession.max_ttl) <= func.now(),
             ),
             SessionState.CLOSED,
             **_closing("max_ttl"),
@@ -239,7 +236,7 @@ class RuntimeSessionRepository:
         the session is queued or running (one that is will restart the timer when it completes)."""
         return await self._transition(
             and_(
-                _idle_since() + _seconds(RuntimeSession.interactive_ttl) <= func.now(),
+                _idle_since() + interval_seconds(RuntimeSession.interactive_ttl) <= func.now(),
                 ~_has_pending_jobs(),
             ),
             SessionState.INACTIVE,
@@ -257,10 +254,10 @@ class RuntimeSessionRepository:
 
     async def seconds_to_next_deadline(self) -> float | None:
         """Seconds until the next max_ttl or interactive_ttl deadline (negative when overdue)."""
-        max_ttl = select((RuntimeSession.started_at + _seconds(RuntimeSession.max_ttl)).label("at")).where(
-            RuntimeSession.state != SessionState.CLOSED.value, RuntimeSession.started_at.is_not(None)
-        )
-        idle = select((_idle_since() + _seconds(RuntimeSession.interactive_ttl)).label("at")).where(
+        max_ttl = select(
+            (RuntimeSession.started_at + interval_seconds(RuntimeSession.max_ttl)).label("at")
+        ).where(RuntimeSession.state != SessionState.CLOSED.value, RuntimeSession.started_at.is_not(None))
+        idle = select((_idle_since() + interval_seconds(RuntimeSession.interactive_ttl)).label("at")).where(
             RuntimeSession.state == SessionState.ACTIVE.value, ~_has_pending_jobs()
         )
         deadlines = max_ttl.union_all(idle).subquery()

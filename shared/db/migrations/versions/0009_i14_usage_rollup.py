@@ -3,18 +3,18 @@
 Fair share and usage allocations summed every finished job of the window (28 days) on every
 scheduling pass and every usage request. Usage now lands in an hourly rollup per instance, kept by a
 trigger on `jobs` in the transaction that finishes (or inserts) a finished job, so every writer
-(executor, api cancel, scheduler reaper, a bulk load with SQL) counts without knowing about it. Old
-inbox rows are pruned by processed_at, sent outbox rows by sent_at: both get an index.
+(executor, api cancel, scheduler reaper, a bulk load with SQL) counts without knowing about it. Sent
+outbox rows are pruned by sent_at: it gets an index.
 
 Revision ID: i14_usage_rollup
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "i14_usage_rollup"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -73,7 +73,6 @@ def upgrade() -> None:
         "FOR EACH ROW EXECUTE FUNCTION jobs_usage_rollup()"
     )
     op.execute(_BACKFILL)
-    op.create_index("inbox_processed_at", "inbox", ["processed_at"])
     op.create_index("outbox_sent_at", "outbox", ["sent_at"], postgresql_where=sa.text("sent_at IS NOT NULL"))
     # Jobs that run now: counted live by fair share (the rollup has them once they finish).
     op.create_index(
@@ -87,7 +86,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("jobs_running_instance", table_name="jobs")
     op.drop_index("outbox_sent_at", table_name="outbox")
-    op.drop_index("inbox_processed_at", table_name="inbox")
     op.execute("DROP TRIGGER IF EXISTS jobs_usage_rollup ON jobs")
     op.execute("DROP FUNCTION IF EXISTS jobs_usage_rollup()")
     op.drop_table("usage_rollup")

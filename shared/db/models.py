@@ -84,6 +84,12 @@ class Job(Base):
         Index("jobs_deployment", "deployment_id"),
         Index("jobs_session_status", "session_id", "status", postgresql_where=text("session_id IS NOT NULL")),
         Index("jobs_running_instance", "instance_id", postgresql_where=text("status = 'RUNNING'")),
+        Index(
+            "jobs_backend_ran",
+            "backend",
+            "created_at",
+            postgresql_where=text("execution_seconds IS NOT NULL"),
+        ),
     )
 
 

@@ -168,6 +168,12 @@ class JobService:
         return JobCreated(id=copy.id, backend=copy.backend)
 
     async def _check_concurrency(self, identity: IdentityRepository, instance_id: str) -> None:
+        # Only an instance with a limit serialises its submissions (on its row): without one, parallel
+        # clients of one instance submit in parallel. A limit set at this very moment may let the
+        # submissions already past this read through.
+        unlocked = await identity.instance(instance_id)
+        if unlocked is None or unlocked.max_concurrent_jobs is None:
+            return
         instance = await identity.lock_instance(instance_id)
         limit = instance.max_concurrent_jobs if instance else None
         if limit is not None and await identity.unfinished_jobs(instance_id) >= limit:

@@ -87,7 +87,12 @@ class IdentityRepository:
 
     async def lock_instance(self, instance_id: str) -> Instance | None:
         """Serialises submissions per instance, so a concurrency limit cannot be overrun by a race."""
-        return await self.session.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
+        return await self.session.scalar(
+            select(Instance)
+            .where(Instance.id == instance_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def unfinished_jobs(self, instance_id: str) -> int:
         count = await self.session.scalar(

@@ -74,6 +74,14 @@ def upgrade() -> None:
     )
     op.execute(_BACKFILL)
     op.create_index("outbox_sent_at", "outbox", ["sent_at"], postgresql_where=sa.text("sent_at IS NOT NULL"))
+    # The scheduler's estimate of a job's cost reads a backend's last 100 run times: without this it
+    # walks the whole jobs_created_at index past every other backend's history.
+    op.create_index(
+        "jobs_backend_ran",
+        "jobs",
+        ["backend", "created_at"],
+        postgresql_where=sa.text("execution_seconds IS NOT NULL"),
+    )
     # Jobs that run now: counted live by fair share (the rollup has them once they finish).
     op.create_index(
         "jobs_running_instance",
@@ -85,6 +93,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("jobs_running_instance", table_name="jobs")
+    op.drop_index("jobs_backend_ran", table_name="jobs")
     op.drop_index("outbox_sent_at", table_name="outbox")
     op.execute("DROP TRIGGER IF EXISTS jobs_usage_rollup ON jobs")
     op.execute("DROP FUNCTION IF EXISTS jobs_usage_rollup()")

@@ -43,7 +43,6 @@ from shared.messaging.messages import Dispatch, DispatchGroup, Message, schedule
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
 from shared.sessions.lifecycle import TimerPass, fire_due_timers
-from shared.sessions.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +270,8 @@ class Scheduler:
             sessions={
                 s.id: SessionInfo(
                     id=s.id,
-                    mode=SessionMode(s.mode),
-                    state=SessionState(s.state),
+                    mode=s.mode,
+                    state=s.state,
                     activated_at=s.activated_at,
                 )
                 for s in runtime_sessions

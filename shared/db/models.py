@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db.types import StringEnum
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState
 
@@ -39,7 +40,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     program_id: Mapped[str] = mapped_column(String(64))
     backend: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    status: Mapped[JobStatus] = mapped_column(StringEnum(JobStatus), default=JobStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
     reason_code: Mapped[int | None] = mapped_column(Integer)
     # Request parameters, normalised and encoded with qiskit-ibm-runtime's RuntimeEncoder.
@@ -102,8 +103,8 @@ class RuntimeSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     backend: Mapped[str] = mapped_column(String(128))
-    mode: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default=SessionState.OPEN.value)
+    mode: Mapped[SessionMode] = mapped_column(StringEnum(SessionMode))
+    state: Mapped[SessionState] = mapped_column(StringEnum(SessionState), default=SessionState.OPEN)
     accepting_jobs: Mapped[bool] = mapped_column(Boolean, default=True)
     # Seconds. active_ttl is how long the session may stay active: its max_ttl, as IBM reports it.
     max_ttl: Mapped[int] = mapped_column(Integer)

@@ -27,9 +27,7 @@ class OverviewRepository:
 
     async def queue_lengths(self) -> dict[str, int]:
         rows = await self.session.execute(
-            select(Job.backend, func.count())
-            .where(Job.status == JobStatus.QUEUED.value)
-            .group_by(Job.backend)
+            select(Job.backend, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.backend)
         )
         return {backend: int(n) for backend, n in rows.tuples()}
 
@@ -51,7 +49,7 @@ class OverviewRepository:
         """(id, backend, user_id, started_at, attempts) of running jobs, longest running first."""
         rows = await self.session.execute(
             select(Job.id, Job.backend, Job.user_id, Job.started_at, Job.attempts)
-            .where(Job.status == JobStatus.RUNNING.value)
+            .where(Job.status == JobStatus.RUNNING)
             .order_by(Job.started_at)
             .limit(limit)
         )

@@ -51,8 +51,8 @@ def _active_stretch() -> Any:
     return case(
         (
             and_(
-                RuntimeSession.mode == SessionMode.DEDICATED.value,
-                RuntimeSession.state == SessionState.ACTIVE.value,
+                RuntimeSession.mode == SessionMode.DEDICATED,
+                RuntimeSession.state == SessionState.ACTIVE,
             ),
             func.extract("epoch", func.now() - RuntimeSession.activated_at),
         ),
@@ -79,7 +79,7 @@ class RuntimeSessionRepository:
 
     async def add(self, runtime_session: RuntimeSession) -> None:
         """Insert it open, its history starting with `open` at the database's now()."""
-        runtime_session.state = SessionState.OPEN.value
+        runtime_session.state = SessionState.OPEN
         runtime_session.timestamps = _opened()
         self.session.add(runtime_session)
         await self.session.flush()
@@ -190,7 +190,7 @@ class RuntimeSessionRepository:
             .values(
                 last_job_completed=func.now(),
                 elapsed_time=RuntimeSession.elapsed_time
-                + case((RuntimeSession.mode == SessionMode.BATCH.value, run_seconds), else_=0.0),
+                + case((RuntimeSession.mode == SessionMode.BATCH, run_seconds), else_=0.0),
             )
             .execution_options(synchronize_session=False)
         )
@@ -203,7 +203,7 @@ class RuntimeSessionRepository:
             .where(
                 RuntimeSession.id == session_id,
                 RuntimeSession.accepting_jobs.is_(True),
-                RuntimeSession.state != SessionState.CLOSED.value,
+                RuntimeSession.state != SessionState.CLOSED,
             )
             .values(accepting_jobs=False)
             .returning(RuntimeSession)
@@ -256,9 +256,9 @@ class RuntimeSessionRepository:
         """Seconds until the next max_ttl or interactive_ttl deadline (negative when overdue)."""
         max_ttl = select(
             (RuntimeSession.started_at + interval_seconds(RuntimeSession.max_ttl)).label("at")
-        ).where(RuntimeSession.state != SessionState.CLOSED.value, RuntimeSession.started_at.is_not(None))
+        ).where(RuntimeSession.state != SessionState.CLOSED, RuntimeSession.started_at.is_not(None))
         idle = select((_idle_since() + interval_seconds(RuntimeSession.interactive_ttl)).label("at")).where(
-            RuntimeSession.state == SessionState.ACTIVE.value, ~_has_pending_jobs()
+            RuntimeSession.state == SessionState.ACTIVE, ~_has_pending_jobs()
         )
         deadlines = max_ttl.union_all(idle).subquery()
         value = await self.session.scalar(
@@ -275,7 +275,7 @@ class RuntimeSessionRepository:
                 or_(
                     and_(
                         RuntimeSession.backend == backend,
-                        RuntimeSession.state == SessionState.ACTIVE.value,
+                        RuntimeSession.state == SessionState.ACTIVE,
                     ),
                     RuntimeSession.id.in_(sorted(session_ids)),
                 )

@@ -18,6 +18,11 @@ clock):
 PostgreSQL's now() is the start of the transaction that wrote a timestamp, so each hop includes the
 writer's own transaction start but not its commit. Medians over the N jobs are printed.
 
+Times on a shared machine are noisy; the work is not. So the database's own counters for the
+stack's database (pg_stat_database: transactions, rows read, rows written) are read around the
+measured jobs and around an idle interval of the same length (heartbeats, timers, polls), and the
+difference per job is printed too.
+
     .venv/bin/python bench/trip.py                 # 25 jobs on aer_simulator
     .venv/bin/python bench/trip.py -n 50 --backend fake_manila
 """
@@ -86,6 +91,27 @@ def one_job(client: httpx.Client, backend: str, poll: float) -> Trip:
     return trip
 
 
+STATS_FLUSH_SECONDS = 11.0  # PostgreSQL 15 backends report their counters when idle, within 10 s
+
+
+async def db_counters(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback AS transactions, tup_returned + tup_fetched AS rows_read, "
+            "tup_inserted + tup_updated + tup_deleted AS rows_written "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return dict(row)
+
+
+def counters_now(dsn: str) -> tuple[float, dict[str, int]]:
+    time.sleep(STATS_FLUSH_SECONDS)
+    return time.monotonic(), asyncio.run(db_counters(dsn))
+
+
 async def server_times(dsn: str, trips: list[Trip]) -> None:
     """Fill each trip's hops from the rows the processes wrote."""
     conn = await asyncpg.connect(dsn)
@@ -136,8 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=120) as client:
             for _ in range(args.warmup):
                 one_job(client, args.backend, 0.05)
+            t0, c0 = counters_now(stack.dsn)
+            started = time.monotonic()
             trips = [one_job(client, args.backend, args.poll_interval) for _ in range(args.jobs)]
+            busy = time.monotonic() - started
+            t1, c1 = counters_now(stack.dsn)
+            time.sleep(busy)  # an idle interval as long as the jobs took
+            t2, c2 = counters_now(stack.dsn)
         asyncio.run(server_times(stack.dsn, trips))
+        per_job = {}
+        for key in c0:
+            worked = c1[key] - c0[key]
+            idle = (c2[key] - c1[key]) * (t1 - t0) / (t2 - t1)  # the same background, over the same time
+            per_job[key] = (worked - idle) / len(trips)
     finally:
         stack.down()
     total = statistics.median(t.total for t in trips) * 1000

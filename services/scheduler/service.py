@@ -152,8 +152,8 @@ class Scheduler:
                 await connection.close()
 
     async def _tick(self) -> float | None:
-        """One pass in one transaction (timers, then dispatches until the windows are full); returns
-        the seconds until the next session deadline (None: no deadline)."""
+        """One pass in one transaction (timers, the next deadline, then dispatches into the free
+        slots); returns the seconds until the next session deadline (None: no deadline)."""
         try:
             now = asyncio.get_running_loop().time()
             if now >= self._next_housekeeping:
@@ -162,9 +162,11 @@ class Scheduler:
                 await self.reap_orphans()
             async with unit_of_work(self.sessions) as session:
                 fired = await fire_due_timers(session)
-                while await self._dispatch_in(session):
-                    pass
                 next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                # Last, so that the dispatches commit (and wake the relay) as soon as they are written.
+                dispatched = await self._dispatch_in(session)
+            if dispatched:
+                self._wake.set()  # another pass fills what this one could not (it finds nothing, cheaply)
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
             return None

@@ -65,6 +65,7 @@ class Trip:
     accepted: float = 0.0
     seen: float = 0.0
     fetched: float = 0.0
+    polls: int = 0
     hops: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -80,6 +81,7 @@ def one_job(client: httpx.Client, backend: str, poll: float) -> Trip:
     trip = Trip(response.json()["id"], posted=posted, accepted=time.time())
     while True:
         view = client.get(f"/api/v1/jobs/{trip.job_id}", params={"exclude_params": "true"}).json()
+        trip.polls += 1
         if view["state"]["status"] in FINAL:
             trip.seen = time.time()
             break

@@ -189,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {hop:18}{statistics.median(values):8.1f} ms   (min {min(values):.1f}, max {max(values):.1f})"
         )
+    print(f"status polls per job: {statistics.mean(t.polls for t in trips):.1f}")
+    print(
+        "database work per job (the background of an idle interval as long subtracted): "
+        + ", ".join(f"{key.replace('_', ' ')} {value:.1f}" for key, value in per_job.items())
+    )
     return 0
 
 

@@ -155,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--jobs", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--poll-interval", type=float, default=0.002)
+    parser.add_argument("--seed-history", type=int, default=0, help="finished jobs inserted with SQL first")
     args = parser.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="qruntime-trip-"))
-    stack = BenchStack(args.backend, 50, log_dir)
+    stack = BenchStack(args.backend, 50, log_dir, seed_history=args.seed_history)
     try:
         stack.up_without_executor()
         stack.start("executor", "--backend", args.backend)
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     total = statistics.median(t.total for t in trips) * 1000
     print(
         f"one job's trip on {args.backend}: median of {len(trips)} sequential jobs, polling every "
-        f"{args.poll_interval * 1000:g} ms; submit -> final seen {total:.1f} ms"
+        f"{args.poll_interval * 1000:g} ms, {args.seed_history} finished jobs of history; "
+        f"submit -> final seen {total:.1f} ms"
     )
     for hop in HOPS:
         values = [t.hops[hop] * 1000 for t in trips]

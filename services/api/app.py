@@ -11,6 +11,7 @@ from services.api.admin.router import router as admin_router
 from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
+from services.api.console.router import install_console
 from services.api.dependencies import AppContext
 from services.api.deployments.router import router as deployments_router
 from services.api.deployments.service import DeploymentService
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(metrics_router)
     app.include_router(events_public_router)
+    install_console(app)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -176,11 +176,6 @@ class Scheduler:
         _log_fired(fired)
         return next_deadline
 
-    async def fire_timers(self) -> None:
-        async with unit_of_work(self.sessions) as session:
-            fired = await fire_due_timers(session)
-        _log_fired(fired)
-
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
             scheduler_command_adapter.validate_json(message.body)
@@ -194,13 +189,9 @@ class Scheduler:
         await message.ack()
         self._wake.set()
 
-    async def dispatch_ready(self) -> int:
-        """Dispatch queued jobs into free slots, in the policy's order. Returns how many dispatches."""
-        async with unit_of_work(self.sessions) as session:
-            return await self._dispatch_in(session)
-
     async def _dispatch_in(self, session: AsyncSession) -> int:
-        """One round of dispatching within the caller's transaction; returns how many dispatches."""
+        """Dispatch queued jobs into free slots, in the policy's order, within the caller's
+        transaction; returns how many dispatches."""
         dispatched = 0
         jobs = JobRepository(session)
         outbox = OutboxRepository(session)

@@ -18,6 +18,8 @@ from services.api.deployments.service import DeploymentService
 from services.api.errors import install_error_handlers
 from services.api.events.router import public_router as events_public_router
 from services.api.events.router import router as events_router
+from services.api.experiments.router import router as experiments_router
+from services.api.experiments.service import ExperimentService
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
 from services.api.jobs.router import router as jobs_router
@@ -54,6 +56,7 @@ def api_router() -> APIRouter:
     router.include_router(admin_router)
     router.include_router(sessions_router)
     router.include_router(events_router)
+    router.include_router(experiments_router)
     return router
 
 
@@ -85,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
             deployments=DeploymentService(sessions, jobs, limits),
             providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
             runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
+            experiments=ExperimentService(sessions, catalog, limits, settings),
         )
         relay_task = asyncio.create_task(relay.run())
         try:

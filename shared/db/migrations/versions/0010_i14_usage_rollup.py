@@ -7,14 +7,14 @@ trigger on `jobs` in the transaction that finishes (or inserts) a finished job, 
 outbox rows are pruned by sent_at: it gets an index.
 
 Revision ID: i14_usage_rollup
-Revises: 0008
+Revises: i15_experiments
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "i14_usage_rollup"
-down_revision = "0008"
+down_revision = "i15_experiments"
 branch_labels = None
 depends_on = None
 

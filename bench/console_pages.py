@@ -2,7 +2,7 @@
 
 Starts its own qruntime stack (own database, broker namespace and port; tests/stack.py), runs one
 real Bell job to have genuine inputs and a genuine result, then seeds N jobs (default 10,000) for
-one user with SQL: a mix of Completed (with that result), Failed, Cancelled, Queued and Running
+one user with SQL (and runs a real 100-point experiment scan, with 40 more folders in its tree): a mix of Completed (with that result), Failed, Cancelled, Queued and Running
 jobs over the last 30 days, 100 batches and sessions holding some of them, and their events; the
 scheduler and executors are stopped first, so only the api runs while pages are timed. Then it
 signs in to the console as that user (and as an administrator for the admin page) and requests each
@@ -34,6 +34,30 @@ sys.path.insert(0, str(ROOT))
 from tests.stack import Stack, sampler_job  # noqa: E402
 
 LIMIT_MS = 300.0
+
+SCAN_PATH = "/bench/rabi/scan"
+SCAN = {
+    "backend": "aer_simulator",
+    "program": "sampler",
+    "circuit": (
+        'OPENQASM 3.0;\ninclude "stdgates.inc";\ninput float[64] theta;\nqubit[1] q;\nbit[1] c;\n'
+        "rx(theta) q[0];\nc[0] = measure q[0];\n"
+    ),
+    "shots": 1000,
+    "iteration": {
+        "steps": [
+            {
+                "linspace": {
+                    "variable": "theta",
+                    "start": "0",
+                    "stop": "pi",
+                    "num": 100,
+                    "steps": [{"execute": {}}],
+                }
+            }
+        ]
+    },
+}
 
 
 SEED_JOBS = """
@@ -137,6 +161,19 @@ def main() -> int:
         with stack.client("alice") as api:
             real = api.post("/api/v1/jobs", json=sampler_job("aer_simulator", shots=1000)).json()["id"]
         stack.wait_final([real])
+        # A finished 100-point scan for the experiments pages (run for real, before the executors stop).
+        with stack.client("alice") as api:
+            made = api.put(f"/api/v1/experiments/sequences{SCAN_PATH}", json=SCAN)
+            assert made.status_code == 201, made.text
+            for k in range(40):
+                api.put(f"/api/v1/experiments/paths/bench/folder{k}/sub")
+            launched = api.post(f"/api/v1/experiments/sequences{SCAN_PATH}/launch")
+            assert launched.status_code < 300, launched.text
+            deadline = time.monotonic() + 600
+            while api.get(f"/api/v1/experiments/sequences{SCAN_PATH}").json()["state"] != "finished":
+                if time.monotonic() > deadline:
+                    raise SystemExit("the bench's scan did not finish")
+                time.sleep(0.5)
         # Only the api stays: the seeded queued and running jobs must not be dispatched and run while
         # the pages are timed (they would compete for the two cores).
         for name in [n for n in stack.processes if n != "api"]:
@@ -166,6 +203,8 @@ def main() -> int:
             "session (50 jobs)": "/console/sessions/seedsession000000001",
             "backends": "/console/backends",
             "usage": "/console/usage",
+            "experiments (tree)": "/console/experiments",
+            "sequence (100-point scan)": f"/console/sequence?path={SCAN_PATH}",
         }
         print(
             f"\n{platform.system()} {platform.machine()}, Python {platform.python_version()}, "

@@ -18,6 +18,8 @@ class ErrorCode(IntEnum):
     MALFORMED_CIRCUIT = 1201
     PAYLOAD_TOO_LARGE = 1202
     TOO_MANY_CIRCUITS = 1203
+    OPTION_NOT_SUPPORTED = 1250  # a primitive option this runtime cannot honour (named in the message)
+    UNKNOWN_OPTION = 1251  # an option name the program does not have
     MAX_CONCURRENT_JOBS = 1012
     UNAUTHORIZED = 3200
     INVALID_API_KEY = 3201

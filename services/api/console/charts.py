@@ -283,3 +283,64 @@ def usage_svg(days: Sequence[tuple[datetime, float]], allocation: float | None, 
         )
         body.append(_text(width - 14, y - 4, f"allocation {allocation:g} s", anchor="end", fill=FAILED))
     return _svg(width, height, title, body)
+
+
+def scan_svg(
+    points: Sequence[tuple[float, float, float | None]], x_label: str, y_label: str, title: str
+) -> str:
+    """A sequence's points against its scanned parameter: (x, y, std or None), joined in x order, with
+    ±1 standard deviation error bars where a std is given. The y axis spans the data (and 0 to 1 for
+    probabilities, which the caller passes as y_label starting with "P(")."""
+    shown = sorted(((float(x), float(y), None if e is None else abs(float(e))) for x, y, e in points))
+    width, height, left, bottom, top_pad, right = 640, 260, 60, 44, 16, 16
+    plot_w, plot_h = width - left - right, height - bottom - top_pad
+    xs = [x for x, _, _ in shown] or [0.0, 1.0]
+    lows = [y - (e or 0.0) for _, y, e in shown]
+    highs = [y + (e or 0.0) for _, y, e in shown]
+    if y_label.startswith("P("):
+        y_low, y_high = 0.0, 1.0
+    else:
+        y_low, y_high = min(lows, default=-1.0), max(highs, default=1.0)
+        if y_high - y_low < 1e-12:
+            y_low, y_high = y_low - 1.0, y_high + 1.0
+        pad = (y_high - y_low) * 0.05
+        y_low, y_high = y_low - pad, y_high + pad
+    x_low, x_high = min(xs), max(xs)
+    if x_high - x_low < 1e-12:
+        x_low, x_high = x_low - 1.0, x_high + 1.0
+
+    def x_of(value: float) -> float:
+        return left + plot_w * (value - x_low) / (x_high - x_low)
+
+    def y_of(value: float) -> float:
+        return top_pad + plot_h * (y_high - value) / (y_high - y_low)
+
+    body = []
+    for fraction in (0.0, 0.5, 1.0):
+        mark = y_low + (y_high - y_low) * fraction
+        y = y_of(mark)
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>')
+        body.append(_text(left - 4, y + 4, f"{mark:.3g}", anchor="end", fill=MUTED))
+    for fraction in (0.0, 0.5, 1.0):
+        mark = x_low + (x_high - x_low) * fraction
+        body.append(_text(x_of(mark), top_pad + plot_h + 16, f"{mark:.3g}", fill=MUTED))
+    body.append(_text(left + plot_w / 2, height - 6, x_label))
+    body.append(
+        f'<text x="14" y="{top_pad + plot_h / 2:.1f}" text-anchor="middle" font-size="11" fill="{INK}" '
+        f'transform="rotate(-90 14 {top_pad + plot_h / 2:.1f})">{escape(y_label)}</text>'
+    )
+    if len(shown) > 1:
+        line = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y, _ in shown)
+        body.append(f'<polyline points="{line}" fill="none" stroke="{BAR}" stroke-width="1.5"/>')
+    for x, y, error in shown:
+        if error:
+            body.append(
+                f'<line class="errorbar" x1="{x_of(x):.1f}" y1="{y_of(y - error):.1f}" x2="{x_of(x):.1f}" '
+                f'y2="{y_of(y + error):.1f}" stroke="{INK}"/>'
+            )
+        note = "" if error is None else f" ± {error:.3g}"
+        body.append(
+            f'<circle class="point" cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3.5" fill="{BAR}" '
+            f'data-x="{x:.6g}" data-y="{y:.6g}"><title>{escape(x_label)} = {x:.6g}: {y:.6g}{note}</title></circle>'
+        )
+    return _svg(width, height, title, body)

@@ -15,11 +15,13 @@ from fastapi.templating import Jinja2Templates
 from services.api.dependencies import context
 from services.api.events.router import SSE_HEADERS, _resume_point
 from services.api.events.service import stream
+from services.api.experiments.schemas import normalize_path
 from services.api.sessions.schemas import SessionUpdate
 from shared.identity.service import Principal
 from shared.kit.errors import ErrorCode, Forbidden, InvalidInput, QRuntimeError
 
 from . import auth
+from .experiments import ConsoleExperiments
 from .service import MODE_CHOICES, STATUS_CHOICES, TIME_RANGES, ConsoleService, WorkloadQuery, status_name
 
 HERE = Path(__file__).resolve().parent
@@ -310,6 +312,48 @@ async def usage(request: Request) -> Response:
     principal = await auth.signed_in(request)
     rows = await service(request).usage(principal)
     return render(request, "usage.html", active="usage", rows=rows)
+
+
+# --- experiments -----------------------------------------------------------------------------------
+
+
+def _experiments(request: Request) -> ConsoleExperiments:
+    return ConsoleExperiments(context(request).experiments)
+
+
+@router.get("/experiments")
+@page
+async def experiments(request: Request) -> Response:
+    principal = await auth.signed_in(request)
+    tree = await _experiments(request).tree(principal)
+    return render(request, "experiments.html", active="experiments", tree=tree)
+
+
+@router.get("/sequence")
+@page
+async def sequence_page(request: Request, path: str = "") -> Response:
+    principal = await auth.signed_in(request)
+    shown = await _experiments(request).sequence(path, principal)
+    return render(request, "sequence.html", active="experiments", page=shown)
+
+
+@router.get("/sequence/body")
+@page
+async def sequence_body(request: Request, path: str = "") -> Response:
+    principal = await auth.signed_in(request)
+    shown = await _experiments(request).sequence(path, principal)
+    return render(request, "_sequence_body.html", page=shown)
+
+
+@router.get("/sequence/events")
+@page
+async def sequence_events(request: Request, path: str = "") -> Response:
+    principal = await auth.signed_in(request)
+    ctx = context(request)
+    sequence = await ctx.experiments.view_sequence(principal, normalize_path(path))  # the page's 404
+    after = _resume_point(request.headers.get("last-event-id"))
+    frames = stream(ctx.sessions, ctx.relay.changes, "sequence", sequence["id"], after)
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 # --- administration --------------------------------------------------------------------------------

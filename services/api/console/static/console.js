@@ -43,7 +43,7 @@
     if (!window.EventSource) { return; }
     var refresh = refresher(region);
     var source = new EventSource(region.getAttribute("data-live-events"));
-    var until = region.getAttribute("data-live-until");  /* "job" or "session": stop once final */
+    var until = region.getAttribute("data-live-until");  /* "job", "session" or "sequence": stop once final */
     var onEvent = function (event) {
       refresh();
       var data = {};
@@ -51,10 +51,12 @@
       var jobDone = until === "job" && data.type === "job.state_changed" &&
         ["done", "error", "cancelled"].indexOf(data.state) >= 0;
       var sessionDone = until === "session" && data.type === "session.state_changed" && data.state === "closed";
-      if (jobDone || sessionDone) { source.close(); region.setAttribute("data-live", "final"); }
+      var sequenceDone = until === "sequence" && data.type === "sequence.state_changed" &&
+        ["finished", "interrupted", "crashed"].indexOf(data.state) >= 0;
+      if (jobDone || sessionDone || sequenceDone) { source.close(); region.setAttribute("data-live", "final"); }
     };
     source.onmessage = onEvent;
-    ["job.state_changed", "job.progress", "session.state_changed"].forEach(function (name) {
+    ["job.state_changed", "job.progress", "session.state_changed", "sequence.state_changed"].forEach(function (name) {
       source.addEventListener(name, onEvent);
     });
     source.onopen = function () { region.setAttribute("data-live", "connected"); };

@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_decoded_bytes=settings.max_decoded_bytes,
             default_shots=settings.default_shots,
         )
-        jobs = JobService(sessions, catalog, limits)
+        jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
         backends = BackendService(settings, sessions, catalog)
         app.state.context = AppContext(
             settings=settings,

@@ -112,9 +112,14 @@ async def list_jobs(
     ),
 )
 async def get_job(
-    job_id: str, jobs: Jobs, principal: CurrentPrincipal, exclude_params: bool = Query(default=False)
+    job_id: str,
+    jobs: Jobs,
+    principal: CurrentPrincipal,
+    exclude_params: bool = Query(default=False),
+    wait: float = Query(default=0.0, ge=0.0, le=3600.0),
 ) -> JobView:
-    return await jobs.view(job_id, principal, exclude_params)
+    # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS).
+    return await jobs.view(job_id, principal, exclude_params, wait)
 
 
 @router.post(

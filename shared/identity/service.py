@@ -65,6 +65,14 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
+def _refuse_api_key_as_bearer(token: str) -> None:
+    if parse_api_key(token) is not None:
+        raise Unauthorized(
+            "This is an API key, not an access token: send it as 'Authorization: apikey <API key>', "
+            "or exchange it for a token at POST /identity/token."
+        )
+
+
 class IdentityService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -209,6 +217,7 @@ class IdentityService:
     async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
         scheme, _, credential = (authorization or "").strip().partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
+            _refuse_api_key_as_bearer(credential.strip())
             try:  # an expired token is refused at once, whatever the cache holds
                 verify_token(credential.strip(), self.settings.signing_secret)
             except InvalidToken as exc:
@@ -255,11 +264,7 @@ class IdentityService:
         return found
 
     async def _user_of_token(self, repo: IdentityRepository, token: str) -> User:
-        if parse_api_key(token) is not None:
-            raise Unauthorized(
-                "This is an API key, not an access token: send it as 'Authorization: apikey <API key>', "
-                "or exchange it for a token at POST /identity/token."
-            )
+        _refuse_api_key_as_bearer(token)
         try:
             claims = verify_token(token, self.settings.signing_secret)
         except InvalidToken as exc:

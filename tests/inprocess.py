@@ -170,6 +170,9 @@ async def add_session(
         "elapsed_time": 0.0,
         "timestamps": [{"status": state.value, "timestamp": datetime.now(UTC).isoformat()}],
     }
+    if state in (SessionState.ACTIVE, SessionState.INACTIVE):
+        # A session that has been active has a start and an activation time.
+        fields["started_at"] = fields["activated_at"] = datetime.now(UTC)
     fields.update(values)
     runtime_session = RuntimeSession(**fields)
     db.add(runtime_session)

@@ -15,7 +15,9 @@ Q, R, D, E, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.E
 
 
 async def status_of(db, job_id):
-    return await db.scalar(select(Job.status).where(Job.id == job_id).execution_options(populate_existing=True))
+    return await db.scalar(
+        select(Job.status).where(Job.id == job_id).execution_options(populate_existing=True)
+    )
 
 
 async def test_add_and_get(db):
@@ -146,8 +148,12 @@ async def test_in_flight_sessions(db):
 
 
 async def test_usage_by_instance_counts_window_and_running_time(db):
-    await add_job(db, instance_id="i1", status=D, started_at=ago(100), finished_at=ago(90), execution_seconds=7)
-    await add_job(db, instance_id="i1", status=D, started_at=ago(9000), finished_at=ago(8000), execution_seconds=50)
+    await add_job(
+        db, instance_id="i1", status=D, started_at=ago(100), finished_at=ago(90), execution_seconds=7
+    )
+    await add_job(
+        db, instance_id="i1", status=D, started_at=ago(9000), finished_at=ago(8000), execution_seconds=50
+    )
     await add_job(db, instance_id="i2", status=R, started_at=ago(60))
     await add_job(db, instance_id="i3")  # never started
     usage = await JobRepository(db).usage_by_instance(window_seconds=3600)

@@ -65,7 +65,7 @@ async def test_instances_limits_and_members(client, people):
         ),
         400,
         1200,
-        "at least 1",
+        "max_concurrent_jobs",
     )
     patched = await client.patch(
         "/api/v1/admin/instances/lab-z",

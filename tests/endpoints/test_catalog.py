@@ -1,8 +1,8 @@
 """/api/v1 backends, providers, devices and usage in-process: what is served here, and the refusals."""
 
+from shared.jobs.states import JobStatus
 from tests.endpoints.conftest import refusal as refused
 from tests.inprocess import add_executor, add_instance, add_job, ago
-from shared.jobs.states import JobStatus
 
 
 async def test_backends_list_configuration_properties_status(client, people, db):

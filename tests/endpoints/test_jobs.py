@@ -82,6 +82,7 @@ CASES = {
     ),
     "body not an object": ([1, 2], 400, 1200, "JSON object"),
     "priority out of range": ({**sampler_job("aer_simulator"), "priority": 99}, 400, 1200, "priority"),
+    "cost too large": ({**sampler_job("aer_simulator"), "cost": 2**40}, 400, 1200, "cost"),
     "decompression bomb": (sampler_job("aer_simulator", bomb()), 413, 1202, "inflate"),
 }
 
@@ -203,6 +204,7 @@ async def test_submission_into_sessions(client, people, db):
     refused(await client.post("/api/v1/jobs", json=into(theirs.id), headers=headers), 400, 4002)
     refused(await client.post("/api/v1/jobs", json=into(UNKNOWN_ID), headers=headers), 400, 4002)
     refused(await client.post("/api/v1/jobs", json=into("bad id!"), headers=headers), 400, 4002)
+    refused(await client.post("/api/v1/jobs", json=into(""), headers=headers), 400, 4002)
     refused(await client.post("/api/v1/jobs", json=into(mine.id, "fake_manila"), headers=headers), 400, 4003)
 
 

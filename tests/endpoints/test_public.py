@@ -83,3 +83,23 @@ async def test_unknown_routes_and_methods_have_the_error_shape(client, people):
     refused(await client.patch("/api/v1/jobs", headers=people.alice.headers), 405, 1200)
     experimental = await client.get("/experimental/api/v1/jobs", headers=people.alice.headers)
     assert experimental.status_code == 200 and experimental.json()["count"] == 0
+
+
+async def test_an_unreachable_database_is_503_not_500(api_settings):
+    import httpx
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from services.api.app import build_context, create_app
+
+    dead = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    app = create_app(api_settings)
+    app.state.context = build_context(api_settings, dead, async_sessionmaker(dead))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://q.test"
+        ) as http:
+            response = await http.get("/api/v1/jobs", headers={"Authorization": "apikey qrt_a_b"})
+            refused(response, 503, 9001, "retry")
+            assert (await http.get("/readyz")).json()["checks"]["database"] is False
+    finally:
+        await dead.dispose()

@@ -56,3 +56,20 @@ async def test_delete_older_than(db):
         await db.scalar(select(func.count()).select_from(EventRecord).where(EventRecord.job_id == "old")) == 0
     )
     assert len(await events.of_job("new", 0)) == 1
+
+
+async def test_of_sequence_reads_an_experiment_sequences_events(db):
+    events = EventRepository(db)
+    await events.add(job_event("sq1", "queued"), None)
+    await db.flush()
+    # The sequence id travels in the event body; stamp it as the experiments code does.
+    await db.execute(
+        update(EventRecord)
+        .where(EventRecord.job_id == "sq1")
+        .values(body=EventRecord.body.op("||")(func.jsonb_build_object("sequence_id", "seq-a")))
+    )
+    await events.add(job_event("sq2", "queued"), None)
+    await db.flush()
+    found = await events.of_sequence("seq-a", after=0)
+    assert [r.job_id for r in found] == ["sq1"]
+    assert await events.of_sequence("seq-b", after=0) == []

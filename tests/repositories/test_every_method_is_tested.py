@@ -54,10 +54,26 @@ def test_the_scan_sees_every_repository():
     )
 
 
+# Repositories merged from other branches after this layer was written, and still without tests here.
+# The list may only shrink: a name that gets a test, or disappears, must be taken off it.
+NOT_YET_TESTED = {"console", "experiments"}
+
+
 def test_every_public_repository_method_has_a_test_that_calls_it():
     missing = []
     for module, names in sorted(public_sql().items()):
+        if module in NOT_YET_TESTED:
+            continue
         test_file = HERE / f"test_{module}.py"
         called = called_names(test_file) if test_file.exists() else set()
         missing += [f"{module}.{name} (in {test_file.name})" for name in sorted(names - called)]
     assert not missing, "repository methods no test calls: " + ", ".join(missing)
+
+
+def test_the_untested_list_only_shrinks():
+    modules = public_sql()
+    for module in NOT_YET_TESTED:
+        assert module in modules, f"{module} is gone: take it off NOT_YET_TESTED"
+        assert not (HERE / f"test_{module}.py").exists(), (
+            f"test_{module}.py exists: take it off NOT_YET_TESTED"
+        )

@@ -73,13 +73,14 @@ def build_context(
         max_decoded_bytes=settings.max_decoded_bytes,
         default_shots=settings.default_shots,
     )
-    jobs = JobService(sessions, catalog, limits)
+    relay = OutboxRelay(settings, sessions)
+    jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
     backends = BackendService(settings, sessions, catalog)
     return AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        relay=OutboxRelay(settings, sessions),
+        relay=relay,
         jobs=jobs,
         identity=IdentityService(settings, sessions),
         backends=backends,

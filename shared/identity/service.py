@@ -1,5 +1,6 @@
 """Rules of identity and tenancy, shared by the API and the `qruntime admin` command."""
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import unit_of_work
 from shared.db.models import ApiKey, Instance, User
 from shared.db.repositories.identity import IdentityRepository
+from shared.identity.cache import TtlCache
 from shared.identity.tokens import (
     InvalidToken,
     issue_token,
@@ -67,6 +69,8 @@ class IdentityService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
+        # Successful authentications only, for at most auth_cache_seconds (see shared/identity/cache.py).
+        self.principals: TtlCache[Principal] = TtlCache(settings.auth_cache_seconds)
 
     def crn_for(self, instance_id: str) -> str:
         s = self.settings
@@ -194,6 +198,21 @@ class IdentityService:
         return IssuedToken(access_token=token, issued_at=issued, expires_at=expires)
 
     async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
+        scheme, _, credential = (authorization or "").strip().partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            try:  # an expired token is refused at once, whatever the cache holds
+                verify_token(credential.strip(), self.settings.signing_secret)
+            except InvalidToken as exc:
+                raise Unauthorized(f"Authentication failed: {exc}.") from exc
+        # The credential is kept only as a hash, even in memory.
+        key = (hashlib.sha256((authorization or "").encode()).hexdigest(), service_crn or "")
+        principal = self.principals.get(key)
+        if principal is None:
+            principal = await self._authenticate(authorization, service_crn)
+            self.principals.put(key, principal)
+        return principal
+
+    async def _authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
         scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
         if not credential or scheme.lower() not in ("bearer", "apikey"):

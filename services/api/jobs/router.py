@@ -65,9 +65,14 @@ async def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobView, response_model_exclude_none=False)
 async def get_job(
-    job_id: str, jobs: Jobs, principal: CurrentPrincipal, exclude_params: bool = Query(default=False)
+    job_id: str,
+    jobs: Jobs,
+    principal: CurrentPrincipal,
+    exclude_params: bool = Query(default=False),
+    wait: float = Query(default=0.0, ge=0.0, le=3600.0),
 ) -> JobView:
-    return await jobs.view(job_id, principal, exclude_params)
+    # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS).
+    return await jobs.view(job_id, principal, exclude_params, wait)
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=204)

@@ -36,6 +36,8 @@ def api_settings(migrated_database_url: str) -> Settings:
         # Small, so the decompression-bomb refusal is quick to reach.
         max_decoded_bytes=16 * 1024 * 1024,
         namespace="qrt-ep-unused",
+        # Every request authenticates afresh, so a revocation shows on the next request.
+        auth_cache_seconds=0,
     )
 
 

@@ -90,7 +90,12 @@ async def _providers(client, headers) -> dict:
 async def test_instance_usage(client, people, db):
     instance = await add_instance(db, members=(people.loner.user,), allocation=10.0)
     await add_job(
-        db, instance_id=instance.id, status=JobStatus.DONE, execution_seconds=12.0, finished_at=ago(5)
+        db,
+        instance_id=instance.id,
+        status=JobStatus.DONE,
+        execution_seconds=12.0,
+        started_at=ago(20),
+        finished_at=ago(5),
     )
     await db.commit()
     usage = (

@@ -66,21 +66,53 @@ async def test_unfinished_jobs_and_usage(db):
     await add_job(db, instance_id=instance.id)
     await add_job(db, instance_id=instance.id, status=JobStatus.RUNNING)
     await add_job(
-        db, instance_id=instance.id, status=JobStatus.DONE, execution_seconds=6.0, finished_at=ago(10)
+        db,
+        instance_id=instance.id,
+        status=JobStatus.DONE,
+        execution_seconds=6.0,
+        started_at=ago(20),
+        finished_at=ago(10),
     )
     await add_job(
-        db, instance_id=instance.id, status=JobStatus.ERROR, execution_seconds=5.0, finished_at=ago(10)
+        db,
+        instance_id=instance.id,
+        status=JobStatus.ERROR,
+        execution_seconds=5.0,
+        started_at=ago(20),
+        finished_at=ago(10),
     )
     # Cancelled jobs and jobs before the window do not count.
     await add_job(
-        db, instance_id=instance.id, status=JobStatus.CANCELLED, execution_seconds=50.0, finished_at=ago(10)
+        db,
+        instance_id=instance.id,
+        status=JobStatus.CANCELLED,
+        execution_seconds=50.0,
+        started_at=ago(20),
+        finished_at=ago(10),
     )
     await add_job(
-        db, instance_id=instance.id, status=JobStatus.DONE, execution_seconds=70.0, finished_at=ago(9000)
+        db,
+        instance_id=instance.id,
+        status=JobStatus.DONE,
+        execution_seconds=70.0,
+        started_at=ago(9100),
+        finished_at=ago(9000),
     )
-    await add_job(db, instance_id=spare.id, status=JobStatus.DONE, execution_seconds=1.0, finished_at=ago(10))
     await add_job(
-        db, instance_id=unlimited.id, status=JobStatus.DONE, execution_seconds=99.0, finished_at=ago(10)
+        db,
+        instance_id=spare.id,
+        status=JobStatus.DONE,
+        execution_seconds=1.0,
+        started_at=ago(20),
+        finished_at=ago(10),
+    )
+    await add_job(
+        db,
+        instance_id=unlimited.id,
+        status=JobStatus.DONE,
+        execution_seconds=99.0,
+        started_at=ago(20),
+        finished_at=ago(10),
     )
     assert await repo.unfinished_jobs(instance.id) == 2
     assert await repo.usage_seconds(instance.id, since=ago(3600)) == 11.0

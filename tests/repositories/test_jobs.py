@@ -30,6 +30,11 @@ async def test_add_and_get(db):
     found = await jobs.get(job.id)
     assert found is not None and found.status is Q and found.num_pubs == 2 and found.created_at is not None
     assert await jobs.get("missing") is None
+    db.expunge_all()
+    light = await jobs.get_without_params(job.id)
+    assert light is not None and light.num_pubs == 2
+    assert "params" not in light.__dict__  # deferred: a status poll does not read the inputs
+    assert await jobs.get_without_params("missing") is None
 
 
 async def test_find_filters_orders_and_counts(db):

@@ -1,7 +1,10 @@
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
 
+from tests.inprocess import create_template_database, drop_database, rolled_back_factory
 from tests.stack import Stack
 
 
@@ -39,3 +42,51 @@ def make_stack() -> Iterator[type[Stack]]:
     finally:
         for owned in made:
             owned.destroy()
+
+
+# --- the in-process layer (tests/repositories, tests/endpoints) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url() -> Iterator[str]:
+    """A database `qrt_tpl_<random>` migrated with Alembic once per run; dropped at the end."""
+    name, url = create_template_database()
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def db_engine(migrated_database_url: str) -> AsyncIterator[AsyncEngine]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(migrated_database_url, poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def db_connection(db_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection per test, inside a transaction that is rolled back when the test ends."""
+    async with db_engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            await transaction.rollback()
+
+
+@pytest.fixture
+def db_factory(db_connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """What the code under test gets as its sessionmaker: commits only release savepoints."""
+    return rolled_back_factory(db_connection)
+
+
+@pytest.fixture
+async def db(db_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A database session inside the test's rolled-back transaction."""
+    async with db_factory() as session:
+        yield session

@@ -293,6 +293,15 @@ class Stack:
             time.sleep(0.2)
         raise TimeoutError(f"jobs not final: {statuses}; logs in {self.log_dir}")
 
+    def wait_outbox_sent(self, timeout: float = 60) -> None:
+        """Until every committed outbox row has been published (events reach their queues)."""
+        wait_for(
+            lambda: self.sql("SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")[0]["n"] == 0,
+            timeout,
+            f"the outbox to be relayed; logs in {self.log_dir}",
+            poll=0.1,
+        )
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:

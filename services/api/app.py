@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.admin.router import router as admin_router
 from services.api.apidocs.router import STATIC_PATH, static_files
@@ -63,36 +64,44 @@ def api_router() -> APIRouter:
     return router
 
 
+def build_context(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AppContext:
+    """The services the routers reach through request state, over one engine and sessionmaker (the
+    lifespan builds it; in-process tests build it over their rolled-back transaction)."""
+    catalog = build_catalog(settings.backends, settings.aer_max_qubits)
+    limits = Limits(
+        max_shots=settings.max_shots,
+        max_circuits=settings.max_circuits,
+        max_decoded_bytes=settings.max_decoded_bytes,
+        default_shots=settings.default_shots,
+    )
+    relay = OutboxRelay(settings, sessions)
+    jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
+    backends = BackendService(settings, sessions, catalog)
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        relay=relay,
+        jobs=jobs,
+        identity=IdentityService(settings, sessions),
+        backends=backends,
+        deployments=DeploymentService(sessions, jobs, limits),
+        providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
+        runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
+        experiments=ExperimentService(sessions, catalog, limits, settings),
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     settings.check_signing_secret()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        sessions = create_session_factory(engine)
-        relay = OutboxRelay(settings, sessions)
-        catalog = build_catalog(settings.backends, settings.aer_max_qubits)
-        limits = Limits(
-            max_shots=settings.max_shots,
-            max_circuits=settings.max_circuits,
-            max_decoded_bytes=settings.max_decoded_bytes,
-            default_shots=settings.default_shots,
-        )
-        jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
-        backends = BackendService(settings, sessions, catalog)
-        app.state.context = AppContext(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            relay=relay,
-            jobs=jobs,
-            identity=IdentityService(settings, sessions),
-            backends=backends,
-            deployments=DeploymentService(sessions, jobs, limits),
-            providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
-            runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
-            experiments=ExperimentService(sessions, catalog, limits, settings),
-        )
+        app.state.context = build_context(settings, engine, create_session_factory(engine))
+        relay = app.state.context.relay
         relay_task = asyncio.create_task(relay.run())
         try:
             yield

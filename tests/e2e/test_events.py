@@ -2,7 +2,6 @@
 
 import json
 import signal
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.stack import BELL_QASM2, EventRecorder, Stack, free_port, sampler_job
+from tests.stack import BELL_QASM2, EventRecorder, Stack, free_port, sampler_job, wait_for
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "events.schema.json").read_text())
 
@@ -35,12 +34,11 @@ def by_object(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def wait_for_events(recorder: EventRecorder, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        events = recorder.drain()
-        if predicate(events) or time.monotonic() > deadline:
-            return events
-        time.sleep(0.3)
+    try:
+        wait_for(lambda: predicate(recorder.drain()), timeout, "events", poll=0.3)
+    except TimeoutError:
+        pass  # the caller's assertions say what is missing
+    return recorder.events
 
 
 def test_job_and_session_events_arrive_in_order_and_match_the_schema(stack: Stack) -> None:
@@ -181,7 +179,15 @@ def test_every_process_exports_metrics(observed_stack: tuple[Stack, int, int]) -
                 "/api/v1/sessions", json={"mode": "batch", "backend": "aer_simulator"}
             ).json()["id"]
             stack.wait_final(ids)
-            time.sleep(2.5)  # one refresh of the scheduler's gauges
+            done_gauge = 'qruntime_jobs{backend="aer_simulator",state="done"} 5.0'
+            wait_for(  # a refresh of the scheduler's gauges after the jobs finished
+                lambda: (
+                    done_gauge in httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
+                ),
+                60,
+                "the scheduler's gauges to count the finished jobs",
+                poll=0.2,
+            )
             api = httpx.get(stack.url + "/metrics", timeout=10).text
             scheduler = httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
             executor = httpx.get(f"http://127.0.0.1:{executor_port}/metrics", timeout=10).text

@@ -33,38 +33,6 @@ def submit(stack: Stack, user: str, body: dict | None = None) -> str:
     return str(response.json()["id"])
 
 
-def test_no_token_is_401(stack: Stack) -> None:
-    with stack.client(None) as client:
-        for method, path in [
-            ("GET", "/api/v1/jobs/x"),
-            ("POST", "/api/v1/jobs"),
-            ("GET", "/api/v1/instances/usage"),
-        ]:
-            response = client.request(method, path)
-            assert response.status_code == 401, (method, path)
-            assert response.json()["errors"][0]["code"] == 3200
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    [
-        "Bearer not-a-jwt",
-        "Bearer "
-        + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 2, "iss": "qruntime"}, TEST_JWT_SECRET),
-        "Bearer "
-        + jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 4102444800, "iss": "qruntime"}, "wrong" * 8),
-        "apikey qrt_0000000000000000_" + "0" * 64,
-        "Basic dXNlcjpwYXNz",
-    ],
-    ids=["garbage", "expired", "wrong-signature", "unknown-key", "wrong-scheme"],
-)
-def test_bad_or_expired_token_is_401(stack: Stack, authorization: str) -> None:
-    with stack.client(None) as client:
-        response = client.get("/api/v1/instances/usage", headers={"Authorization": authorization})
-    assert response.status_code == 401
-    assert "Traceback" not in response.text
-
-
 def test_expired_token_says_so(stack: Stack) -> None:
     token = jwt.encode({"sub": "u", "kid": "k", "iat": 1, "exp": 2, "iss": "qruntime"}, TEST_JWT_SECRET)
     with stack.client(None) as client:
@@ -82,18 +50,6 @@ def test_the_official_token_manager_gets_a_decodable_jwt(stack: Stack) -> None:
     with stack.client(None) as client:
         headers = {"Authorization": f"Bearer {token}", "Service-CRN": stack.accounts["alice"].instance_crn}
         assert client.get("/api/v1/instances/usage", headers=headers).status_code == 200
-
-
-def test_token_endpoint_refuses_bad_grants(stack: Stack) -> None:
-    with stack.client(None) as client:
-        wrong_grant = client.post("/identity/token", data={"grant_type": "password", "apikey": "x"})
-        unknown_key = client.post(
-            "/identity/token",
-            data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": "qrt_abc_def"},
-        )
-    assert wrong_grant.status_code == 400
-    assert unknown_key.status_code == 401
-    assert unknown_key.json()["errors"][0]["code"] == 3201
 
 
 def test_revoked_key_cannot_get_a_token_and_its_tokens_stop_working(tenants: Stack) -> None:
@@ -185,25 +141,6 @@ def test_user_outside_an_instance_is_refused(tenants: Stack) -> None:
     assert unknown.status_code == 403
 
 
-def test_admin_routes_need_an_admin(tenants: Stack) -> None:
-    stack = tenants
-    with stack.client("alice") as client:
-        assert client.get("/api/v1/admin/users").status_code == 403
-    with stack.client("root") as client:
-        names = {u["name"] for u in client.get("/api/v1/admin/users").json()}
-        assert {"alice", "bob", "root"} <= names
-        created = client.post("/api/v1/admin/users", json={"name": "erin"})
-        assert created.status_code == 201
-        key = client.post("/api/v1/admin/users/erin/keys").json()["api_key"]
-        assert client.post("/api/v1/admin/instances/lab-b/members", json={"user": "erin"}).status_code == 204
-        duplicate = client.post("/api/v1/admin/users", json={"name": "erin"})
-        assert duplicate.status_code == 409
-    with stack.client(None) as client:
-        usage = client.get("/api/v1/instances/usage", headers={"Authorization": f"apikey {key}"})
-        assert usage.status_code == 200
-        assert usage.json()["instance"] == stack.accounts["bob"].instance_crn
-
-
 def slow_circuit() -> dict:
     import json
 
@@ -247,7 +184,9 @@ def test_used_up_allocation_makes_jobs_wait_not_vanish(stack: Stack) -> None:
     assert usage["usage_limit_reached"] is True
     assert usage["usage_consumed_seconds"] > 0
     waiting = submit(stack, "gina")
-    time.sleep(3)
+    # A job submitted after it by another instance runs to the end: the scheduler passed gina's by.
+    later = submit(stack, "alice")
+    assert stack.wait_final([later]) == {later: "DONE"}
     assert stack.sql("SELECT status FROM jobs WHERE id = $1", waiting)[0]["status"] == "QUEUED"
     stack.admin("set-limits", "lab-g", "--unlimited")
     assert stack.wait_final([waiting]) == {waiting: "DONE"}

@@ -8,7 +8,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime import RuntimeEncoder
 
-from tests.stack import BELL_QASM2, BELL_QASM3, Stack, decode_result, sampler_job
+from tests.stack import BELL_QASM2, BELL_QASM3, Stack, decode_result, sampler_job, wait_for
 
 SHOTS = 1000
 
@@ -102,10 +102,12 @@ def test_cancel_queued_and_running_jobs(stack: Stack) -> None:
     with stack.client() as client:
         running_id = client.post("/api/v1/jobs", json=body).json()["id"]
         queued_id = client.post("/api/v1/jobs", json=body).json()["id"]
-        deadline = time.monotonic() + 60
-        while client.get(f"/api/v1/jobs/{running_id}").json()["state"]["status"] != "Running":
-            assert time.monotonic() < deadline, "the heavy job never started"
-            time.sleep(0.1)
+        wait_for(
+            lambda: client.get(f"/api/v1/jobs/{running_id}").json()["state"]["status"] == "Running",
+            60,
+            "the heavy job to start",
+            poll=0.1,
+        )
         assert client.post(f"/api/v1/jobs/{queued_id}/cancel").status_code == 204
         cancelled_at = time.monotonic()
         assert client.post(f"/api/v1/jobs/{running_id}/cancel").status_code == 204

@@ -3,11 +3,10 @@
 import asyncio
 import signal
 import threading
-import time
 from collections import Counter
 from contextlib import suppress
 
-from tests.stack import BELL_QASM2, EventRecorder, Stack, free_port, sampler_job
+from tests.stack import BELL_QASM2, EventRecorder, Stack, free_port, sampler_job, wait_for
 
 GHZ_12 = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[12];\ncreg c[12];\nh q[0];\n'
@@ -28,15 +27,15 @@ def test_kill_executor_and_scheduler_midway(make_stack: type[Stack]) -> None:
                 for _ in range(100)
             ]
         # Kill both midway: some jobs done, one running, the rest queued or dispatched.
-        deadline = time.monotonic() + 120
-        while stack.sql("SELECT count(*) AS n FROM jobs WHERE status = 'DONE'")[0]["n"] < 15:
-            assert time.monotonic() < deadline, f"jobs did not progress; logs in {stack.log_dir}"
-            time.sleep(0.05)
+        wait_for(
+            lambda: stack.sql("SELECT count(*) AS n FROM jobs WHERE status = 'DONE'")[0]["n"] >= 15,
+            120,
+            f"jobs to progress; logs in {stack.log_dir}",
+        )
         stack.kill("executor-aer_simulator")
         stack.kill("scheduler")
         unfinished = stack.sql("SELECT count(*) AS n FROM jobs WHERE status IN ('QUEUED', 'RUNNING')")[0]["n"]
         assert unfinished > 0, "the kill came too late to test anything"
-        time.sleep(1.0)
         stack.start_scheduler(name="scheduler-2")
         stack.start_executor("aer_simulator", name="executor-aer_simulator-2")
 
@@ -46,7 +45,7 @@ def test_kill_executor_and_scheduler_midway(make_stack: type[Stack]) -> None:
         assert {r["job_id"]: r["n"] for r in rows} == dict.fromkeys(job_ids, 1)
 
         # Every job was announced DONE exactly once: none ran twice to completion.
-        time.sleep(1.5)
+        stack.wait_outbox_sent()
         done_events = {e["event_id"]: e["job_id"] for e in events.drain() if e["state"] == "done"}
         assert Counter(done_events.values()) == dict.fromkeys(job_ids, 1)
     finally:
@@ -113,10 +112,7 @@ def test_api_accepts_jobs_while_broker_is_unreachable(make_stack: type[Stack]) -
         proxy.start()
         try:
             # The api's own relay (no other process runs yet) publishes the backlog once it can.
-            deadline = time.monotonic() + 60
-            while stack.sql("SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")[0]["n"] > 0:
-                assert time.monotonic() < deadline, "the outbox was never relayed"
-                time.sleep(0.2)
+            stack.wait_outbox_sent()
             assert client.get("/readyz").status_code == 200
 
             stack.start_scheduler()
@@ -136,10 +132,7 @@ def test_scheduler_standby_takes_over(make_stack: type[Stack]) -> None:
     stack.start_scheduler(name="scheduler-standby")
     # Kill the leader only once the standby has found the lock taken (its start can be slow under load).
     standby_log = stack.log_dir / "scheduler-standby.log"
-    deadline = time.monotonic() + 60
-    while "standing by" not in standby_log.read_text():
-        assert time.monotonic() < deadline, "the standby never started"
-        time.sleep(0.1)
+    wait_for(lambda: "standing by" in standby_log.read_text(), 60, "the standby to start", poll=0.1)
     stack.kill("scheduler", signal.SIGKILL)
     with stack.client() as client:
         job_ids = [
@@ -168,10 +161,12 @@ def test_kill_executor_mid_group(make_stack: type[Stack]) -> None:
             "SELECT count(*) FILTER (WHERE status = 'DONE') AS done, "
             "count(*) FILTER (WHERE status = 'RUNNING') AS running FROM jobs"
         )
-        deadline = time.monotonic() + 120
-        while (now := stack.sql(progress)[0])["done"] < 20 or now["running"] < 2:
-            assert time.monotonic() < deadline, f"jobs did not progress; logs in {stack.log_dir}"
-            time.sleep(0.02)
+        wait_for(
+            lambda: (now := stack.sql(progress)[0])["done"] >= 20 and now["running"] >= 2,
+            120,
+            f"jobs to progress; logs in {stack.log_dir}",
+            poll=0.02,
+        )
         stack.kill("executor-aer_simulator")
         grouped = stack.sql(
             "SELECT count(*) AS n FROM (SELECT dispatch_id FROM jobs WHERE dispatch_id IS NOT NULL "
@@ -185,7 +180,7 @@ def test_kill_executor_mid_group(make_stack: type[Stack]) -> None:
         assert Counter(statuses.values()) == {"DONE": 200}
         rows = stack.sql("SELECT job_id, count(*) AS n FROM job_results GROUP BY job_id")
         assert {r["job_id"]: r["n"] for r in rows} == dict.fromkeys(job_ids, 1)
-        time.sleep(1.5)
+        stack.wait_outbox_sent()
         done_events = {e["event_id"]: e["job_id"] for e in events.drain() if e["state"] == "done"}
         assert Counter(done_events.values()) == dict.fromkeys(job_ids, 1)
     finally:

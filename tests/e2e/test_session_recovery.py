@@ -4,7 +4,6 @@ fires, and no job is dispatched twice."""
 
 import json
 import signal
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -85,7 +84,7 @@ def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(mak
         ]
         assert all(dispatched[j] == 1 for j in ran) and max(dispatched.values()) == 1
         assert stack.sql("SELECT max(attempts) AS n FROM jobs")[0]["n"] == 1
-        time.sleep(1.0)
+        stack.wait_outbox_sent()
         # The relay may publish an event twice (at least once); its event id tells a re-send apart.
         seen = {e["event_id"]: e for e in events.drain()}.values()
         for state in ("running", "done"):

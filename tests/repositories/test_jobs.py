@@ -1,0 +1,271 @@
+"""JobRepository: every query and every conditional UPDATE, on the real schema."""
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from shared.db.models import Job, JobResult
+from shared.db.repositories.jobs import JobFilter, JobRepository
+from shared.jobs.states import JobStatus
+from shared.kit.errors import ErrorCode
+from tests.inprocess import add_executor, add_job, add_session, ago, new_id
+
+Q, R, D, E, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED
+
+
+async def status_of(db, job_id):
+    return await db.scalar(
+        select(Job.status).where(Job.id == job_id).execution_options(populate_existing=True)
+    )
+
+
+async def test_add_and_get(db):
+    jobs = JobRepository(db)
+    job = Job(
+        id=new_id(), program_id="sampler", backend="aer_simulator", params="{}", num_pubs=2, total_shots=64
+    )
+    await jobs.add(job)
+    db.expunge_all()
+    found = await jobs.get(job.id)
+    assert found is not None and found.status is Q and found.num_pubs == 2 and found.created_at is not None
+    assert await jobs.get("missing") is None
+    db.expunge_all()
+    light = await jobs.get_without_params(job.id)
+    assert light is not None and light.num_pubs == 2
+    assert "params" not in light.__dict__  # deferred: a status poll does not read the inputs
+    assert await jobs.get_without_params("missing") is None
+
+
+async def test_find_filters_orders_and_counts(db):
+    jobs = JobRepository(db)
+    a = await add_job(db, user_id="u1", tags=["x", "y"], created_at=ago(30), program_id="estimator")
+    b = await add_job(db, user_id="u1", status=D, created_at=ago(20), backend="fake_manila")
+    c = await add_job(db, user_id="u2", created_at=ago(10), job_type="RUNNER", deployment_id=None)
+    found, total = await jobs.find(JobFilter(user_id="u1"))
+    assert [j.id for j in found] == [b.id, a.id] and total == 2
+    found, _ = await jobs.find(JobFilter(user_id="u1", ascending=True))
+    assert [j.id for j in found] == [a.id, b.id]
+    assert [j.id for j in (await jobs.find(JobFilter(backend="fake_manila")))[0]] == [b.id]
+    assert {j.id for j in (await jobs.find(JobFilter(pending=True)))[0]} >= {a.id, c.id}
+    assert b.id not in {j.id for j in (await jobs.find(JobFilter(pending=True)))[0]}
+    assert [j.id for j in (await jobs.find(JobFilter(user_id="u1", pending=False)))[0]] == [b.id]
+    assert [j.id for j in (await jobs.find(JobFilter(program_id="estimator")))[0]] == [a.id]
+    assert [j.id for j in (await jobs.find(JobFilter(tags=("y",))))[0]] == [a.id]
+    assert [j.id for j in (await jobs.find(JobFilter(job_type="runner")))[0]] == [c.id]
+    assert [j.id for j in (await jobs.find(JobFilter(user_id="u1", statuses=(D,))))[0]] == [b.id]
+    window = JobFilter(created_after=ago(25), created_before=ago(15))
+    assert [j.id for j in (await jobs.find(window))[0]] == [b.id]
+    page, total = await jobs.find(JobFilter(user_id="u1", limit=1, offset=1))
+    assert [j.id for j in page] == [a.id] and total == 2
+
+
+async def test_find_by_session_and_deployment(db):
+    runtime_session = await add_session(db)
+    in_session = await add_job(db, session_id=runtime_session.id)
+    await add_job(db)
+    found, total = await JobRepository(db).find(JobFilter(session_id=runtime_session.id))
+    assert [j.id for j in found] == [in_session.id] and total == 1
+    assert (await JobRepository(db).find(JobFilter(deployment_id="no-such")))[1] == 0
+
+
+async def test_set_tags_delete_and_results(db):
+    jobs = JobRepository(db)
+    job = await add_job(db, status=D)
+    await jobs.set_tags(job.id, ["a", "b"])
+    assert (await jobs.get(job.id)).tags == ["a", "b"]
+    assert await jobs.get_result(job.id) is None
+    await jobs.add_result(job.id, '{"ok": 1}')
+    await db.flush()
+    assert await jobs.get_result(job.id) == '{"ok": 1}'
+    await jobs.delete(job.id)
+    assert await jobs.get(job.id) is None
+    # The result goes with the job (ON DELETE CASCADE).
+    assert await db.scalar(select(JobResult).where(JobResult.job_id == job.id)) is None
+
+
+async def test_cancel_moves_unfinished_jobs_and_refuses_final_ones(db):
+    jobs = JobRepository(db)
+    queued, running, done = await add_job(db), await add_job(db, status=R), await add_job(db, status=D)
+    cancelled = await jobs.cancel(queued.id, "by test")
+    assert cancelled is not None and cancelled.status is C and cancelled.reason == "by test"
+    assert cancelled.finished_at is not None
+    assert (await jobs.cancel(running.id, "by test")).status is C
+    assert await jobs.cancel(done.id, "too late") is None
+    assert await status_of(db, done.id) is D
+    assert await jobs.cancel(queued.id, "twice") is None  # CANCELLED is final too
+
+
+async def test_cancel_queued_in_session_leaves_running_and_other_sessions(db):
+    mine, other = await add_session(db), await add_session(db)
+    queued = await add_job(db, session_id=mine.id)
+    dispatched = await add_job(db, session_id=mine.id, dispatch_id=uuid.uuid4())
+    running = await add_job(db, session_id=mine.id, status=R)
+    elsewhere = await add_job(db, session_id=other.id)
+    changed = await JobRepository(db).cancel_queued_in_session(mine.id, "closed", 4001)
+    assert {j.id for j in changed} == {queued.id, dispatched.id}
+    assert all(j.status is C and j.reason_code == 4001 for j in changed)
+    assert await status_of(db, running.id) is R and await status_of(db, elsewhere.id) is Q
+
+
+async def test_transition_all_refuses_sources_the_table_does_not_allow(db):
+    with pytest.raises(ValueError):
+        await JobRepository(db)._transition_all(Job.id == "x", JobStatus.QUEUED, sources=frozenset({D}))
+
+
+async def test_backend_loads_counts_dispatches_and_live_executors(db):
+    group = uuid.uuid4()
+    await add_job(db, backend="b1")  # waiting
+    await add_job(db, backend="b1", dispatch_id=group)
+    await add_job(db, backend="b1", dispatch_id=group)  # same dispatch: counts once
+    await add_job(db, backend="b1", status=R, dispatch_id=uuid.uuid4())
+    await add_job(db, backend="b2", status=R, dispatch_id=uuid.uuid4())  # b2 has nothing waiting
+    await add_executor(db, backend="b1")
+    await add_executor(db, backend="b1", heartbeat_at=ago(600))  # lease ran out
+    loads = await JobRepository(db).backend_loads(lease_seconds=30)
+    b1 = [load for load in loads if load.backend == "b1"]
+    assert len(b1) == 1 and b1[0].in_flight == 2 and b1[0].live_executors == 1
+    assert "b2" not in {load.backend for load in loads}
+
+
+async def test_undispatched_ranks_per_owner_and_session_and_holds_instances(db):
+    jobs = JobRepository(db)
+    a1 = await add_job(db, backend="b", instance_id="ia", created_at=ago(30))
+    a2 = await add_job(db, backend="b", instance_id="ia", created_at=ago(20))
+    a3 = await add_job(db, backend="b", instance_id="ia", created_at=ago(10), priority=5)
+    b1 = await add_job(db, backend="b", instance_id="ib", created_at=ago(5))
+    await add_job(db, backend="b", instance_id="ia", dispatch_id=uuid.uuid4())  # already dispatched
+    await add_job(db, backend="other", instance_id="ia")
+    rows = await jobs.undispatched("b", per_owner_and_session=2)
+    assert {r.id for r in rows} == {a3.id, a1.id, b1.id}  # ia's first two by priority, then age
+    assert {r.id for r in await jobs.undispatched("b", 5, held_instances=["ia"])} == {b1.id}
+    row = next(r for r in rows if r.id == b1.id)
+    assert row.instance_id == "ib" and row.total_shots == 100 and row.priority == 0
+    assert a2.id not in {r.id for r in rows}
+
+
+async def test_in_flight_sessions(db):
+    s1, s2, s3 = await add_session(db, backend="b"), await add_session(db, backend="b"), await add_session(db)
+    await add_job(db, backend="b", session_id=s1.id, status=R)
+    await add_job(db, backend="b", session_id=s2.id, dispatch_id=uuid.uuid4())
+    await add_job(db, backend="b", session_id=s3.id)  # queued, undispatched
+    assert await JobRepository(db).in_flight_sessions("b") == {s1.id, s2.id}
+
+
+async def test_usage_by_instance_counts_window_and_running_time(db):
+    await add_job(
+        db, instance_id="i1", status=D, started_at=ago(100), finished_at=ago(90), execution_seconds=7
+    )
+    await add_job(
+        db, instance_id="i1", status=D, started_at=ago(9000), finished_at=ago(8000), execution_seconds=50
+    )
+    await add_job(db, instance_id="i2", status=R, started_at=ago(60))
+    await add_job(db, instance_id="i3")  # never started
+    usage = await JobRepository(db).usage_by_instance(window_seconds=3600)
+    assert usage["i1"] == 7
+    assert usage["i2"] == pytest.approx(60, abs=5)
+    assert "i3" not in usage
+
+
+async def test_dispatched_unstarted_by_instance(db):
+    await add_job(db, backend="b", instance_id="i1", dispatch_id=uuid.uuid4())
+    await add_job(db, backend="b", instance_id="i1", dispatch_id=uuid.uuid4())
+    await add_job(db, backend="b", instance_id="i2")  # not dispatched
+    await add_job(db, backend="b", instance_id="i2", status=R, dispatch_id=uuid.uuid4())  # started
+    assert await JobRepository(db).dispatched_unstarted_by_instance("b") == {"i1": 2}
+
+
+async def test_mean_run_seconds(db):
+    jobs = JobRepository(db)
+    assert await jobs.mean_run_seconds("b") is None
+    await add_job(db, backend="b", status=D, execution_seconds=2.0, created_at=ago(30))
+    await add_job(db, backend="b", status=D, execution_seconds=4.0, created_at=ago(20))
+    await add_job(db, backend="b", status=D, execution_seconds=9.0, created_at=ago(10))
+    assert await jobs.mean_run_seconds("b") == pytest.approx(5.0)
+    assert await jobs.mean_run_seconds("b", sample=2) == pytest.approx(6.5)
+
+
+async def test_mark_dispatched_takes_only_queued_undispatched_jobs(db):
+    jobs = JobRepository(db)
+    free = await add_job(db)
+    taken = await add_job(db, dispatch_id=uuid.uuid4())
+    running = await add_job(db, status=R)
+    dispatch = uuid.uuid4()
+    assert await jobs.mark_dispatched([free.id, taken.id, running.id], dispatch) == [free.id]
+    fresh = await jobs.get(free.id)
+    assert fresh.dispatch_id == dispatch and fresh.dispatched_at is not None and fresh.status is Q
+    assert await jobs.mark_dispatched([free.id], uuid.uuid4()) == []  # a second dispatch loses
+
+
+async def test_orphaned_running_and_requeue(db):
+    jobs = JobRepository(db)
+    live = await add_executor(db)
+    dead = await add_executor(db, heartbeat_at=ago(600))
+    await add_job(db, status=R, executor_id=live.id)
+    orphan = await add_job(db, status=R, executor_id=dead.id, dispatch_id=uuid.uuid4())
+    found = await jobs.orphaned_running(lease_seconds=30)
+    assert [j.id for j in found] == [orphan.id]
+    assert [j.id for j in await jobs.orphaned_running(lease_seconds=30, lock=False)] == [orphan.id]
+    requeued = await jobs.requeue(found[0])
+    assert requeued is not None and requeued.status is Q
+    assert requeued.dispatch_id is None and requeued.executor_id is None
+    # Requeued once: the same (stale) row no longer matches RUNNING on that executor.
+    assert await jobs.requeue(found[0]) is None
+
+
+async def test_fail_only_from_the_state_read(db):
+    jobs = JobRepository(db)
+    job = await add_job(db)
+    failed = await jobs.fail(job, "bad", 5203)
+    assert failed is not None and failed.status is E and failed.reason_code == 5203
+    done = await add_job(db, status=D)
+    assert await jobs.fail(done, "late", 5203) is None
+    assert await status_of(db, done.id) is D
+
+
+async def test_claim_takes_the_dispatch_and_counts_attempts(db):
+    jobs = JobRepository(db)
+    dispatch = uuid.uuid4()
+    first = await add_job(db, dispatch_id=dispatch)
+    second = await add_job(db, dispatch_id=dispatch)
+    stale = await add_job(db, dispatch_id=uuid.uuid4())
+    cancelled = await add_job(db, status=C, dispatch_id=dispatch)
+    claimed = await jobs.claim([second.id, first.id, stale.id, cancelled.id], dispatch, "ex-1", False)
+    assert [j.id for j in claimed] == [second.id, first.id]
+    assert all(j.status is R and j.executor_id == "ex-1" and j.attempts == 1 for j in claimed)
+    started = claimed[0].started_at
+    # Not redelivered: RUNNING jobs are not taken over.
+    assert await jobs.claim([first.id], dispatch, "ex-2", False) == []
+    # Redelivered: the new executor takes over, the first start time stays.
+    again = await jobs.claim([second.id], dispatch, "ex-2", True)
+    assert again[0].executor_id == "ex-2" and again[0].attempts == 2 and again[0].started_at == started
+
+
+async def test_running_here(db):
+    mine = await add_job(db, status=R, executor_id="ex-1")
+    other = await add_job(db, status=R, executor_id="ex-2")
+    finished = await add_job(db, status=C, executor_id="ex-1")
+    assert await JobRepository(db).running_here([mine.id, other.id, finished.id], "ex-1") == {mine.id}
+
+
+async def test_complete_only_by_the_holding_executor(db):
+    jobs = JobRepository(db)
+    job = await add_job(db, status=R, executor_id="ex-1")
+    assert await jobs.complete(job.id, "ex-2", D, 1.0) is None
+    assert await status_of(db, job.id) is R
+    done = await jobs.complete(job.id, "ex-1", D, 1.5)
+    assert done is not None and done.status is D and done.execution_seconds == 1.5
+    assert await jobs.complete(job.id, "ex-1", E, 2.0, "late", 5204) is None
+    failing = await add_job(db, status=R, executor_id="ex-1")
+    failed = await jobs.complete(failing.id, "ex-1", E, 0.5, "boom", 5204)
+    assert failed.status is E and failed.reason == "boom" and failed.reason_code == 5204
+
+
+async def test_time_out(db):
+    jobs = JobRepository(db)
+    job = await add_job(db, status=R, executor_id="ex-1")
+    assert await jobs.time_out(job.id, "ex-2", "too long", 9.0) is None
+    timed_out = await jobs.time_out(job.id, "ex-1", "too long", 9.0)
+    assert timed_out.status is C and timed_out.reason_code == int(ErrorCode.RAN_TOO_LONG)
+    assert timed_out.execution_seconds == 9.0
+    assert await jobs.time_out(job.id, "ex-1", "again", 9.0) is None

@@ -1,0 +1,30 @@
+"""Advisory locks: one relay per transaction, one scheduler leader per connection."""
+
+import asyncpg
+
+from shared.db.engine import asyncpg_dsn
+from shared.db.repositories.locks import try_leader_lock, try_relay_lock
+
+
+async def test_relay_lock_is_held_until_the_transaction_ends(db, db_engine):
+    assert await try_relay_lock(db) is True
+    assert await try_relay_lock(db) is True  # re-entrant within the holder's transaction
+    async with db_engine.connect() as other:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        async with AsyncSession(bind=other) as rival:
+            assert await try_relay_lock(rival) is False
+
+
+async def test_leader_lock_belongs_to_one_connection(db_engine):
+    dsn = asyncpg_dsn(db_engine.url.render_as_string(hide_password=False))
+    leader, rival = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        assert await try_leader_lock(leader) is True
+        assert await try_leader_lock(rival) is False
+        await leader.close()  # a dead leader's lock vanishes with its connection
+        assert await try_leader_lock(rival) is True
+    finally:
+        await rival.close()
+        if not leader.is_closed():
+            await leader.close()

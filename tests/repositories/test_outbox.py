@@ -1,0 +1,64 @@
+"""OutboxRepository: rows written with the change they announce, one NOTIFY per transaction."""
+
+from sqlalchemy import func, select, update
+
+from shared.db.models import OutboxMessage
+from shared.db.repositories.outbox import OutboxRepository
+from shared.events.document import Event
+from shared.messaging.messages import JobSubmitted
+from tests.inprocess import ago
+
+
+async def unsent(db):
+    return list(await db.scalars(select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))))
+
+
+async def test_add_and_add_event_write_rows(db):
+    outbox = OutboxRepository(db)
+    message = JobSubmitted(job_id="j1", backend="aer_simulator")
+    await outbox.add("commands", "scheduler", message, priority=3)
+    event = Event(
+        type="job.state_changed", job_id="j1", backend="aer_simulator", state="queued", status="Queued"
+    )
+    await outbox.add_event("events", "job.j1", event)
+    await outbox.add_event("tenant-events", "job.j1", event)
+    await db.flush()
+    rows = await unsent(db)
+    assert [(r.exchange, r.routing_key) for r in rows] == [
+        ("commands", "scheduler"),
+        ("events", "job.j1"),
+        ("tenant-events", "job.j1"),
+    ]
+    assert rows[0].message_id == message.message_id and rows[0].priority == 3
+    assert rows[0].body["job_id"] == "j1"
+    # Two copies of one event: two message ids, one event id.
+    assert rows[1].message_id != rows[2].message_id
+    assert rows[1].body["event_id"] == rows[2].body["event_id"] == str(event.event_id)
+
+
+async def test_lock_unsent_mark_sent_and_prune(db):
+    outbox = OutboxRepository(db)
+    for n in range(3):
+        await outbox.add("commands", f"k{n}", JobSubmitted(job_id=f"j{n}", backend="b"))
+    await db.flush()
+    locked = await outbox.lock_unsent(limit=2)
+    assert [m.routing_key for m in locked] == ["k0", "k1"]
+    await outbox.mark_sent([locked[0].id])
+    assert [m.routing_key for m in await outbox.lock_unsent(limit=10)] == ["k1", "k2"]
+    # Sent long ago: pruned; sent just now or never sent: kept.
+    await outbox.mark_sent([locked[1].id])
+    await db.execute(update(OutboxMessage).where(OutboxMessage.id == locked[0].id).values(sent_at=ago(7200)))
+    assert await outbox.delete_sent_before(3600) == 1
+    remaining = await db.scalar(select(func.count()).select_from(OutboxMessage))
+    assert remaining == 2
+    assert await outbox.delete_sent_before(3600) == 0
+
+
+async def test_one_notify_per_transaction(db):
+    outbox = OutboxRepository(db)
+    await outbox.add("commands", "a", JobSubmitted(job_id="a", backend="b"))
+    marker = db.info["outbox_notified_in"]
+    await outbox.add("commands", "b", JobSubmitted(job_id="b", backend="b"))
+    assert db.info["outbox_notified_in"] is marker
+    # Still within the one transaction: the rows are there, the NOTIFY waits for commit.
+    assert len(await unsent(db)) == 2

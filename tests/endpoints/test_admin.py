@@ -38,7 +38,7 @@ async def test_users_and_keys(client, people):
     revoked = await client.delete(f"/api/v1/admin/keys/{key.json()['id']}", headers=h)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert (await client.delete(f"/api/v1/admin/keys/{key.json()['id']}", headers=h)).status_code == 200
-    refused(await client.get("/api/v1/jobs", headers=as_erin), 401, 3200, "revoked")
+    refused(await client.get("/api/v1/jobs", headers=as_erin), 401, 3201, "revoked")
     refused(await client.delete("/api/v1/admin/keys/nokey", headers=h), 404, 3404)
 
 

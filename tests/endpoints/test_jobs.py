@@ -143,7 +143,7 @@ async def test_authentication_refusals(client, people):
     refused(await client.post("/api/v1/jobs", json=job), 401, 3200, "Authorization")
     refused(await client.post("/api/v1/jobs", json=job, headers={"Authorization": "Basic abc"}), 401, 3200)
     refused(
-        await client.post("/api/v1/jobs", json=job, headers={"Authorization": "apikey qrt_x_y"}), 401, 3200
+        await client.post("/api/v1/jobs", json=job, headers={"Authorization": "apikey qrt_x_y"}), 401, 3201
     )
     refused(
         await client.post("/api/v1/jobs", json=job, headers={"Authorization": "Bearer not.a.jwt"}), 401, 3200

@@ -3,7 +3,7 @@
 import asyncpg
 
 from shared.db.engine import asyncpg_dsn
-from shared.db.repositories.locks import try_leader_lock, try_relay_lock
+from shared.db.repositories.locks import leader_present, try_leader_lock, try_relay_lock
 
 
 async def test_relay_lock_is_held_until_the_transaction_ends(db, db_engine):
@@ -16,13 +16,16 @@ async def test_relay_lock_is_held_until_the_transaction_ends(db, db_engine):
             assert await try_relay_lock(rival) is False
 
 
-async def test_leader_lock_belongs_to_one_connection(db_engine):
+async def test_leader_lock_belongs_to_one_connection(db, db_engine):
     dsn = asyncpg_dsn(db_engine.url.render_as_string(hide_password=False))
     leader, rival = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
+        assert await leader_present(db) is False
         assert await try_leader_lock(leader) is True
+        assert await leader_present(db) is True  # seen from any other connection
         assert await try_leader_lock(rival) is False
         await leader.close()  # a dead leader's lock vanishes with its connection
+        assert await leader_present(db) is False
         assert await try_leader_lock(rival) is True
     finally:
         await rival.close()

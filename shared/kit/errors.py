@@ -18,9 +18,15 @@ class ErrorCode(IntEnum):
     MALFORMED_CIRCUIT = 1201
     PAYLOAD_TOO_LARGE = 1202
     TOO_MANY_CIRCUITS = 1203
+    # Parsing the circuits ran over its time or memory budget.
+    PARSE_BUDGET_EXCEEDED = 1204
     MAX_CONCURRENT_JOBS = 1012
+    # Too many open event streams for one user (429).
+    TOO_MANY_STREAMS = 1013
     UNAUTHORIZED = 3200
     INVALID_API_KEY = 3201
+    # Too many failed authentications from an address or for a key id (429 with Retry-After).
+    AUTH_THROTTLED = 3202
     ACCESS_NOT_ALLOWED = 3207
     NOT_FOUND = 3404
     DEPLOYMENT_NOT_FOUND = 3405

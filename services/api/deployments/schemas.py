@@ -3,14 +3,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.api.boundary import INT32_MAX, SafeText
+
 
 class ProgramCreate(BaseModel):
     quantum_circuit: str = Field(min_length=1)
-    assembler_language: str = Field(min_length=1, max_length=32, description="QASM2, QASM3 or QPY (base64)")
+    assembler_language: SafeText = Field(
+        min_length=1, max_length=32, description="QASM2, QASM3 or QPY (base64)"
+    )
 
 
 class DeploymentCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: SafeText = Field(min_length=1, max_length=255)
     programs: list[ProgramCreate] = Field(min_length=1)
 
 
@@ -45,11 +49,11 @@ class DeploymentList(BaseModel):
 
 
 class DeploymentRun(BaseModel):
-    device: str = Field(min_length=1, max_length=128)
-    shots: int = 4096
+    device: SafeText = Field(min_length=1, max_length=128)
+    shots: int = Field(default=4096, ge=1, le=INT32_MAX)
     type: Literal["RUNNER", "SAMPLER", "ESTIMATOR"] = "RUNNER"
-    name: str | None = Field(default=None, max_length=255)
-    session_id: str | None = Field(default=None, max_length=64)
+    name: SafeText | None = Field(default=None, max_length=255)
+    session_id: SafeText | None = Field(default=None, max_length=64)
     priority: int = Field(default=0, ge=-10, le=10)
     # ESTIMATOR: one observable for every program, or a list with one per program. An observable is a
     # Pauli string ("ZZ") or a {pauli: coefficient} object.

@@ -1,21 +1,21 @@
 """Server-Sent Events: a job's or a session's events as they happen, resumable with Last-Event-ID.
 
 The stream reads the event log (written in the same transaction as every state change), so a
-reconnect replays exactly what was missed, and it ends once the object reached a final state."""
+reconnect replays exactly what was missed, and it ends once the object reached a final state or
+after a quiet spell. Streams wait on the process's EventHub, never on a poll of their own."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.events.hub import EventHub, StreamSlot
 from shared.db.engine import unit_of_work
 from shared.db.models import EventRecord
 from shared.db.repositories.events import EventRepository
-from shared.messaging.relay import ChangeFeed
 
 KEEPALIVE_SECONDS = 15.0
-# A safety net under the change feed (a missed NOTIFY only delays an event by this much).
-POLL_SECONDS = 1.0
 
 
 def sse_frame(record: EventRecord) -> str:
@@ -32,29 +32,42 @@ def _is_final(record: EventRecord, kind: str) -> bool:
 
 async def stream(
     sessions: async_sessionmaker[AsyncSession],
-    changes: ChangeFeed,
+    hub: EventHub,
+    slot: StreamSlot,
     kind: str,
     object_id: str,
     after: int,
+    idle_timeout: float,
 ) -> AsyncIterator[str]:
-    """Frames for `kind` ("job" or "session") `object_id` with event ids above `after`, until final."""
-    idle = 0.0
-    # Tells the client how long to wait before reconnecting.
-    yield "retry: 1000\n\n"
-    while True:
-        async with unit_of_work(sessions) as session:
-            repo = EventRepository(session)
-            records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
-        for record in records:
-            after = record.id
-            yield sse_frame(record)
-            if _is_final(record, kind):
+    """Frames for `kind` ("job" or "session") `object_id` with event ids above `after`, until final
+    or until nothing happened for `idle_timeout` seconds (the client reconnects with Last-Event-ID)."""
+    wake = hub.watch(kind, object_id)
+    try:
+        # Tells the client how long to wait before reconnecting.
+        yield "retry: 1000\n\n"
+        quiet = 0.0
+        while True:
+            wake.clear()
+            async with unit_of_work(sessions) as session:
+                repo = EventRepository(session)
+                records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
+            for record in records:
+                after = record.id
+                yield sse_frame(record)
+                if _is_final(record, kind):
+                    return
+            if records:
+                quiet = 0.0
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=min(KEEPALIVE_SECONDS, idle_timeout))
+                continue
+            except TimeoutError:
+                quiet += min(KEEPALIVE_SECONDS, idle_timeout)
+            if quiet >= idle_timeout:
+                yield ": idle, closing; reconnect with Last-Event-ID to resume\n\n"
                 return
-        if records:
-            idle = 0.0
-            continue
-        await changes.wait(POLL_SECONDS)
-        idle += POLL_SECONDS
-        if idle >= KEEPALIVE_SECONDS:
-            idle = 0.0
             yield ": keep-alive\n\n"
+    finally:
+        hub.unwatch(kind, object_id, wake)
+        slot.release()

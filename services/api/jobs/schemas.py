@@ -5,19 +5,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.api.boundary import SafeText, Tags
+
 
 class JobCreate(BaseModel):
     # The client also sends fields qruntime has no use for (runtime, private, calibration_id, ...).
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
 
-    program_id: str = Field(min_length=1, max_length=64)
-    backend: str = Field(min_length=1, max_length=128)
+    program_id: SafeText = Field(min_length=1, max_length=64)
+    backend: SafeText = Field(min_length=1, max_length=128)
     params: Any = None
-    session_id: str | None = Field(default=None, max_length=64)
-    tags: list[str] | None = Field(default=None, max_length=64)
+    session_id: SafeText | None = Field(default=None, max_length=64)
+    tags: Tags | None = None
     # The client's `max_execution_time` arrives as `cost` (seconds).
     cost: int | None = Field(default=None, gt=0, le=2**31 - 1)
-    log_level: str | None = Field(default=None, max_length=16)
+    log_level: SafeText | None = Field(default=None, max_length=16)
     priority: int = Field(default=0, ge=-10, le=10)
 
 
@@ -71,7 +73,7 @@ class JobList(BaseModel):
 
 
 class JobTags(BaseModel):
-    tags: list[str] = Field(max_length=64)
+    tags: Tags
 
 
 class JobTimestamps(BaseModel):

@@ -3,9 +3,12 @@
 import json
 from dataclasses import replace
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.boundary import describe_validation
 from services.api.ids import is_wellformed_id, new_id
+from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
 from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
@@ -38,24 +41,49 @@ def new_job_id() -> str:
     return new_id()
 
 
+def find_backend(catalog: dict[str, BackendInfo], name: str) -> BackendInfo:
+    backend = catalog.get(name)
+    if backend is None:
+        raise InvalidInput(
+            ErrorCode.BACKEND_NOT_FOUND,
+            f"Backend '{name}' is not served here; available: {', '.join(catalog)}.",
+        )
+    return backend
+
+
+def prepare_submission(
+    body: bytes, catalog: dict[str, BackendInfo], limits: Limits
+) -> tuple[JobCreate, NormalizedParams]:
+    """Decode, validate and normalise a submission (runs in a parse worker, see ParsePool)."""
+    raw = decode_body(body, limits.max_decoded_bytes, limits.anywhere())
+    if not isinstance(raw, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
+    try:
+        request = JobCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, describe_validation(exc)) from exc
+    params = normalize(request.program_id, request.params, find_backend(catalog, request.backend), limits)
+    # The decoded circuits stay here: only the normalised (encoded) params travel back.
+    return request.model_copy(update={"params": None}), params
+
+
 class JobService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: dict[str, BackendInfo],
         limits: Limits,
+        pool: ParsePool,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.limits = limits
+        self.pool = pool
 
     async def submit(self, body: bytes, principal: Principal) -> JobCreated:
-        raw = decode_body(body, self.limits.max_decoded_bytes)
-        if not isinstance(raw, dict):
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
-        request = JobCreate.model_validate(raw)
+        # Decoding and parsing the circuits is the sender's CPU and memory, spent in a worker process.
+        request, params = await self.pool.run(prepare_submission, body, self.catalog, self.limits)
         backend = self.backend(request.backend)
-        params = normalize(request.program_id, request.params, backend, self.limits)
         job = await self.enqueue(
             principal,
             program_id=request.program_id,
@@ -70,13 +98,7 @@ class JobService:
         return JobCreated(id=job.id, backend=job.backend)
 
     def backend(self, name: str) -> BackendInfo:
-        backend = self.catalog.get(name)
-        if backend is None:
-            raise InvalidInput(
-                ErrorCode.BACKEND_NOT_FOUND,
-                f"Backend '{name}' is not served here; available: {', '.join(self.catalog)}.",
-            )
-        return backend
+        return find_backend(self.catalog, name)
 
     async def enqueue(
         self,

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from services.api.auth import CurrentPrincipal
+from services.api.boundary import INT32_MAX
 from services.api.dependencies import runtime_session_service
 from shared.db.repositories.sessions import SessionFilter
 from shared.sessions.states import SessionMode, SessionState
@@ -28,7 +29,7 @@ async def list_sessions(
     state: SessionState | None = None,
     accepting_jobs: bool | None = None,
     limit: int = Query(default=10, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> SessionList:
     where = SessionFilter(backend=backend, mode=mode, state=state, accepting_jobs=accepting_jobs)
     return await sessions.search(where, limit, offset, principal)

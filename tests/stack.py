@@ -241,7 +241,7 @@ class Stack:
         self.start_api()
         self.wait_for_executors(len(self.backends))
 
-    def wait_for_api(self, require_ready: bool = True, timeout: float = 60) -> None:
+    def wait_for_api(self, require_ready: bool = True, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         path = "/readyz" if require_ready else "/healthz"
         while time.monotonic() < deadline:

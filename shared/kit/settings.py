@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         updates = {
             name: SecretStr(secrets.token_urlsafe(48))
             for name in ("jwt_secret", "secrets_key")
-            if getattr(self, name) is None
+            if getattr(self, name) is None or not getattr(self, name).get_secret_value()
         }
         if updates:
             logging.getLogger(__name__).warning(

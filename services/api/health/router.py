@@ -16,7 +16,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
-    checks = {"database": False, "broker": ctx.relay.broker_connected}
+    # Parsers: a worker process is warm (each imports qiskit when it starts).
+    checks = {"database": False, "broker": ctx.relay.broker_connected, "parsers": ctx.jobs.pool.warmed > 0}
     try:
         async with ctx.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

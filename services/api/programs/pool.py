@@ -11,6 +11,7 @@ message naming the limit. Refusals raised inside a worker travel back as the sam
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -25,7 +26,9 @@ from shared.kit.errors import ErrorCode, QRuntimeError
 
 log = logging.getLogger(__name__)
 
-_CONTEXT = multiprocessing.get_context("spawn")
+# Workers fork from a single-threaded fork server that imported qiskit once (its preload): a
+# replacement for a killed worker is ready in milliseconds, and the workers share those pages.
+_CONTEXT = multiprocessing.get_context("forkserver")
 
 
 class ParseBudgetExceeded(QRuntimeError):
@@ -41,11 +44,13 @@ def _vm_bytes() -> int:
     return 0
 
 
-def _worker_main(conn: Connection, memory_bytes: int) -> None:  # pragma: no cover - runs in a child
-    import qiskit.qpy  # noqa: F401  (warm: the first request pays no import)
-    import qiskit_ibm_runtime  # noqa: F401
+# Imported by each worker before it serves, so the first request pays no import.
+WARM_MODULES = ("services.api.jobs.service", "services.api.deployments.service")
 
-    import services.api.programs.validation  # noqa: F401
+
+def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> None:  # pragma: no cover
+    for module in warm:  # already there when the fork server preloaded them
+        importlib.import_module(module)
 
     # Nothing a request names can be found relative to here.
     os.chdir(tempfile.mkdtemp(prefix="qruntime-parse-"))
@@ -71,10 +76,10 @@ def _worker_main(conn: Connection, memory_bytes: int) -> None:  # pragma: no cov
 
 
 class _Worker:
-    def __init__(self, memory_bytes: int) -> None:
+    def __init__(self, memory_bytes: int, warm: tuple[str, ...]) -> None:
         self.conn, child = _CONTEXT.Pipe()
         self.process: BaseProcess = _CONTEXT.Process(
-            target=_worker_main, args=(child, memory_bytes), daemon=True, name="qruntime-parse"
+            target=_worker_main, args=(child, memory_bytes, warm), daemon=True, name="qruntime-parse"
         )
         self.process.start()
         child.close()
@@ -101,18 +106,23 @@ class _Worker:
 class ParsePool:
     """`await pool.run(function, *args)` runs a module-level function in a worker process."""
 
-    def __init__(self, workers: int, timeout_seconds: float, memory_mb: int) -> None:
+    def __init__(
+        self, workers: int, timeout_seconds: float, memory_mb: int, warm: tuple[str, ...] = WARM_MODULES
+    ) -> None:
+        self.warm = warm
         self.size = workers
         self.timeout = timeout_seconds
         self.memory_mb = memory_mb
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
         self._closed = False
+        self.warmed = 0  # workers that became ready so far
         self._starting: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
-        """Start the workers in the background (importing qiskit takes seconds); a request that
-        comes earlier waits for the first warm worker."""
+        """Start the workers in the background (the fork server imports qiskit first, which takes
+        seconds); a request that comes earlier waits for the first warm worker."""
+        _CONTEXT.set_forkserver_preload(list(self.warm))
         for _ in range(self.size):
             self._spawn()
 
@@ -128,7 +138,7 @@ class ParsePool:
         """Start a worker and make it available once it is warm (a replacement starts in the
         background while the other workers serve)."""
         for attempt in range(5):
-            worker = _Worker(self.memory_mb * 1024 * 1024)
+            worker = _Worker(self.memory_mb * 1024 * 1024, self.warm)
             self._all.add(worker)
             try:
                 await asyncio.to_thread(worker.wait_ready)
@@ -141,6 +151,7 @@ class ParsePool:
             if self._closed:
                 worker.kill()
                 return
+            self.warmed += 1
             self._idle.put_nowait(worker)
             return
 

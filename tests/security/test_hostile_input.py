@@ -391,27 +391,33 @@ def test_no_constant_development_secret_is_accepted(hostile: Stack) -> None:
     )
 
 
-def test_bootstrap_keeps_random_secrets_in_the_development_env_file(hostile: Stack, tmp_path: Path) -> None:
+def test_bootstrap_keeps_random_secrets_in_the_development_env_file(
+    hostile: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.cli.admin import keep_development_secrets
+    from shared.kit.settings import Settings
+
     env = {k: v for k, v in hostile.env.items() if k not in ("QRUNTIME_JWT_SECRET", "QRUNTIME_SECRETS_KEY")}
-    secrets_of = []
-    for directory in (tmp_path / "a", tmp_path / "b"):
-        directory.mkdir()
-        for _ in range(2):  # a second run keeps what the first generated
-            subprocess.run(
-                [sys.executable, "-m", "services.cli", "admin", "bootstrap"],
-                cwd=directory,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        text = (directory / ".qruntime-dev.env").read_text()
-        values = dict(line.split("=", 1) for line in text.splitlines())
-        assert len(values["QRUNTIME_JWT_SECRET"]) >= 32 and len(values["QRUNTIME_SECRETS_KEY"]) >= 32
-        assert text.count("QRUNTIME_JWT_SECRET=") == 1
-        assert (directory / ".qruntime-dev.env").stat().st_mode & 0o077 == 0
-        secrets_of.append(values["QRUNTIME_JWT_SECRET"])
-    assert secrets_of[0] != secrets_of[1]
+    for _ in range(2):  # `make run` twice: the second run keeps what the first generated
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "admin", "bootstrap"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    text = (tmp_path / ".qruntime-dev.env").read_text()
+    values = dict(line.split("=", 1) for line in text.splitlines())
+    assert len(values["QRUNTIME_JWT_SECRET"]) >= 32 and len(values["QRUNTIME_SECRETS_KEY"]) >= 32
+    assert text.count("QRUNTIME_JWT_SECRET=") == 1 and "QRUNTIME_DEV_API_KEY=qrt_" in text
+    assert (tmp_path / ".qruntime-dev.env").stat().st_mode & 0o077 == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    keep_development_secrets(Settings(_env_file=None, jwt_secret=None, secrets_key=None))
+    other = dict(line.split("=", 1) for line in (elsewhere / ".qruntime-dev.env").read_text().splitlines())
+    assert other["QRUNTIME_JWT_SECRET"] != values["QRUNTIME_JWT_SECRET"]
 
 
 # --- 7. authentication failures, headers, values accepted but wrong ------------------------

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.executor.worker import JobRun, Outcome, SimulationWorker
 from shared.db.engine import unit_of_work
-from shared.db.models import Executor, Job
+from shared.db.models import Job
+from shared.db.repositories.executors import ExecutorRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed, jobs_changed
@@ -244,15 +244,13 @@ class ExecutorService:
 
     async def _register(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            session.add(
-                Executor(id=self.id, backend=self.backend, hostname=socket.gethostname(), pid=os.getpid())
+            await ExecutorRepository(session).register(
+                self.id, self.backend, socket.gethostname(), os.getpid()
             )
 
     async def _deregister(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            await session.execute(
-                update(Executor).where(Executor.id == self.id).values(stopped_at=func.now())
-            )
+            await ExecutorRepository(session).deregister(self.id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -260,8 +258,6 @@ class ExecutorService:
             started = time.monotonic()
             try:
                 async with unit_of_work(self.sessions) as session:
-                    await session.execute(
-                        update(Executor).where(Executor.id == self.id).values(heartbeat_at=func.now())
-                    )
+                    await ExecutorRepository(session).heartbeat(self.id)
             except Exception as exc:
                 log.warning("heartbeat failed after %.1fs: %s", time.monotonic() - started, exc)

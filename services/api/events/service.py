@@ -14,6 +14,7 @@ from services.api.events.hub import EventHub, StreamSlot
 from shared.db.engine import unit_of_work
 from shared.db.models import EventRecord
 from shared.db.repositories.events import EventRepository
+from shared.events.document import Event
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -21,13 +22,6 @@ KEEPALIVE_SECONDS = 15.0
 def sse_frame(record: EventRecord) -> str:
     data = json.dumps(record.body, separators=(",", ":"))
     return f"id: {record.id}\nevent: {record.body.get('type', 'message')}\ndata: {data}\n\n"
-
-
-def _is_final(record: EventRecord, kind: str) -> bool:
-    body = record.body
-    if kind == "job":
-        return body.get("type") == "job.state_changed" and body.get("state") in ("done", "error", "cancelled")
-    return body.get("type") == "session.state_changed" and body.get("state") == "closed"
 
 
 async def stream(
@@ -54,7 +48,7 @@ async def stream(
             for record in records:
                 after = record.id
                 yield sse_frame(record)
-                if _is_final(record, kind):
+                if Event.model_validate(record.body).is_final:
                     return
             if records:
                 quiet = 0.0

@@ -1,8 +1,8 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from services.api.dependencies import context
+from shared.db.repositories.probes import database_answers
 
 router = APIRouter(tags=["health"])
 
@@ -16,14 +16,12 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
-    # Parsers: a worker process is warm (each imports qiskit when it starts).
-    checks = {"database": False, "broker": ctx.relay.broker_connected, "parsers": ctx.jobs.pool.warmed > 0}
-    try:
-        async with ctx.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = True
-    except Exception:
-        checks["database"] = False
+    checks = {
+        "database": await database_answers(ctx.engine),
+        "broker": ctx.relay.broker_connected,
+        # A circuit parser is warm (the parse workers' fork server imports qiskit when it starts).
+        "parsers": ctx.jobs.pool.warmed > 0,
+    }
     ready = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503

@@ -28,7 +28,7 @@ from services.api.programs.bounds import (
     check_qpy_header,
 )
 from shared.backends.catalog import BackendInfo
-from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
@@ -86,14 +86,14 @@ def decode_body(body: bytes, max_decoded_bytes: int, width: WidthLimit | None = 
             raise
         except Exception as exc:
             raise InvalidInput(
-                ErrorCode.MALFORMED_CIRCUIT, f"Could not decode a value of type {kind}: {_short(exc)}"
+                ErrorCode.MALFORMED_CIRCUIT, f"Could not decode a value of type {kind}: {short_message(exc)}"
             ) from exc
 
     try:
         return json.loads(body, object_hook=hook, parse_constant=_refuse_constant)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number too long to convert
         raise InvalidInput(
-            ErrorCode.INVALID_REQUEST, f"The request body is not valid JSON: {_short(exc, 200)}"
+            ErrorCode.INVALID_REQUEST, f"The request body is not valid JSON: {short_message(exc, 200)}"
         ) from exc
     except RecursionError as exc:
         raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body is nested too deeply.") from exc
@@ -159,7 +159,7 @@ def parse_circuit(value: Any, where: str, width: WidthLimit) -> QuantumCircuit:
         version = "3" if head.startswith("OPENQASM 3") else "2"
         raise InvalidInput(
             ErrorCode.MALFORMED_CIRCUIT,
-            f"{where}: the OpenQASM {version} program does not parse: {_short(exc)}",
+            f"{where}: the OpenQASM {version} program does not parse: {short_message(exc)}",
         ) from exc
     raise InvalidInput(
         ErrorCode.MALFORMED_CIRCUIT,
@@ -195,15 +195,17 @@ def _number(value: int) -> str:
     return str(value) if abs(value) < 10**30 else ("-" if value < 0 else "") + "a number of over 30 digits"
 
 
-def _short(exc: BaseException | str, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _show(value: Any) -> str:
+    if isinstance(value, int):
+        return _number(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _positive_int(value: Any, what: str, limits: Limits) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(
-            ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} must be a whole number, not {_short(repr(value), 40)}."
+            ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} must be a whole number, not {_show(value)}."
         )
     if not 1 <= value <= limits.max_shots:
         raise InvalidInput(
@@ -236,7 +238,7 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
         try:
             coerced = SamplerPub.coerce((circuit, values, shots))
         except Exception as exc:
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {short_message(exc)}") from exc
         total_shots += shots * max(1, coerced.parameter_values.size)
         normalized_pubs.append([circuit, values, shots])
 
@@ -251,7 +253,7 @@ def _positive_precision(value: Any, what: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidInput(
-            ErrorCode.INVALID_REQUEST, f"{what} must be a positive number, not {_short(repr(value), 40)}."
+            ErrorCode.INVALID_REQUEST, f"{what} must be a positive number, not {_show(value)}."
         )
     try:
         number = float(value)
@@ -300,7 +302,7 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
         try:
             coerced = EstimatorPub.coerce((circuit, items[1], values, precision), default_precision)
         except Exception as exc:
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {short_message(exc)}") from exc
         evaluations += max(1, math.prod(coerced.shape))
         normalized_pubs.append([circuit, items[1], values, precision])
     normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
@@ -324,10 +326,10 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
         model = ParamsModel.model_validate(params)
         circuits = model.quantum_program.circuits.to_python()
     except ValidationError as exc:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"executor params: {_short(exc)}") from exc
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"executor params: {short_message(exc)}") from exc
     except Exception as exc:
         raise InvalidInput(
-            ErrorCode.MALFORMED_CIRCUIT, f"executor circuits do not load: {_short(exc)}"
+            ErrorCode.MALFORMED_CIRCUIT, f"executor circuits do not load: {short_message(exc)}"
         ) from exc
     program = model.quantum_program
     if len(program.items) > limits.max_circuits:

@@ -16,7 +16,11 @@ from shared.kit.errors import ErrorCode, InvalidInput
 # The only files a program may include: built into the parsers, never read from disk.
 STANDARD_INCLUDES = {"2": frozenset({"qelib1.inc"}), "3": frozenset({"stdgates.inc"})}
 
-_COMMENTS = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)", re.DOTALL)
+# OpenQASM 3 has line and block comments; OpenQASM 2 (as qiskit reads it) line comments only.
+_COMMENTS = {
+    "2": re.compile(r"//[^\n]*"),
+    "3": re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)", re.DOTALL),
+}
 _INCLUDE = re.compile(r"\binclude\b\s*(\"[^\"\n]*\"?|[^;\s]*)")
 # OpenQASM 2 and 3 (3 keeps qreg/creg as legacy syntax): the designator is whatever is in brackets.
 _LEGACY_REGISTER = re.compile(r"\b(qreg|creg)\s+[A-Za-z_]\w*\s*\[([^\]]*)\]")
@@ -50,7 +54,7 @@ def _size(designator: str, where: str) -> int:
 def check_program_text(text: str, version: str, limit: WidthLimit, where: str) -> None:
     """Refuse an OpenQASM program that includes a non-standard file or declares more qubits or
     classical bits than `limit` allows, before it is parsed."""
-    code = _COMMENTS.sub(" ", text)
+    code = _COMMENTS[version].sub(" ", text)
     allowed = STANDARD_INCLUDES[version]
     for match in _INCLUDE.finditer(code):
         name = match.group(1).strip('"')

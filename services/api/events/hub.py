@@ -75,6 +75,10 @@ class EventHub:
             repo = EventRepository(session)
             if self._cursor is None:
                 self._cursor = await repo.latest_id()
+                # Whatever committed before the cursor was set is looked for by every stream once.
+                for watchers in self._watchers.values():
+                    for event in watchers:
+                        event.set()
                 return False
             rows = await repo.owners_since(self._cursor, list(self._gaps), BATCH)
         now = time.monotonic()

@@ -40,24 +40,28 @@ async def stream(
         # Tells the client how long to wait before reconnecting.
         yield "retry: 1000\n\n"
         quiet = 0.0
+        look = True  # read the log now: at the start, after a wake-up, after a full page
         while True:
-            wake.clear()
-            async with unit_of_work(sessions) as session:
-                repo = EventRepository(session)
-                records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
-            for record in records:
-                after = record.id
-                yield sse_frame(record)
-                if Event.model_validate(record.body).is_final:
-                    return
-            if records:
-                quiet = 0.0
-                continue
+            if look:
+                wake.clear()
+                async with unit_of_work(sessions) as session:
+                    repo = EventRepository(session)
+                    records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
+                for record in records:
+                    after = record.id
+                    yield sse_frame(record)
+                    if Event.model_validate(record.body).is_final:
+                        return
+                if records:
+                    quiet = 0.0
+                    continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=min(KEEPALIVE_SECONDS, idle_timeout))
+                look = True
                 continue
             except TimeoutError:
                 quiet += min(KEEPALIVE_SECONDS, idle_timeout)
+                look = False  # nothing woke it: nothing new for it, no query
             if quiet >= idle_timeout:
                 yield ": idle, closing; reconnect with Last-Event-ID to resume\n\n"
                 return

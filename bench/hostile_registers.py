@@ -104,9 +104,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+async def attack_once(client: httpx.AsyncClient) -> int:
+    """The status of one attack request; 0 when the connection failed (counted, not fatal)."""
+    try:
+        return (await client.post("/api/v1/jobs", json=ATTACK)).status_code
+    except httpx.HTTPError as exc:
+        FAILURES.append(repr(exc))
+        return 0
+
+
+FAILURES: list[str] = []
+
+
 async def attack_burst(client: httpx.AsyncClient, size: int) -> list[int]:
-    responses = await asyncio.gather(*(client.post("/api/v1/jobs", json=ATTACK) for _ in range(size)))
-    return [r.status_code for r in responses]
+    return list(await asyncio.gather(*(attack_once(client) for _ in range(size))))
 
 
 async def attack_sustained(client: httpx.AsyncClient, clients: int, seconds: float) -> list[int]:
@@ -115,7 +126,7 @@ async def attack_sustained(client: httpx.AsyncClient, clients: int, seconds: flo
 
     async def one() -> None:
         while time.monotonic() < deadline:
-            statuses.append((await client.post("/api/v1/jobs", json=ATTACK)).status_code)
+            statuses.append(await attack_once(client))
 
     await asyncio.gather(*(one() for _ in range(clients)))
     return statuses
@@ -137,6 +148,7 @@ def main() -> None:
         stack.start_scheduler()
         stack.start_api()
         api_pid = stack.processes["api"].pid
+        print(f"stack logs: {stack.log_dir}", flush=True)
         headers = {
             name: {
                 "Authorization": f"Bearer {stack.token(name)}",

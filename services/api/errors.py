@@ -78,6 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Where it happened, never what it held: no exception text (it may quote a circuit or a value).
-        where = "".join(traceback.format_tb(exc.__traceback__))
+        where = "\n".join(
+            f"  {frame.filename}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(exc.__traceback__)
+        )
         log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.url.path, where)
         return error_response(QRuntimeError(ErrorCode.INTERNAL, "An internal error occurred.", 500))

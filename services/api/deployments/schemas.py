@@ -3,7 +3,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from services.api.boundary import INT32_MAX, SafeText
+from services.api.boundary import SafeText
 
 
 class ProgramCreate(BaseModel):
@@ -50,7 +50,8 @@ class DeploymentList(BaseModel):
 
 class DeploymentRun(BaseModel):
     device: SafeText = Field(min_length=1, max_length=128)
-    shots: int = Field(default=4096, ge=1, le=INT32_MAX)
+    # Range-checked by the service (code 6001, like a job's shots).
+    shots: int = 4096
     type: Literal["RUNNER", "SAMPLER", "ESTIMATOR"] = "RUNNER"
     name: SafeText | None = Field(default=None, max_length=255)
     session_id: SafeText | None = Field(default=None, max_length=64)

@@ -125,10 +125,11 @@ class DeploymentService:
             deployment = await self._get(repo, deployment_id, principal)
             programs = await repo.programs(deployment_id)
         backend = self.jobs.backend(body.device)
-        if body.shots > self.limits.max_shots:
+        if not 1 <= body.shots <= self.limits.max_shots:
+            shown = body.shots if abs(body.shots) < 10**30 else "a number of over 30 digits"
             raise InvalidInput(
                 ErrorCode.SHOTS_OUT_OF_RANGE,
-                f"shots is {body.shots}; it must be between 1 and {self.limits.max_shots}.",
+                f"shots is {shown}; it must be between 1 and {self.limits.max_shots}.",
             )
         sources = [(p.quantum_circuit, p.assembler_language, p.position, p.id) for p in programs]
         params, program_id = await self.jobs.pool.run(

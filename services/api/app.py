@@ -12,6 +12,7 @@ from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
 from services.api.boundary import InputBoundary
+from services.api.console.router import install_console
 from services.api.dependencies import AppContext
 from services.api.deployments.router import router as deployments_router
 from services.api.deployments.service import DeploymentService
@@ -19,6 +20,8 @@ from services.api.errors import install_error_handlers
 from services.api.events.hub import EventHub, StreamSlots
 from services.api.events.router import public_router as events_public_router
 from services.api.events.router import router as events_router
+from services.api.experiments.router import router as experiments_router
+from services.api.experiments.service import ExperimentService
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
 from services.api.identity.throttle import AuthThrottle
@@ -58,6 +61,7 @@ def api_router() -> APIRouter:
     router.include_router(admin_router)
     router.include_router(sessions_router)
     router.include_router(events_router)
+    router.include_router(experiments_router)
     return router
 
 
@@ -102,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.auth_failures_per_key,
                 settings.auth_failure_window_seconds,
             ),
+            experiments=ExperimentService(sessions, catalog, limits, settings),
         )
         relay_task = asyncio.create_task(relay.run())
         hub_task = asyncio.create_task(hub.run())
@@ -134,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(metrics_router)
     app.include_router(events_public_router)
+    install_console(app)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     # Inside the size limit: the boundary reads bodies only as far as the limit lets them come.

@@ -82,14 +82,13 @@ class EventHub:
                 return False
             rows = await repo.owners_since(self._cursor, list(self._gaps), BATCH)
         now = time.monotonic()
-        for event_id, job_id, session_id in rows:
+        for event_id, job_id, session_id, sequence_id in rows:
             self._gaps.pop(event_id, None)
-            if job_id is not None:
-                self._wake("job", job_id)
-            if session_id is not None:
-                self._wake("session", session_id)
+            for kind, owner in (("job", job_id), ("session", session_id), ("sequence", sequence_id)):
+                if owner is not None:
+                    self._wake(kind, owner)
         expected = self._cursor + 1
-        for event_id in sorted(i for i, _, _ in rows if i > self._cursor):
+        for event_id in sorted(row[0] for row in rows if row[0] > self._cursor):
             if event_id - expected <= MAX_GAP:
                 for missing in range(expected, event_id):
                     self._gaps[missing] = now

@@ -1,4 +1,4 @@
-"""Server-Sent Events: a job's or a session's events as they happen, resumable with Last-Event-ID.
+"""Server-Sent Events: a job's, a session's or an experiment sequence's events as they happen, resumable with Last-Event-ID.
 
 The stream reads the event log (written in the same transaction as every state change), so a
 reconnect replays exactly what was missed, and it ends once the object reached a final state or
@@ -33,7 +33,7 @@ async def stream(
     after: int,
     idle_timeout: float,
 ) -> AsyncIterator[str]:
-    """Frames for `kind` ("job" or "session") `object_id` with event ids above `after`, until final
+    """Frames for `kind` ("job", "session" or "sequence") `object_id` with event ids above `after`, until final
     or until nothing happened for `idle_timeout` seconds (the client reconnects with Last-Event-ID)."""
     wake = hub.watch(kind, object_id)
     try:
@@ -46,11 +46,12 @@ async def stream(
                 wake.clear()
                 async with unit_of_work(sessions) as session:
                     repo = EventRepository(session)
-                    records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
+                    of = {"job": repo.of_job, "session": repo.of_session, "sequence": repo.of_sequence}[kind]
+                    records = await of(object_id, after)
                 for record in records:
                     after = record.id
                     yield sse_frame(record)
-                    if Event.model_validate(record.body).is_final:
+                    if Event.model_validate(record.body).ends_stream_of(kind):
                         return
                 if records:
                     quiet = 0.0

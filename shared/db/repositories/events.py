@@ -31,6 +31,10 @@ class EventRepository:
         """The session's own events and those of its jobs."""
         return await self._after(EventRecord.session_id == session_id, after, limit)
 
+    async def of_sequence(self, sequence_id: str, after: int, limit: int = 100) -> list[EventRecord]:
+        """An experiment sequence's state changes (index events_sequence)."""
+        return await self._after(EventRecord.body["sequence_id"].astext == sequence_id, after, limit)
+
     async def _after(self, belongs: ColumnElement[bool], after: int, limit: int) -> list[EventRecord]:
         rows = await self.session.scalars(
             select(EventRecord).where(belongs, EventRecord.id > after).order_by(EventRecord.id).limit(limit)
@@ -42,19 +46,24 @@ class EventRepository:
 
     async def owners_since(
         self, after: int, also: list[int], limit: int
-    ) -> list[tuple[int, str | None, str | None]]:
-        """Ids and owning job/session of events above `after` (and of the ids in `also`, events
-        whose transaction may commit after a higher id did)."""
+    ) -> list[tuple[int, str | None, str | None, str | None]]:
+        """Ids and owning job, session and experiment sequence of events above `after` (and of the
+        ids in `also`, events whose transaction may commit after a higher id did)."""
         where = EventRecord.id > after
         if also:
             where = or_(where, EventRecord.id.in_(also))
         rows = await self.session.execute(
-            select(EventRecord.id, EventRecord.job_id, EventRecord.session_id)
+            select(
+                EventRecord.id,
+                EventRecord.job_id,
+                EventRecord.session_id,
+                EventRecord.body["sequence_id"].astext,
+            )
             .where(where)
             .order_by(EventRecord.id)
             .limit(limit)
         )
-        return [(row[0], row[1], row[2]) for row in rows]
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def delete_older_than(self, days: float) -> None:
         cutoff = seconds_ago(days * 86400)

@@ -214,7 +214,8 @@ def main() -> None:
             f"attack: sampler job with 'qreg q[100000000];' ({len(str(ATTACK))} bytes of JSON), {args.concurrency} concurrent"
         )
         print(
-            f"attack requests: {len(burst_statuses) + len(sustained_statuses)}, refused with 400: {refused}; victim errors: {len(victim_errors)}"
+            f"attack requests: {len(burst_statuses) + len(sustained_statuses)}, refused with 400: {refused}, "
+            f"connection errors: {len(FAILURES)}; victim errors: {len(victim_errors)}"
         )
         print(
             f"{'victim GET /api/v1/jobs':<34} {'samples':>8} {'p50 ms':>8} {'p95 ms':>8} {'p50 / idle':>10}"

@@ -25,7 +25,7 @@ from qiskit_aer.primitives import EstimatorV2, SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
-from services.executor.worker import JobRun
+from services.executor.protocol import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device
 from shared.jobs.runner_results import runner_results
 

@@ -1,8 +1,10 @@
 """The api process: REST/JSON in, rows and outbox messages into PostgreSQL. Never runs a simulation."""
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -35,6 +37,7 @@ from shared.backends.catalog import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
 from shared.kit.settings import Settings
+from shared.kit.supervision import Supervisor
 from shared.messaging.relay import OutboxRelay
 
 API_PREFIX = "/api/v1"
@@ -85,13 +88,14 @@ def create_app(settings: Settings) -> FastAPI:
             providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
             runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
         )
-        relay_task = asyncio.create_task(relay.run())
+        supervisor = Supervisor()
+        supervisor.start("relay", relay.run)
+        supervisor.start("give-up", lambda: _exit_when_broken(supervisor), forever=False)
         try:
             yield
         finally:
+            await supervisor.stop()
             await relay.stop()
-            with suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(relay_task, timeout=5)
             await engine.dispose()
 
     app = FastAPI(
@@ -115,3 +119,11 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Service-CRN"],
         )
     return app
+
+
+async def _exit_when_broken(supervisor: Supervisor) -> None:
+    """A background task that cannot be kept running takes the api down (loudly, in the log), after
+    /healthz has answered 503 for a moment, so that its orchestrator starts a new one."""
+    await supervisor.fatal.wait()
+    await asyncio.sleep(5)
+    os.kill(os.getpid(), signal.SIGTERM)

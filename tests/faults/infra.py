@@ -62,7 +62,9 @@ class PrivatePostgres:
             )
 
     def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start"
+        )
 
     def stop(self, mode: str = "immediate") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
@@ -73,7 +75,12 @@ class PrivatePostgres:
         self.start()
 
     def accepts(self) -> bool:
-        return self._run(str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), check=False).returncode == 0
+        return (
+            self._run(
+                str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), check=False
+            ).returncode
+            == 0
+        )
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -3,14 +3,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from services.api.dependencies import context
+from shared.kit.supervision import process_health
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """Alive: the process answers. No dependency checks, so a broker outage never restarts the pod."""
-    return {"status": "ok"}
+async def healthz() -> JSONResponse:
+    """Alive unless broken and not recovering (a background task given up on, or stalled). No
+    dependency checks: a broker or database outage makes the api unready, never restarts it."""
+    alive, body = process_health.live()
+    return JSONResponse(body, 200 if alive else 503)
 
 
 @router.get("/readyz")
@@ -23,7 +26,7 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = True
     except Exception:
         checks["database"] = False
-    ready = all(checks.values())
+    ready = all(checks.values()) and process_health.fatal is None
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )

@@ -6,6 +6,7 @@ from fastapi.responses import PlainTextResponse
 
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import job_service
+from services.api.idempotency import idempotency_of
 from shared.db.repositories.jobs import JobFilter
 
 from .schemas import JobCreated, JobList, JobMetrics, JobTags, JobView
@@ -22,7 +23,8 @@ Jobs = Annotated[JobService, Depends(job_service)]
 )
 async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
     # The body is read raw: circuits arrive as RuntimeEncoder-tagged QPY and are decoded with its codec.
-    return await jobs.submit(await request.body(), principal)
+    idempotency = await idempotency_of(request, principal, "jobs")
+    return await jobs.submit(await request.body(), principal, idempotency)
 
 
 @router.get("/jobs", response_model=JobList)

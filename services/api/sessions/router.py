@@ -1,9 +1,10 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import runtime_session_service
+from services.api.idempotency import idempotency_of
 from shared.db.repositories.sessions import SessionFilter
 from shared.sessions.states import SessionMode, SessionState
 
@@ -15,8 +16,10 @@ Sessions = Annotated[RuntimeSessionService, Depends(runtime_session_service)]
 
 
 @router.post("/sessions", response_model=SessionView)
-async def create_session(body: SessionCreate, sessions: Sessions, principal: CurrentPrincipal) -> SessionView:
-    return await sessions.create(body, principal)
+async def create_session(
+    request: Request, body: SessionCreate, sessions: Sessions, principal: CurrentPrincipal
+) -> SessionView:
+    return await sessions.create(body, principal, await idempotency_of(request, principal, "sessions"))
 
 
 @router.get("/sessions", response_model=SessionList)

@@ -360,10 +360,16 @@ class JobRepository:
         execution_seconds: float | None,
         reason: str | None = None,
         reason_code: int | None = None,
+        input_digest: str | None = None,
     ) -> Job | None:
-        """RUNNING (held by this executor) -> DONE or ERROR. None when someone else decided first."""
+        """RUNNING (held by this executor) -> DONE or ERROR. None when someone else decided first, or
+        when `input_digest` (SHA-256 hex of the input the result was computed from) is not the digest
+        of this job's stored input: a result is only ever written to the job it was computed for."""
+        where = and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value)
+        if input_digest is not None:
+            where = and_(where, params_digest() == input_digest)
         return await self._transition(
-            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value),
+            where,
             target,
             reason=reason,
             reason_code=reason_code,
@@ -382,9 +388,19 @@ class JobRepository:
             finished_at=func.now(),
         )
 
-    async def add_result(self, job_id: str, body: str) -> None:
+    async def add_result(self, job_id: str, body: str, input_digest: str | None = None) -> None:
         # Inserted at the next flush, together with the results of the other jobs of a dispatch.
-        self.session.add(JobResult(job_id=job_id, body=body))
+        self.session.add(JobResult(job_id=job_id, body=body, input_digest=input_digest))
+
+    async def input_matches(self, job_id: str, input_digest: str) -> bool:
+        """Whether the job's stored input has this digest (used to explain a refused completion)."""
+        found = await self.session.scalar(select(params_digest() == input_digest).where(Job.id == job_id))
+        return bool(found)
+
+
+def params_digest() -> Any:
+    """SHA-256 (hex) of a job's stored input, computed by PostgreSQL (see executor/protocol.py)."""
+    return func.encode(func.sha256(func.convert_to(Job.params, "UTF8")), "hex")
 
 
 def seconds_ago(seconds: float) -> Any:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
 from shared.db.repositories.events import EventRepository
+from shared.db.repositories.idempotency import IdempotencyRepository
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
 from shared.kit.settings import Settings
 from shared.kit.supervision import process_health, sleep_unless
@@ -35,6 +36,7 @@ RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one relay at a time per database
 BATCH_SIZE = 200
 KEEP_SENT_SECONDS = 3600.0
 PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
+IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600.0
 HEALTH_NAME = "broker"
 DATABASE_HEALTH_NAME = "database"
 
@@ -107,6 +109,9 @@ class OutboxRelay:
                             await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
                             await EventRepository(session).delete_older_than(
                                 self.settings.event_retention_days
+                            )
+                            await IdempotencyRepository(session).delete_older_than(
+                                IDEMPOTENCY_RETENTION_SECONDS
                             )
                 except BrokerLost:
                     raise

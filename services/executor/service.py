@@ -53,6 +53,7 @@ class ClaimedJob:
     program_id: str
     params: str
     time_limit: int  # seconds it may run before it is cancelled with reason code 1305
+    attempts: int = 1  # starts so far, this one included
 
 
 class ExecutorService:
@@ -205,7 +206,9 @@ class ExecutorService:
                         changed.append(failed)
                     continue
                 changed.append(job)
-                claimed.append(ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job)))
+                claimed.append(
+                    ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job), job.attempts)
+                )
             await jobs_changed(session, changed)
         if not claimed:
             log.info(
@@ -289,6 +292,22 @@ class ExecutorService:
                     job.id,
                     extra={"job_id": job.id, "executor_id": self.id},
                 )
+            return
+        if outcome.kind == "crashed" and all(
+            job.attempts < self.settings.max_job_attempts for job in claimed
+        ):
+            # The child died under the job (killed, or out of memory): run it again, a bounded number
+            # of times, before it is failed as a job that takes the simulator down.
+            async with unit_of_work(self.sessions) as session:
+                await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
+                jobs = JobRepository(session)
+                requeued = [
+                    job
+                    for job in [await jobs.requeue_running_here(c.id, self.id) for c in claimed]
+                    if job is not None
+                ]
+                await jobs_changed(session, requeued)
+            log.warning("the simulator died under %d job(s); requeued", len(requeued))
             return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)

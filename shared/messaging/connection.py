@@ -60,6 +60,7 @@ async def keep_connected(
     reconnect (with backoff, logged) whenever the connection is lost or the body fails."""
     health = health or process_health
     delay = 0.2
+    had_connection = False
     while not stop.is_set():
         health.beat(name)
         try:
@@ -72,6 +73,9 @@ async def keep_connected(
             delay = min(max_delay, delay * 2)
             continue
         connected_at = time.monotonic()
+        if had_connection:
+            log.info("%s reconnected to RabbitMQ", name)
+        had_connection = True
         health.report(name, True, "connected")
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
@@ -106,6 +110,8 @@ async def keep_connected(
                 work.cancel()
                 with _quiet():
                     await work
+            elif not work.cancelled():
+                work.exception()  # retrieved: it was logged above, or the connection loss explains it
             with _quiet():
                 await asyncio.wait_for(connection.close(), timeout=5)
 

@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 
 from tests.stack import BELL_QASM2, EventRecorder, Stack, layered_qasm, sampler_job, wait_for
 
-SLOW = layered_qasm(20, 20)  # half a second or more each: 30 outlast the max_ttl
-MAX_TTL = 10
-INTERACTIVE_TTL = 2
+SLOW = layered_qasm(20, 20)  # half a second or more each: 40 outlast the max_ttl
+# Long enough that a loaded machine still kills the leader while both timers are pending: the idle
+# session's interactive_ttl outlasts the checks after its job, the max_ttl the standby's takeover.
+MAX_TTL = 16
+INTERACTIVE_TTL = 5
 
 
 def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(make_stack: type[Stack]) -> None:
@@ -46,14 +48,18 @@ def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(mak
             expiring = session("aer_simulator", max_ttl=MAX_TTL)
             idle = session("fake_manila")
             idle_job = submit("fake_manila", idle, BELL_QASM2, 200)
-            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(30)]
+            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(40)]
             wait_for(lambda: view(expiring)["state"] == "active", 60, "the session to start")
             stack.wait_final([idle_job], timeout=60)
             assert view(idle)["state"] == "active"
 
             # Both timers pending: kill the leader outright; the standby takes over.
             stack.kill("scheduler", signal.SIGKILL)
-            wait_for(lambda: view(idle)["state"] == "inactive", 15, "interactive_ttl after the takeover")
+            wait_for(
+                lambda: view(idle)["state"] == "inactive",
+                INTERACTIVE_TTL + 15,
+                "interactive_ttl after the takeover",
+            )
             idle_view = view(idle)
             deadline = _at(idle_view["last_job_completed"]) + timedelta(seconds=INTERACTIVE_TTL)
             inactive_at = _at(idle_view["timestamps"][-1]["timestamp"])

@@ -310,6 +310,16 @@ class JobRepository:
             executor_id=None,
         )
 
+    async def requeue_running_here(self, job_id: str, executor_id: str) -> Job | None:
+        """RUNNING on this executor -> QUEUED, undispatched (its simulator died under it)."""
+        return await self._transition(
+            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value),
+            JobStatus.QUEUED,
+            dispatch_id=None,
+            dispatched_at=None,
+            executor_id=None,
+        )
+
     async def fail(self, where_job: Job, reason: str, reason_code: int) -> Job | None:
         return await self._transition(
             and_(Job.id == where_job.id, Job.status == where_job.status),

@@ -32,7 +32,8 @@ class ComponentState:
     detail: str = "starting"
     since: float = field(default_factory=time.monotonic)
     last_beat: float = field(default_factory=time.monotonic)
-    watched: bool = False
+    watched: bool = False  # beats: liveness watches its progress
+    reported: bool = False  # reports: readiness counts it
 
 
 class Health:
@@ -49,6 +50,7 @@ class Health:
         if state.ok != ok:
             state.since = time.monotonic()
         state.ok = ok
+        state.reported = True
         state.detail = detail or ("ok" if ok else "unavailable")
         state.last_beat = time.monotonic()
 
@@ -81,7 +83,7 @@ class Health:
         return alive, body
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        checks = {name: state.ok for name, state in sorted(self.components.items())}
+        checks = {name: state.ok for name, state in sorted(self.components.items()) if state.reported}
         ready = self.fatal is None and all(checks.values())
         return ready, {"status": "ready" if ready else "unavailable", "checks": checks}
 

@@ -70,3 +70,10 @@ def test_a_stalled_component_fails_liveness_and_an_unready_one_only_readiness() 
     assert not alive and body["stalled"] == ["relay"]
     health.beat("relay")
     assert health.live()[0]
+
+
+def test_a_component_that_only_beats_does_not_count_for_readiness() -> None:
+    health = Health()
+    health.beat("heartbeat")
+    health.report("database", True)
+    assert health.ready() == (True, {"status": "ready", "checks": {"database": True}})

@@ -129,6 +129,8 @@ class Stack:
                 "QRUNTIME_NAMESPACE": self.namespace,
                 "QRUNTIME_API_PORT": str(self.api_port),
                 "QRUNTIME_BACKENDS": ",".join(self.backends),
+                # Many stacks share one PostgreSQL server (max_connections 100) during a test run.
+                "QRUNTIME_DB_POOL_SIZE": "3",
                 "QRUNTIME_EXECUTOR_HEARTBEAT_SECONDS": "0.5",
                 "QRUNTIME_EXECUTOR_LEASE_SECONDS": "3",
                 "QRUNTIME_SCHEDULER_TICK_SECONDS": "0.5",

@@ -5,7 +5,7 @@ import re
 import secrets
 
 MAX_ID_LENGTH = 64
-_WELLFORMED = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_WELLFORMED = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 def new_id() -> str:

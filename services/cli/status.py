@@ -8,6 +8,7 @@ from shared.db.repositories.overview import OverviewRepository
 from shared.kit.settings import Settings
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
+from shared.sessions.states import SessionState
 
 
 async def gather_status(settings: Settings) -> dict[str, object]:
@@ -19,6 +20,7 @@ async def gather_status(settings: Settings) -> dict[str, object]:
             counts = await overview.jobs_by_state()
             running = await overview.running_jobs(limit=50)
             backlog = await overview.outbox_backlog()
+            sessions = await overview.sessions_by_state()
     finally:
         await engine.dispose()
     try:
@@ -34,6 +36,7 @@ async def gather_status(settings: Settings) -> dict[str, object]:
                 "executors": live.get(backend, 0),
                 "queued": counts.get((backend, "QUEUED"), 0),
                 "running": counts.get((backend, "RUNNING"), 0),
+                "active_sessions": sessions.get((backend, SessionState.ACTIVE), 0),
                 "queue_depth": depths.get(backend, 0) if isinstance(depths, dict) else None,
             }
             for backend in settings.backends
@@ -49,10 +52,13 @@ async def gather_status(settings: Settings) -> dict[str, object]:
 
 def render(status: dict[str, object]) -> str:
     now = datetime.now(UTC)
-    lines = ["BACKEND              EXECUTORS  QUEUED  RUNNING  QUEUE DEPTH"]
+    lines = ["BACKEND              EXECUTORS  QUEUED  RUNNING  QUEUE DEPTH  ACTIVE SESSIONS"]
     for b in status["backends"]:  # type: ignore[attr-defined]
         depth = "-" if b["queue_depth"] is None else str(b["queue_depth"])
-        lines.append(f"{b['name']:<20} {b['executors']:>9}  {b['queued']:>6}  {b['running']:>7}  {depth:>11}")
+        lines.append(
+            f"{b['name']:<20} {b['executors']:>9}  {b['queued']:>6}  {b['running']:>7}  {depth:>11}"
+            f"  {b['active_sessions']:>15}"
+        )
     lines.append(f"broker: {status['broker']}; outbox backlog: {status['outbox_backlog']}")
     running = status["running_jobs"]
     lines.append("")

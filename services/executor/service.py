@@ -15,14 +15,14 @@ from typing import Any
 import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
-from sqlalchemy import func, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.executor.protocol import JobInput, JobRun, Outcome
 from services.executor.worker import SimulationWorker, SimulatorUnavailable
 from shared.db.engine import unit_of_work
-from shared.db.models import Executor, Job
+from shared.db.models import Job
+from shared.db.repositories.executors import ExecutorRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed, jobs_changed
@@ -356,15 +356,13 @@ class ExecutorService:
 
     async def _register(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            session.add(
-                Executor(id=self.id, backend=self.backend, hostname=socket.gethostname(), pid=os.getpid())
+            await ExecutorRepository(session).register(
+                self.id, self.backend, socket.gethostname(), os.getpid()
             )
 
     async def _deregister(self) -> None:
         async with unit_of_work(self.sessions) as session:
-            await session.execute(
-                update(Executor).where(Executor.id == self.id).values(stopped_at=func.now())
-            )
+            await ExecutorRepository(session).deregister(self.id)
 
     async def _heartbeat(self) -> None:
         """Heartbeat while a simulator works: without one, no beat, so no work is sent here."""
@@ -376,9 +374,7 @@ class ExecutorService:
             started = time.monotonic()
             try:
                 async with unit_of_work(self.sessions) as session:
-                    await session.execute(
-                        update(Executor).where(Executor.id == self.id).values(heartbeat_at=func.now())
-                    )
+                    await ExecutorRepository(session).heartbeat(self.id)
             except DATABASE_ERRORS as exc:
                 log.warning("heartbeat failed after %.1fs: %s", time.monotonic() - started, describe(exc))
 

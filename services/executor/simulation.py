@@ -20,14 +20,15 @@ from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.transpiler import generate_preset_pass_manager
+from qiskit.transpiler.passes import GatesInBasis
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
-from qiskit_ibm_runtime.utils.utils import is_isa_circuit
 
 from services.executor.protocol import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device
 from shared.jobs.runner_results import runner_results
+from shared.kit.errors import short_message
 
 
 class ProgramError(Exception):
@@ -51,9 +52,14 @@ class SimulatorRuntime:
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self.target = self.simulator.target
 
-    def _isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
-        if not is_isa_circuit(circuit, self.target):
-            return circuit
+    def _to_isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
+        """The circuit as the device runs it: unchanged when it already fits the target (what the
+        client sends for a device), transpiled otherwise (QASM text from curl users)."""
+        if circuit.num_qubits <= self.target.num_qubits:
+            checked: dict[str, Any] = {}
+            GatesInBasis(target=self.target)(circuit, property_set=checked)
+            if checked["all_gates_in_basis"]:
+                return circuit
         return self.pass_manager.run(circuit)
 
     def _prepare(self, index: int, params_text: str) -> _Prepared:
@@ -62,11 +68,11 @@ class SimulatorRuntime:
         seed = (options.get("simulator") or {}).get("seed_simulator")
         try:
             pubs = [
-                SamplerPub.coerce((self._isa(circuit), values, shots))
+                SamplerPub.coerce((self._to_isa(circuit), values, shots))
                 for circuit, values, shots in params["pubs"]
             ]
         except Exception as exc:
-            raise ProgramError(f"the job's pubs cannot run: {_short(exc)}") from exc
+            raise ProgramError(f"the job's pubs cannot run: {short_message(exc)}") from exc
         return _Prepared(index, pubs, seed)
 
     def run(self, jobs: list[tuple[str, str]]) -> list[JobRun]:
@@ -83,7 +89,9 @@ class SimulatorRuntime:
             except ProgramError as exc:
                 runs[index] = JobRun(ok=False, payload=str(exc), seconds=0.0)
             except Exception as exc:
-                runs[index] = JobRun(ok=False, payload=f"{type(exc).__name__}: {_short(exc)}", seconds=0.0)
+                runs[index] = JobRun(
+                    ok=False, payload=f"{type(exc).__name__}: {short_message(exc)}", seconds=0.0
+                )
         shared = [p for p in prepared if p.seed is None]
         calls = ([shared] if shared else []) + [[p] for p in prepared if p.seed is not None]
         for call in calls:
@@ -103,7 +111,7 @@ class SimulatorRuntime:
                 return
             runs[call[0].index] = JobRun(
                 ok=False,
-                payload=f"the simulator refused the job: {_short(exc, 500)}",
+                payload=f"the simulator refused the job: {short_message(exc, 500)}",
                 seconds=time.perf_counter() - started,
             )
             return
@@ -123,7 +131,8 @@ class SimulatorRuntime:
             )
 
     def _run_alone(self, program_id: str, params_text: str) -> JobRun:
-        """Programs other than the sampler run one job per simulator call."""
+        """Programs other than the sampler run one job per simulator call (the sampler's jobs go
+        through `_run_together`)."""
         runner = self._programs.get(program_id)
         if runner is None:
             raise ProgramError(f"program {program_id} is not supported by this executor")
@@ -135,7 +144,7 @@ class SimulatorRuntime:
         except ProgramError:
             raise
         except Exception as exc:
-            raise ProgramError(f"the simulator refused the job: {_short(exc, 500)}") from exc
+            raise ProgramError(f"the simulator refused the job: {short_message(exc, 500)}") from exc
         return JobRun(
             ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
         )
@@ -143,7 +152,6 @@ class SimulatorRuntime:
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
         return {
-            "sampler": self._sample,
             "estimator": self._estimate,
             "runner": self._run_programs,
             "executor": self._run_quantum_program,
@@ -155,7 +163,7 @@ class SimulatorRuntime:
         return None if seed is None else int(seed)
 
     def _sample(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
-        isa_pubs = [(self._isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
+        isa_pubs = [(self._to_isa(circuit), values, shots) for circuit, values, shots in params["pubs"]]
         sampler = SamplerV2.from_backend(self.simulator, seed=self._seed(options))
         return sampler.run(isa_pubs).result()
 
@@ -209,7 +217,7 @@ class SimulatorRuntime:
     def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
         isa_pubs = []
         for circuit, observables, values, precision in params["pubs"]:
-            isa = self._isa(circuit)
+            isa = self._to_isa(circuit)
             # A transpiled circuit moved its qubits; the observables must follow the layout.
             laid_out = ObservablesArray.coerce(observables)
             if isa is not circuit and isa.layout is not None:
@@ -225,8 +233,3 @@ class SimulatorRuntime:
             estimator_options["run_options"] = {"seed_simulator": seed}
         estimator = EstimatorV2.from_backend(self.simulator, options=estimator_options)
         return estimator.run(isa_pubs).result()
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

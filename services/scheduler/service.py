@@ -30,8 +30,8 @@ from services.scheduler.policy import (
 )
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
-from shared.db.repositories.inbox import InboxRepository
 from shared.db.repositories.jobs import JobRepository, QueuedJobRow
+from shared.db.repositories.locks import try_leader_lock
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed
@@ -44,12 +44,9 @@ from shared.messaging.messages import Dispatch, DispatchGroup, Message, schedule
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
 from shared.sessions.lifecycle import fire_due_timers
-from shared.sessions.states import SessionMode, SessionState
 
 log = logging.getLogger(__name__)
 
-LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch"
-CONSUMER_NAME = "scheduler"
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
 
@@ -113,9 +110,10 @@ class Scheduler:
         dsn = asyncpg_dsn(self.settings.database_url)
         announced = False
         while not self._stop.is_set():
+            process_health.beat("scheduler")  # a standby makes progress too
             try:
                 conn = await asyncpg.connect(dsn)
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY):
+                if await try_leader_lock(conn):
                     return conn
                 await conn.close()
                 if not announced:
@@ -196,21 +194,14 @@ class Scheduler:
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
-            command = scheduler_command_adapter.validate_json(message.body)
+            scheduler_command_adapter.validate_json(message.body)
         except ValidationError:
             log.error("dead-lettering an unreadable command %s", message.message_id)
             await message.reject(requeue=False)
             return
-        try:
-            async with unit_of_work(self.sessions) as session:
-                # The effect of a command is the scheduling pass it triggers, which reads the database;
-                # the inbox keeps a redelivered command from counting twice.
-                await InboxRepository(session).first_time(CONSUMER_NAME, command.message_id)
-        except Exception as exc:
-            log.warning("command not recorded (%s); will be redelivered", exc)
-            await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
-            return
+        # A command only wakes the scheduling pass, which reads what to do from the database and
+        # applies it with conditional UPDATEs; a redelivered or duplicate command costs one more pass
+        # and changes nothing, so no inbox of processed ids is kept.
         await message.ack()
         self._wake.set()
 
@@ -290,8 +281,8 @@ class Scheduler:
             sessions={
                 s.id: SessionInfo(
                     id=s.id,
-                    mode=SessionMode(s.mode),
-                    state=SessionState(s.state),
+                    mode=s.mode,
+                    state=s.state,
                     activated_at=s.activated_at,
                 )
                 for s in runtime_sessions

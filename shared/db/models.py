@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db.types import StringEnum
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState
 
@@ -39,7 +40,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     program_id: Mapped[str] = mapped_column(String(64))
     backend: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    status: Mapped[JobStatus] = mapped_column(StringEnum(JobStatus), default=JobStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
     reason_code: Mapped[int | None] = mapped_column(Integer)
     # Request parameters, normalised and encoded with qiskit-ibm-runtime's RuntimeEncoder.
@@ -95,8 +96,8 @@ class RuntimeSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     backend: Mapped[str] = mapped_column(String(128))
-    mode: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default=SessionState.OPEN.value)
+    mode: Mapped[SessionMode] = mapped_column(StringEnum(SessionMode))
+    state: Mapped[SessionState] = mapped_column(StringEnum(SessionState), default=SessionState.OPEN)
     accepting_jobs: Mapped[bool] = mapped_column(Boolean, default=True)
     # Seconds. active_ttl is how long the session may stay active: its max_ttl, as IBM reports it.
     max_ttl: Mapped[int] = mapped_column(Integer)
@@ -155,16 +156,6 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
-
-
-class InboxMessage(Base):
-    """Message ids a consumer has already processed (idempotent consumers)."""
-
-    __tablename__ = "inbox"
-
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Executor(Base):

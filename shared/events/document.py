@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.jobs.states import JobStatus
+from shared.sessions.states import SessionState
+
 EVENT_SCHEMA_VERSION: Literal[1] = 1
 
 
@@ -46,9 +49,10 @@ class Event(BaseModel):
 
     @property
     def is_final(self) -> bool:
+        """Nothing follows this event for its job or session."""
         if self.type == "session.state_changed":
-            return self.state == "closed"
-        return self.state in ("done", "error", "cancelled")
+            return SessionState(self.state) is SessionState.CLOSED
+        return self.type == "job.state_changed" and JobStatus(self.state.upper()).is_final
 
     def routing_key(self) -> str:
         kind = "session" if self.type == "session.state_changed" else "job"

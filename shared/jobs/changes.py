@@ -27,7 +27,7 @@ async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
     completed: dict[str, float] = {}
     for job in jobs:
         await announce_job_state(outbox, job)
-        status = JobStatus(job.status)
+        status = job.status
         if job.session_id is None:
             continue
         if status is JobStatus.RUNNING:
@@ -54,7 +54,7 @@ def _run_seconds(job: Job) -> float:
 
 
 async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
-    status = JobStatus(job.status)
+    status = job.status
     event = Event(
         type="job.state_changed",
         job_id=job.id,

@@ -36,9 +36,11 @@ IBM_STATUS_NAMES = {
     JobStatus.CANCELLED: "Cancelled",
 }
 
-# RUNNING -> QUEUED is the requeue of a job whose executor died before finishing it.
+# QUEUED -> QUEUED is a dispatch (the job is handed to a backend's queue and waits there);
+# RUNNING -> QUEUED is the requeue of a job whose executor died before finishing it;
+# RUNNING -> RUNNING is a redelivered dispatch taking over a job from an executor that vanished.
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.ERROR}),
+    JobStatus.QUEUED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.ERROR}),
     JobStatus.RUNNING: frozenset(
         {JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED, JobStatus.QUEUED, JobStatus.RUNNING}
     ),

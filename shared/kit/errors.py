@@ -1,9 +1,9 @@
 """The one error type of qruntime.
 
 Every refusal carries a stable numeric code (IBM Qiskit Runtime's families: 1xxx validation,
-3xxx job state, 4xxx session, 5xxx execution, 6xxx shots/experiments, 9xxx internal), an HTTP
+3xxx job state, 4xxx session, 5xxx execution, 6xxx shots, 9xxx service unavailable), an HTTP
 status and a message a person can act on. The API renders it as
-``{"errors": [{"code": ..., "message": ..., "solution": ...}]}`` in one handler.
+``{"errors": [{"code": ..., "message": ...}]}`` in one handler.
 """
 
 from enum import IntEnum
@@ -35,9 +35,6 @@ class ErrorCode(IntEnum):
     # qruntime's own codes in the session family (IBM documents only 4001).
     SESSION_NOT_FOUND = 4002
     SESSION_BACKEND_MISMATCH = 4003
-    SESSION_TRANSITION_INVALID = 4004
-    EXECUTION_TIMED_OUT = 5201
-    EXECUTION_CANCELLED = 5202
     EXECUTION_FAILED = 5203
     SIMULATOR_FAILED = 5204
     SHOTS_OUT_OF_RANGE = 6001
@@ -81,3 +78,9 @@ class Unauthorized(QRuntimeError):
 class Forbidden(QRuntimeError):
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.ACCESS_NOT_ALLOWED, message, status=403)
+
+
+def short_message(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, cut to `limit` characters (for reasons stored and shown)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,9 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import unit_of_work
 from shared.db.repositories.overview import OverviewRepository
+from shared.jobs.states import JobStatus
 from shared.kit.settings import Settings
 from shared.messaging.inspect import queue_depths
 from shared.messaging.topology import Topology
+from shared.sessions.states import SessionState
 
 JOBS = Gauge("qruntime_jobs", "Jobs by state and backend", ["backend", "state"])
 SESSIONS = Gauge("qruntime_sessions", "Sessions by state and backend", ["backend", "state"])
@@ -30,9 +32,6 @@ EXECUTION_SECONDS = Histogram(
 )
 JOBS_FINISHED = Counter("qruntime_jobs_finished_total", "Jobs an executor finished", ["backend", "state"])
 
-_STATES = ("QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED")
-_SESSION_STATES = ("open", "active", "inactive", "closed")
-
 
 async def refresh_state_gauges(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
     async with unit_of_work(sessions) as db:
@@ -42,10 +41,10 @@ async def refresh_state_gauges(sessions: async_sessionmaker[AsyncSession], setti
         backlog = await overview.outbox_backlog()
         live_counts = await overview.live_executors(settings.executor_lease_seconds)
     for backend in settings.backends:
-        for state in _STATES:
-            JOBS.labels(backend, state.lower()).set(job_counts.get((backend, state), 0))
-        for state in _SESSION_STATES:
-            SESSIONS.labels(backend, state).set(session_counts.get((backend, state), 0))
+        for status in JobStatus:
+            JOBS.labels(backend, status.lower()).set(job_counts.get((backend, status), 0))
+        for state in SessionState:
+            SESSIONS.labels(backend, state.value).set(session_counts.get((backend, state), 0))
         LIVE_EXECUTORS.labels(backend).set(live_counts.get(backend, 0))
     OUTBOX_BACKLOG.set(backlog)
     try:

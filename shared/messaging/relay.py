@@ -16,7 +16,6 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,15 +23,15 @@ from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.idempotency import IdempotencyRepository
+from shared.db.repositories.locks import try_relay_lock
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
 from shared.kit.settings import Settings
 from shared.kit.supervision import process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
-from shared.messaging.topology import Topology
+from shared.messaging.topology import EXCHANGES, Topology
 
 log = logging.getLogger(__name__)
 
-RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one relay at a time per database
 BATCH_SIZE = 200
 KEEP_SENT_SECONDS = 3600.0
 PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
@@ -133,15 +132,11 @@ class OutboxRelay:
             self.broker_connected = False
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
-        names = ("commands", "dispatch", "events", "tenant-events", "dead")
-        return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in names}
+        return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in EXCHANGES}
 
     async def relay_once(self, exchanges: dict[str, AbstractExchange]) -> int:
         async with unit_of_work(self.sessions) as session:
-            got_lock = await session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=RELAY_LOCK_KEY)
-            )
-            if not got_lock:
+            if not await try_relay_lock(session):
                 return 0
             outbox = OutboxRepository(session)
             rows = await outbox.lock_unsent(BATCH_SIZE)

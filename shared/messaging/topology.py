@@ -19,6 +19,7 @@ DEAD = "dead"
 SCHEDULER_ROUTING_KEY = "scheduler"
 # Classic-queue priorities cost CPU per level; a handful is what RabbitMQ recommends.
 MAX_PRIORITY = 4
+EXCHANGES = (COMMANDS, DISPATCH, EVENTS, TENANT_EVENTS, DEAD)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,6 @@ Repositories enforce the same table in SQL (a conditional UPDATE on the current 
 
 from enum import StrEnum
 
-from shared.kit.errors import Conflict, ErrorCode
-
 
 class SessionMode(StrEnum):
     DEDICATED = "dedicated"  # Qiskit Runtime's Session: owns its backend while active
@@ -30,12 +28,3 @@ SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 def session_sources_of(target: SessionState) -> frozenset[SessionState]:
     """The session states from which `target` may be entered (for the conditional UPDATE)."""
     return frozenset(state for state, targets in SESSION_TRANSITIONS.items() if target in targets)
-
-
-def check_session_transition(current: SessionState, target: SessionState) -> None:
-    """Raise a domain error unless `current -> target` is allowed."""
-    if target not in SESSION_TRANSITIONS[current]:
-        raise Conflict(
-            ErrorCode.SESSION_TRANSITION_INVALID,
-            f"A session that is {current.value} cannot become {target.value}.",
-        )

@@ -1,16 +1,13 @@
-"""The session state machine: the table, the check, and that no illegal transition is reachable."""
+"""The session state machine: the table, and that no illegal transition is reachable."""
 
 from itertools import pairwise
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.kit.errors import Conflict, ErrorCode
 from shared.sessions.states import (
     SESSION_TRANSITIONS,
     SessionState,
-    check_session_transition,
     session_sources_of,
 )
 
@@ -28,14 +25,6 @@ def test_only_a_job_start_activates_and_only_an_active_session_goes_idle() -> No
         SessionState.ACTIVE,
         SessionState.INACTIVE,
     }
-
-
-def test_refusal_names_both_states_with_a_session_code() -> None:
-    with pytest.raises(Conflict) as refused:
-        check_session_transition(SessionState.CLOSED, SessionState.ACTIVE)
-    assert refused.value.code == ErrorCode.SESSION_TRANSITION_INVALID
-    assert refused.value.status == 409
-    assert "closed" in refused.value.message and "active" in refused.value.message
 
 
 @given(st.sampled_from(list(SessionState)), st.sampled_from(list(SessionState)))
@@ -61,11 +50,8 @@ def test_no_event_sequence_reaches_an_illegal_transition(events: list[str]) -> N
     visited = [state]
     for event in events:
         target = EVENTS[event]
-        try:
-            check_session_transition(state, target)
-        except Conflict:
-            assert target not in SESSION_TRANSITIONS[state]
-            continue
+        if target not in SESSION_TRANSITIONS[state]:
+            continue  # the repository's conditional UPDATE matches no row: nothing happens
         state = target
         visited.append(state)
     for before, after in pairwise(visited):

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.ids import MAX_ID_LENGTH
 from services.api.jobs.schemas import JobCreated
 from services.api.jobs.service import JobService
 from services.api.programs.formats import parse_program
@@ -26,8 +27,6 @@ from .schemas import (
     DeploymentView,
     ProgramView,
 )
-
-MAX_ID_LENGTH = 64
 
 
 class DeploymentService:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import unit_of_work
 from shared.db.models import EventRecord
 from shared.db.repositories.events import EventRepository
+from shared.events.document import Event
 from shared.messaging.relay import ChangeFeed
 
 KEEPALIVE_SECONDS = 15.0
@@ -21,13 +22,6 @@ POLL_SECONDS = 1.0
 def sse_frame(record: EventRecord) -> str:
     data = json.dumps(record.body, separators=(",", ":"))
     return f"id: {record.id}\nevent: {record.body.get('type', 'message')}\ndata: {data}\n\n"
-
-
-def _is_final(record: EventRecord, kind: str) -> bool:
-    body = record.body
-    if kind == "job":
-        return body.get("type") == "job.state_changed" and body.get("state") in ("done", "error", "cancelled")
-    return body.get("type") == "session.state_changed" and body.get("state") == "closed"
 
 
 async def stream(
@@ -48,7 +42,7 @@ async def stream(
         for record in records:
             after = record.id
             yield sse_frame(record)
-            if _is_final(record, kind):
+            if Event.model_validate(record.body).is_final:
                 return
         if records:
             idle = 0.0

@@ -1,8 +1,8 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from services.api.dependencies import context
+from shared.db.repositories.probes import database_answers
 from shared.kit.supervision import process_health
 
 router = APIRouter(tags=["health"])
@@ -19,13 +19,7 @@ async def healthz() -> JSONResponse:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
-    checks = {"database": False, "broker": ctx.relay.broker_connected}
-    try:
-        async with ctx.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = True
-    except Exception:
-        checks["database"] = False
+    checks = {"database": await database_answers(ctx.engine), "broker": ctx.relay.broker_connected}
     ready = all(checks.values()) and process_health.fatal is None
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503

@@ -113,7 +113,7 @@ class JobService:
             id=new_job_id(),
             program_id=program_id,
             backend=backend,
-            status=JobStatus.QUEUED.value,
+            status=JobStatus.QUEUED,
             params=params.encoded,
             num_pubs=params.num_pubs,
             total_shots=params.total_shots,
@@ -191,12 +191,12 @@ class JobService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             job = await self._get(jobs, job_id, principal)
-            check_job_transition(JobStatus(job.status), JobStatus.CANCELLED)
+            check_job_transition(job.status, JobStatus.CANCELLED)
             await RuntimeSessionRepository(session).lock_sessions_of([job_id])
             cancelled = await jobs.cancel(job_id, reason="Cancelled by the user.")
             if cancelled is None:  # it became final meanwhile
                 fresh = await self._get(jobs, job_id, principal)
-                check_job_transition(JobStatus(fresh.status), JobStatus.CANCELLED)
+                check_job_transition(fresh.status, JobStatus.CANCELLED)
                 return
             await job_changed(session, cancelled)
 
@@ -205,7 +205,7 @@ class JobService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             job = await self._get(jobs, job_id, principal)
-            status = JobStatus(job.status)
+            status = job.status
             if status is JobStatus.DONE:
                 body = await jobs.get_result(job_id)
                 if body is not None:
@@ -238,17 +238,17 @@ class JobService:
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             job = await self._get(jobs, job_id, principal)
-            if not JobStatus(job.status).is_final:
+            if not job.status.is_final:
                 raise Conflict(
                     ErrorCode.JOB_NOT_FINISHED,
-                    f"Job {job_id} is {JobStatus(job.status).ibm_name}; cancel it before deleting it.",
+                    f"Job {job_id} is {job.status.ibm_name}; cancel it before deleting it.",
                 )
             await jobs.delete(job_id)
 
     async def metrics(self, job_id: str, principal: Principal) -> JobMetrics:
         async with unit_of_work(self.sessions) as session:
             job = await self._get(JobRepository(session), job_id, principal)
-        status = JobStatus(job.status)
+        status = job.status
         seconds = job.execution_seconds or 0.0
         return JobMetrics(
             timestamps=JobTimestamps(
@@ -273,7 +273,7 @@ class JobService:
         if job.started_at:
             lines.append(f"{job.started_at.isoformat()} started (attempt {job.attempts})")
         if job.finished_at:
-            lines.append(f"{job.finished_at.isoformat()} {JobStatus(job.status).ibm_name.lower()}")
+            lines.append(f"{job.finished_at.isoformat()} {job.status.ibm_name.lower()}")
         if job.reason:
             lines.append(f"reason: {_error_text(job)}")
         return "\n".join(lines) + "\n"
@@ -296,7 +296,7 @@ def check_session_accepts(runtime_session: RuntimeSession | None, session_id: st
     """A job may join a session that exists, accepts jobs and runs on the job's backend."""
     if runtime_session is None:
         raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
-    if runtime_session.state == SessionState.CLOSED.value:
+    if runtime_session.state == SessionState.CLOSED:
         raise Conflict(
             ErrorCode.SESSION_CLOSED,
             f"Job is part of a session that's been closed: session {session_id} is closed.",
@@ -315,11 +315,11 @@ def check_session_accepts(runtime_session: RuntimeSession | None, session_id: st
 
 def _error_text(job: Job) -> str:
     code = f"Error code {job.reason_code}; " if job.reason_code else ""
-    return f"{code}{job.reason or JobStatus(job.status).ibm_name}"
+    return f"{code}{job.reason or job.status.ibm_name}"
 
 
 def to_view(job: Job, exclude_params: bool) -> JobView:
-    status = JobStatus(job.status)
+    status = job.status
     return JobView(
         id=job.id,
         backend=job.backend,

@@ -21,7 +21,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
 from shared.backends.catalog import BackendInfo
-from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
@@ -67,7 +67,7 @@ def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
             raise
         except Exception as exc:
             raise InvalidInput(
-                ErrorCode.MALFORMED_CIRCUIT, f"Could not decode a value of type {kind}: {_short(exc)}"
+                ErrorCode.MALFORMED_CIRCUIT, f"Could not decode a value of type {kind}: {short_message(exc)}"
             ) from exc
 
     try:
@@ -114,7 +114,7 @@ def parse_circuit(value: Any, where: str) -> QuantumCircuit:
         version = "3" if head.startswith("OPENQASM 3") else "2"
         raise InvalidInput(
             ErrorCode.MALFORMED_CIRCUIT,
-            f"{where}: the OpenQASM {version} program does not parse: {_short(exc)}",
+            f"{where}: the OpenQASM {version} program does not parse: {short_message(exc)}",
         ) from exc
     raise InvalidInput(
         ErrorCode.MALFORMED_CIRCUIT,
@@ -129,11 +129,6 @@ def check_width(circuit: QuantumCircuit, backend: BackendInfo, where: str) -> Qu
             f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has {backend.num_qubits}.",
         )
     return circuit
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _positive_int(value: Any, what: str, limits: Limits) -> int:
@@ -168,7 +163,7 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
         try:
             coerced = SamplerPub.coerce((circuit, values, shots))
         except Exception as exc:
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {short_message(exc)}") from exc
         total_shots += shots * max(1, coerced.parameter_values.size)
         normalized_pubs.append([circuit, values, shots])
 
@@ -223,7 +218,7 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
         try:
             coerced = EstimatorPub.coerce((circuit, items[1], values, precision), default_precision)
         except Exception as exc:
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {_short(exc)}") from exc
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {short_message(exc)}") from exc
         evaluations += max(1, math.prod(coerced.shape))
         normalized_pubs.append([circuit, items[1], values, precision])
     normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
@@ -247,10 +242,10 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
         model = ParamsModel.model_validate(params)
         circuits = model.quantum_program.circuits.to_python()
     except ValidationError as exc:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"executor params: {_short(exc)}") from exc
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"executor params: {short_message(exc)}") from exc
     except Exception as exc:
         raise InvalidInput(
-            ErrorCode.MALFORMED_CIRCUIT, f"executor circuits do not load: {_short(exc)}"
+            ErrorCode.MALFORMED_CIRCUIT, f"executor circuits do not load: {short_message(exc)}"
         ) from exc
     program = model.quantum_program
     if len(program.items) > limits.max_circuits:

@@ -17,7 +17,7 @@ from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.kit.settings import Settings
 from shared.sessions.changes import announce_session_state
 from shared.sessions.lifecycle import close_now, stop_accepting
-from shared.sessions.states import SessionMode, SessionState
+from shared.sessions.states import SessionMode
 
 from .schemas import SessionCreate, SessionList, SessionUpdate, SessionView, StateTimestamp
 
@@ -55,11 +55,11 @@ def parse_max_ttl(value: int | str, limit: int) -> int:
 class RuntimeSessionService:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        database: async_sessionmaker[AsyncSession],
         catalog: dict[str, BackendInfo],
         settings: Settings,
     ) -> None:
-        self.sessions = sessions
+        self.database = database
         self.catalog = catalog
         self.settings = settings
 
@@ -84,7 +84,7 @@ class RuntimeSessionService:
         runtime_session = RuntimeSession(
             id=new_session_id(),
             backend=request.backend,
-            mode=request.mode.value,
+            mode=request.mode,
             accepting_jobs=True,
             max_ttl=max_ttl,
             interactive_ttl=interactive_ttl,
@@ -94,19 +94,19 @@ class RuntimeSessionService:
             instance_id=principal.instance_id,
         )
         try:
-            async with unit_of_work(self.sessions) as session:
-                await claim_or_replay(session, idempotency)
-                await RuntimeSessionRepository(session).add(runtime_session)
-                await announce_session_state(OutboxRepository(session), runtime_session)
+            async with unit_of_work(self.database) as db:
+                await claim_or_replay(db, idempotency)
+                await RuntimeSessionRepository(db).add(runtime_session)
+                await announce_session_state(OutboxRepository(db), runtime_session)
                 view = to_view(runtime_session, 0.0)
-                await remember_answer(session, idempotency, view.model_dump(mode="json", by_alias=True))
+                await remember_answer(db, idempotency, view.model_dump(mode="json", by_alias=True))
         except Replay as replay:
             return SessionView.model_validate(replay.response)
         return view
 
     async def view(self, session_id: str, principal: Principal) -> SessionView:
-        async with unit_of_work(self.sessions) as session:
-            found = await self._get(RuntimeSessionRepository(session), session_id, principal)
+        async with unit_of_work(self.database) as db:
+            found = await self._get(RuntimeSessionRepository(db), session_id, principal)
         return to_view(*found)
 
     async def search(
@@ -114,15 +114,15 @@ class RuntimeSessionService:
     ) -> SessionList:
         if not principal.is_admin:
             where = replace(where, user_id=principal.user_id)
-        async with unit_of_work(self.sessions) as session:
-            rows, total = await RuntimeSessionRepository(session).search(where, limit, offset)
+        async with unit_of_work(self.database) as db:
+            rows, total = await RuntimeSessionRepository(db).search(where, limit, offset)
         return SessionList(sessions=[to_view(*row) for row in rows], count=total)
 
     async def update(self, session_id: str, request: SessionUpdate, principal: Principal) -> None:
         """{"accepting_jobs": false} is close(): queued and running jobs finish, then it closes.
         Closing twice, or a closed session, is fine (the client closes on every context exit)."""
-        async with unit_of_work(self.sessions) as session:
-            runtime_session, _ = await self._get(RuntimeSessionRepository(session), session_id, principal)
+        async with unit_of_work(self.database) as db:
+            runtime_session, _ = await self._get(RuntimeSessionRepository(db), session_id, principal)
             if request.accepting_jobs:
                 if not runtime_session.accepting_jobs:
                     raise Conflict(
@@ -131,14 +131,14 @@ class RuntimeSessionService:
                         "create a new session.",
                     )
                 return
-            await stop_accepting(session, session_id)
+            await stop_accepting(db, session_id)
 
     async def cancel(self, session_id: str, principal: Principal) -> None:
         """cancel(): closed now, its queued jobs cancelled; running ones finish."""
-        async with unit_of_work(self.sessions) as session:
-            await self._get(RuntimeSessionRepository(session), session_id, principal)
+        async with unit_of_work(self.database) as db:
+            await self._get(RuntimeSessionRepository(db), session_id, principal)
             await close_now(
-                session,
+                db,
                 session_id,
                 reason="cancelled",
                 job_reason=f"Session {session_id} was cancelled before this job started.",
@@ -158,8 +158,8 @@ def to_view(runtime_session: RuntimeSession, usage: float) -> SessionView:
     return SessionView(
         id=runtime_session.id,
         backend_name=runtime_session.backend,
-        mode=SessionMode(runtime_session.mode),
-        state=SessionState(runtime_session.state),
+        mode=runtime_session.mode,
+        state=runtime_session.state,
         accepting_jobs=runtime_session.accepting_jobs,
         interactive_ttl=runtime_session.interactive_ttl,
         max_ttl=runtime_session.max_ttl,

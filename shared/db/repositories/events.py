@@ -1,9 +1,10 @@
 """SQL for the event log."""
 
-from sqlalchemy import ColumnElement, delete, select, text
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import EventRecord
+from shared.db.repositories.clock import seconds_ago
 from shared.events.document import Event
 
 
@@ -37,5 +38,5 @@ class EventRepository:
         return list(rows)
 
     async def delete_older_than(self, days: float) -> None:
-        cutoff = text("now() - make_interval(secs => :secs)").bindparams(secs=days * 86400)
+        cutoff = seconds_ago(days * 86400)
         await self.session.execute(delete(EventRecord).where(EventRecord.created_at < cutoff))

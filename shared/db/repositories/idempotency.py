@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import IdempotencyKey
-from shared.db.repositories.jobs import seconds_ago
+from shared.db.repositories.clock import seconds_ago
 
 
 class IdempotencyRepository:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, true, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Executor, Job, JobResult
+from shared.db.repositories.clock import seconds_ago
+from shared.db.repositories.executors import ExecutorRepository, is_live
 from shared.jobs.states import JobStatus, sources_of
 from shared.kit.errors import ErrorCode
 
@@ -126,22 +128,43 @@ class JobRepository:
     async def cancel_queued_in_session(self, session_id: str, reason: str, reason_code: int) -> list[Job]:
         """QUEUED jobs of a session -> CANCELLED (dispatched ones too: their dispatch then claims nothing)."""
         return await self._transition_all(
-            and_(Job.session_id == session_id, Job.status == JobStatus.QUEUED.value),
+            and_(Job.session_id == session_id, Job.status == JobStatus.QUEUED),
             JobStatus.CANCELLED,
             reason=reason,
             reason_code=reason_code,
             finished_at=func.now(),
         )
 
-    async def _transition(self, where: object, target: JobStatus, **values: object) -> Job | None:
-        changed = await self._transition_all(where, target, **values)
+    async def _transition(
+        self,
+        where: object,
+        target: JobStatus,
+        sources: frozenset[JobStatus] | None = None,
+        **values: object,
+    ) -> Job | None:
+        changed = await self._transition_all(where, target, sources, **values)
         return changed[0] if changed else None
 
-    async def _transition_all(self, where: object, target: JobStatus, **values: object) -> list[Job]:
+    async def _transition_all(
+        self,
+        where: object,
+        target: JobStatus,
+        sources: frozenset[JobStatus] | None = None,
+        **values: object,
+    ) -> list[Job]:
+        """The one way a job's state changes: a conditional UPDATE from the states the table allows
+        (narrowed to `sources` when a move allows fewer), so racing processes cannot both win."""
+        allowed = sources_of(target)
+        if sources is not None:
+            if not sources <= allowed:
+                raise ValueError(
+                    f"the transition table has no move from {set(sources - allowed)} to {target}"
+                )
+            allowed = sources
         result = await self.session.execute(
             update(Job)
-            .where(where, Job.status.in_(_in_states(sources_of(target))))  # type: ignore[arg-type]
-            .values(status=target.value, **values)
+            .where(where, Job.status.in_(_in_states(allowed)))  # type: ignore[arg-type]
+            .values(status=target, **values)
             .returning(Job)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
@@ -155,24 +178,17 @@ class JobRepository:
             select(Job.backend, func.count(Job.dispatch_id.distinct()).label("n"))
             .where(
                 or_(
-                    Job.status == JobStatus.RUNNING.value,
-                    and_(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_not(None)),
+                    Job.status == JobStatus.RUNNING,
+                    and_(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_not(None)),
                 )
             )
             .group_by(Job.backend)
         )
-        live = (
-            select(Executor.backend, func.count().label("n"))
-            .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > seconds_ago(lease_seconds))
-            .group_by(Executor.backend)
-        )
         waiting = (
-            select(Job.backend)
-            .where(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
-            .distinct()
+            select(Job.backend).where(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_(None)).distinct()
         )
         flights = dict((await self.session.execute(in_flight)).tuples().all())
-        lives = dict((await self.session.execute(live)).tuples().all())
+        lives = await ExecutorRepository(self.session).live_per_backend(lease_seconds)
         backends = (await self.session.scalars(waiting)).all()
         return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
 
@@ -202,9 +218,7 @@ class JobRepository:
                 )
                 .label("rank"),
             )
-            .where(
-                Job.backend == backend, Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None), held
-            )
+            .where(Job.backend == backend, Job.status == JobStatus.QUEUED, Job.dispatch_id.is_(None), held)
             .subquery()
         )
         rows = await self.session.execute(
@@ -227,8 +241,8 @@ class JobRepository:
                 Job.backend == backend,
                 Job.session_id.is_not(None),
                 or_(
-                    Job.status == JobStatus.RUNNING.value,
-                    and_(Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_not(None)),
+                    Job.status == JobStatus.RUNNING,
+                    and_(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_not(None)),
                 ),
             )
             .distinct()
@@ -258,7 +272,7 @@ class JobRepository:
             select(Job.instance_id, func.count())
             .where(
                 Job.backend == backend,
-                Job.status == JobStatus.QUEUED.value,
+                Job.status == JobStatus.QUEUED,
                 Job.dispatch_id.is_not(None),
             )
             .group_by(Job.instance_id)
@@ -279,23 +293,20 @@ class JobRepository:
 
     async def mark_dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[str]:
         """Give the still queued and undispatched ones of these jobs to one dispatch; returns their ids."""
-        result = await self.session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value, Job.dispatch_id.is_(None))
-            .values(dispatch_id=dispatch_id, dispatched_at=func.now())
-            .returning(Job.id)
+        dispatched = await self._transition_all(
+            and_(Job.id.in_(job_ids), Job.dispatch_id.is_(None)),
+            JobStatus.QUEUED,
+            sources=frozenset({JobStatus.QUEUED}),
+            dispatch_id=dispatch_id,
+            dispatched_at=func.now(),
         )
-        claimed = set(result.scalars().all())
+        claimed = {job.id for job in dispatched}
         return [job_id for job_id in job_ids if job_id in claimed]
 
     async def orphaned_running(self, lease_seconds: float, lock: bool = True) -> list[Job]:
         """RUNNING jobs whose executor stopped or has not sent a heartbeat within the lease."""
-        live_executor = select(Executor.id).where(
-            Executor.id == Job.executor_id,
-            Executor.stopped_at.is_(None),
-            Executor.heartbeat_at > seconds_ago(lease_seconds),
-        )
-        query = select(Job).where(Job.status == JobStatus.RUNNING.value, ~live_executor.exists())
+        live_executor = select(Executor.id).where(Executor.id == Job.executor_id, is_live(lease_seconds))
+        query = select(Job).where(Job.status == JobStatus.RUNNING, ~live_executor.exists())
         if lock:
             query = query.with_for_update(skip_locked=True)
         return list(await self.session.scalars(query.execution_options(populate_existing=True)))
@@ -305,6 +316,7 @@ class JobRepository:
         return await self._transition(
             and_(Job.id == job.id, Job.executor_id == job.executor_id),
             JobStatus.QUEUED,
+            sources=frozenset({JobStatus.RUNNING}),
             dispatch_id=None,
             dispatched_at=None,
             executor_id=None,
@@ -313,7 +325,7 @@ class JobRepository:
     async def requeue_running_here(self, job_id: str, executor_id: str) -> Job | None:
         """RUNNING on this executor -> QUEUED, undispatched (its simulator died under it)."""
         return await self._transition(
-            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value),
+            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING),
             JobStatus.QUEUED,
             dispatch_id=None,
             dispatched_at=None,
@@ -337,27 +349,23 @@ class JobRepository:
         """Take the dispatch's jobs for this executor. A redelivered dispatch may take over RUNNING jobs,
         because RabbitMQ only redelivers once the previous holder's channel is gone. Jobs cancelled or
         redispatched meanwhile no longer match and are left out."""
-        allowed = [JobStatus.QUEUED.value] + ([JobStatus.RUNNING.value] if redelivered else [])
-        result = await self.session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.dispatch_id == dispatch_id, Job.status.in_(allowed))
-            .values(
-                status=JobStatus.RUNNING.value,
-                executor_id=executor_id,
-                attempts=Job.attempts + 1,
-                started_at=func.coalesce(Job.started_at, func.now()),
-            )
-            .returning(Job)
-            .execution_options(synchronize_session=False, populate_existing=True)
+        sources = {JobStatus.QUEUED} | ({JobStatus.RUNNING} if redelivered else set())
+        taken = await self._transition_all(
+            and_(Job.id.in_(job_ids), Job.dispatch_id == dispatch_id),
+            JobStatus.RUNNING,
+            sources=frozenset(sources),
+            executor_id=executor_id,
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, func.now()),
         )
-        claimed = {job.id: job for job in result.scalars().all()}
+        claimed = {job.id: job for job in taken}
         return [claimed[job_id] for job_id in job_ids if job_id in claimed]
 
     async def running_here(self, job_ids: Sequence[str], executor_id: str) -> set[str]:
         """Which of these jobs are still RUNNING on this executor (not cancelled, not taken over)."""
         rows = await self.session.scalars(
             select(Job.id).where(
-                Job.id.in_(job_ids), Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value
+                Job.id.in_(job_ids), Job.executor_id == executor_id, Job.status == JobStatus.RUNNING
             )
         )
         return set(rows)
@@ -375,7 +383,7 @@ class JobRepository:
         """RUNNING (held by this executor) -> DONE or ERROR. None when someone else decided first, or
         when `input_digest` (SHA-256 hex of the input the result was computed from) is not the digest
         of this job's stored input: a result is only ever written to the job it was computed for."""
-        where = and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value)
+        where = and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING)
         if input_digest is not None:
             where = and_(where, params_digest() == input_digest)
         return await self._transition(
@@ -390,7 +398,7 @@ class JobRepository:
     async def time_out(self, job_id: str, executor_id: str, reason: str, seconds: float) -> Job | None:
         """RUNNING (held by this executor) -> CANCELLED with reason code 1305: it ran too long."""
         return await self._transition(
-            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING.value),
+            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING),
             JobStatus.CANCELLED,
             reason=reason,
             reason_code=int(ErrorCode.RAN_TOO_LONG),
@@ -411,8 +419,3 @@ class JobRepository:
 def params_digest() -> Any:
     """SHA-256 (hex) of a job's stored input, computed by PostgreSQL (see executor/protocol.py)."""
     return func.encode(func.sha256(func.convert_to(Job.params, "UTF8")), "hex")
-
-
-def seconds_ago(seconds: float) -> Any:
-    """now() minus `seconds`, computed by the database (one clock for every process)."""
-    return text("now() - make_interval(secs => :lease)").bindparams(lease=seconds)

@@ -7,6 +7,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage
+from shared.db.repositories.clock import seconds_ago
 from shared.events.document import Event
 from shared.messaging.messages import Message
 
@@ -64,7 +65,7 @@ class OutboxRepository:
         result = await self.session.execute(
             delete(OutboxMessage).where(
                 OutboxMessage.sent_at.is_not(None),
-                OutboxMessage.sent_at < text("now() - make_interval(secs => :secs)").bindparams(secs=seconds),
+                OutboxMessage.sent_at < seconds_ago(seconds),
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)

@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Executor, Job, OutboxMessage, RuntimeSession
-from shared.db.repositories.jobs import seconds_ago
+from shared.db.models import Job, OutboxMessage, RuntimeSession
+from shared.db.repositories.executors import ExecutorRepository
 from shared.jobs.states import JobStatus
 
 
@@ -17,12 +17,7 @@ class OverviewRepository:
 
     async def live_executors(self, lease_seconds: float) -> dict[str, int]:
         """Executors per backend with a heartbeat within the lease."""
-        rows = await self.session.execute(
-            select(Executor.backend, func.count())
-            .where(Executor.stopped_at.is_(None), Executor.heartbeat_at > seconds_ago(lease_seconds))
-            .group_by(Executor.backend)
-        )
-        return {backend: int(n) for backend, n in rows.tuples()}
+        return await ExecutorRepository(self.session).live_per_backend(lease_seconds)
 
     async def jobs_by_state(self) -> dict[tuple[str, str], int]:
         rows = await self.session.execute(
@@ -32,9 +27,7 @@ class OverviewRepository:
 
     async def queue_lengths(self) -> dict[str, int]:
         rows = await self.session.execute(
-            select(Job.backend, func.count())
-            .where(Job.status == JobStatus.QUEUED.value)
-            .group_by(Job.backend)
+            select(Job.backend, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.backend)
         )
         return {backend: int(n) for backend, n in rows.tuples()}
 
@@ -56,7 +49,7 @@ class OverviewRepository:
         """(id, backend, user_id, started_at, attempts) of running jobs, longest running first."""
         rows = await self.session.execute(
             select(Job.id, Job.backend, Job.user_id, Job.started_at, Job.attempts)
-            .where(Job.status == JobStatus.RUNNING.value)
+            .where(Job.status == JobStatus.RUNNING)
             .order_by(Job.started_at)
             .limit(limit)
         )

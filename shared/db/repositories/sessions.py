@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Job, RuntimeSession
+from shared.db.repositories.clock import interval_seconds
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState, session_sources_of
 
@@ -41,10 +42,6 @@ def _has_pending_jobs() -> ColumnElement[bool]:
     return exists().where(Job.session_id == RuntimeSession.id, Job.status.in_(_PENDING))
 
 
-def _seconds(column: Any) -> Any:
-    return func.make_interval(0, 0, 0, 0, 0, 0, column)
-
-
 def _idle_since() -> Any:
     return func.greatest(RuntimeSession.last_job_completed, RuntimeSession.activated_at)
 
@@ -54,8 +51,8 @@ def _active_stretch() -> Any:
     return case(
         (
             and_(
-                RuntimeSession.mode == SessionMode.DEDICATED.value,
-                RuntimeSession.state == SessionState.ACTIVE.value,
+                RuntimeSession.mode == SessionMode.DEDICATED,
+                RuntimeSession.state == SessionState.ACTIVE,
             ),
             func.extract("epoch", func.now() - RuntimeSession.activated_at),
         ),
@@ -82,7 +79,7 @@ class RuntimeSessionRepository:
 
     async def add(self, runtime_session: RuntimeSession) -> None:
         """Insert it open, its history starting with `open` at the database's now()."""
-        runtime_session.state = SessionState.OPEN.value
+        runtime_session.state = SessionState.OPEN
         runtime_session.timestamps = _opened()
         self.session.add(runtime_session)
         await self.session.flush()
@@ -193,7 +190,7 @@ class RuntimeSessionRepository:
             .values(
                 last_job_completed=func.now(),
                 elapsed_time=RuntimeSession.elapsed_time
-                + case((RuntimeSession.mode == SessionMode.BATCH.value, run_seconds), else_=0.0),
+                + case((RuntimeSession.mode == SessionMode.BATCH, run_seconds), else_=0.0),
             )
             .execution_options(synchronize_session=False)
         )
@@ -206,7 +203,7 @@ class RuntimeSessionRepository:
             .where(
                 RuntimeSession.id == session_id,
                 RuntimeSession.accepting_jobs.is_(True),
-                RuntimeSession.state != SessionState.CLOSED.value,
+                RuntimeSession.state != SessionState.CLOSED,
             )
             .values(accepting_jobs=False)
             .returning(RuntimeSession)
@@ -228,7 +225,7 @@ class RuntimeSessionRepository:
         return await self._transition(
             and_(
                 RuntimeSession.started_at.is_not(None),
-                RuntimeSession.started_at + _seconds(RuntimeSession.max_ttl) <= func.now(),
+                RuntimeSession.started_at + interval_seconds(RuntimeSession.max_ttl) <= func.now(),
             ),
             SessionState.CLOSED,
             **_closing("max_ttl"),
@@ -239,7 +236,7 @@ class RuntimeSessionRepository:
         the session is queued or running (one that is will restart the timer when it completes)."""
         return await self._transition(
             and_(
-                _idle_since() + _seconds(RuntimeSession.interactive_ttl) <= func.now(),
+                _idle_since() + interval_seconds(RuntimeSession.interactive_ttl) <= func.now(),
                 ~_has_pending_jobs(),
             ),
             SessionState.INACTIVE,
@@ -257,11 +254,11 @@ class RuntimeSessionRepository:
 
     async def seconds_to_next_deadline(self) -> float | None:
         """Seconds until the next max_ttl or interactive_ttl deadline (negative when overdue)."""
-        max_ttl = select((RuntimeSession.started_at + _seconds(RuntimeSession.max_ttl)).label("at")).where(
-            RuntimeSession.state != SessionState.CLOSED.value, RuntimeSession.started_at.is_not(None)
-        )
-        idle = select((_idle_since() + _seconds(RuntimeSession.interactive_ttl)).label("at")).where(
-            RuntimeSession.state == SessionState.ACTIVE.value, ~_has_pending_jobs()
+        max_ttl = select(
+            (RuntimeSession.started_at + interval_seconds(RuntimeSession.max_ttl)).label("at")
+        ).where(RuntimeSession.state != SessionState.CLOSED, RuntimeSession.started_at.is_not(None))
+        idle = select((_idle_since() + interval_seconds(RuntimeSession.interactive_ttl)).label("at")).where(
+            RuntimeSession.state == SessionState.ACTIVE, ~_has_pending_jobs()
         )
         deadlines = max_ttl.union_all(idle).subquery()
         value = await self.session.scalar(
@@ -278,7 +275,7 @@ class RuntimeSessionRepository:
                 or_(
                     and_(
                         RuntimeSession.backend == backend,
-                        RuntimeSession.state == SessionState.ACTIVE.value,
+                        RuntimeSession.state == SessionState.ACTIVE,
                     ),
                     RuntimeSession.id.in_(sorted(session_ids)),
                 )

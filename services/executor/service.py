@@ -93,8 +93,11 @@ class ExecutorService:
             await first_of(self._stop.wait(), supervisor.fatal.wait(), asyncio.shield(consumer))
             self._stop.set()
             # Graceful shutdown: stop taking work, let the current dispatch finish, then leave.
+            grace = max(30.0, self.settings.max_execution_time_limit)
             with suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(consumer, timeout=max(30.0, self.settings.max_execution_time_limit))
+                await asyncio.wait_for(consumer, timeout=grace)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_idle(), timeout=grace)
             if supervisor.fatal.is_set():
                 raise ProcessBroken(process_health.fatal or "a background task failed")
         finally:
@@ -165,6 +168,7 @@ class ExecutorService:
                 dispatch.dispatch_id,
                 extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
             )
+            task.add_done_callback(_log_orphan_failure)
             raise
         except Exception as exc:
             if isinstance(exc, SimulatorUnavailable | ResultMismatch) or not isinstance(exc, DATABASE_ERRORS):
@@ -387,3 +391,9 @@ async def _settle(settling: Any) -> None:
         if not is_broker_error(exc):
             raise
         log.info("could not settle a message on a lost channel (%s)", describe(exc))
+
+
+def _log_orphan_failure(task: "asyncio.Task[None]") -> None:
+    """A dispatch whose channel was lost ended with an error: its message comes back anyway."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a dispatch whose channel was lost failed: %s", describe(task.exception()))  # type: ignore[arg-type]

@@ -45,11 +45,15 @@ def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(mak
                 body = sampler_job(backend, circuit, shots, session_id=session_id)
                 return str(client.post("/api/v1/jobs", json=body).json()["id"])
 
+            # No aer_simulator executor while the jobs are submitted: the max_ttl clock starts with
+            # the first job, so it must not start before the last submission, however slow.
+            stack.kill("executor-aer_simulator", signal.SIGTERM)
             expiring = session("aer_simulator", max_ttl=MAX_TTL)
+            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(40)]
+            stack.start_executor("aer_simulator", name="executor-aer_simulator-2")
             idle = session("fake_manila")
             idle_job = submit("fake_manila", idle, BELL_QASM2, 200)
-            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(40)]
-            wait_for(lambda: view(expiring)["state"] == "active", 60, "the session to start")
+            wait_for(lambda: view(expiring)["state"] == "active", 90, "the session to start")
             stack.wait_final([idle_job], timeout=60)
             assert view(idle)["state"] == "active"
 

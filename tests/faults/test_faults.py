@@ -12,6 +12,7 @@ import pytest
 
 from tests.faults.conftest import (
     BACKEND,
+    SLACK,
     FaultStack,
     Submission,
     assert_clean,
@@ -52,13 +53,13 @@ def start_long_job(stack: FaultStack) -> str:
         job_id = str(response.json()["id"])
     wait_for(
         lambda: stack.sql("SELECT status FROM jobs WHERE id = $1", job_id)[0]["status"] == "RUNNING",
-        60,
+        60 * SLACK,
         "the long job to start",
     )
     return job_id
 
 
-def long_job_done(stack: FaultStack, job_id: str, timeout: float = 120) -> str:
+def long_job_done(stack: FaultStack, job_id: str, timeout: float = 120 * SLACK) -> str:
     statuses = stack.wait_final([job_id], timeout=timeout)
     return statuses[job_id]
 
@@ -70,27 +71,31 @@ def executor_pid(stack: FaultStack) -> int:
 def test_broker_killed_and_restarted_mid_load(fstack: FaultStack) -> None:
     """kill -9 of the RabbitMQ node, back 8 s later, during a 600-job load."""
     thread, sub = in_background(fstack, "broker-kill", 600)
-    wait_for(lambda: accepted_so_far(fstack, "broker-kill") >= 150, 60, "150 jobs accepted")
+    wait_for(lambda: accepted_so_far(fstack, "broker-kill") >= 150, 60 * SLACK, "150 jobs accepted")
     fstack.rabbit.kill9()
     time.sleep(8)
     fstack.rabbit.start()
     restored = time.monotonic()
-    thread.join(timeout=120)
+    thread.join(timeout=120 * SLACK)
+    assert not thread.is_alive(), "the clients did not finish submitting"
     fig = audit(fstack, "RabbitMQ kill -9, back after 8 s (600 jobs)", [sub], restored, bound=60)
     assert_clean(fig, [sub])
-    wait_for(lambda: fstack.health("scheduler", "/readyz") == 200, 30, "scheduler ready again")
-    wait_for(lambda: fstack.health(f"executor-{BACKEND}", "/readyz") == 200, 30, "executor ready again")
+    wait_for(lambda: fstack.health("scheduler", "/readyz") == 200, 30 * SLACK, "scheduler ready again")
+    wait_for(
+        lambda: fstack.health(f"executor-{BACKEND}", "/readyz") == 200, 30 * SLACK, "executor ready again"
+    )
 
 
 def test_broker_stop_app_start_app(fstack: FaultStack) -> None:
     thread, sub = in_background(fstack, "stop-app", 300)
-    wait_for(lambda: accepted_so_far(fstack, "stop-app") >= 80, 60, "80 jobs accepted")
+    wait_for(lambda: accepted_so_far(fstack, "stop-app") >= 80, 60 * SLACK, "80 jobs accepted")
     fstack.rabbit.ctl("stop_app")
     time.sleep(4)
     fstack.rabbit.ctl("start_app")
     fstack.rabbit.wait_app()
     restored = time.monotonic()
-    thread.join(timeout=120)
+    thread.join(timeout=120 * SLACK)
+    assert not thread.is_alive(), "the clients did not finish submitting"
     fig = audit(fstack, "RabbitMQ stop_app, start_app 4 s later (300 jobs)", [sub], restored, bound=60)
     assert_clean(fig, [sub])
 
@@ -113,12 +118,13 @@ def test_postgres_restart_during_burst(fstack: FaultStack) -> None:
     """Clients see 503 with Retry-After while the database is away, never 500; retries with the same
     Idempotency-Key store each job once."""
     thread, sub = in_background(fstack, "pg-burst", 300)
-    wait_for(lambda: accepted_so_far(fstack, "pg-burst") >= 80, 60, "80 jobs accepted")
+    wait_for(lambda: accepted_so_far(fstack, "pg-burst") >= 80, 60 * SLACK, "80 jobs accepted")
     fstack.pg.stop("immediate")
     time.sleep(3)
     fstack.pg.start()
     restored = time.monotonic()
-    thread.join(timeout=120)
+    thread.join(timeout=120 * SLACK)
+    assert not thread.is_alive(), "the clients did not finish submitting"
     fig = audit(fstack, "PostgreSQL immediate restart (3 s down) during a 300-job burst", [sub], restored, 60)
     assert_clean(fig, [sub])
     assert sub.http_codes[503] > 0, f"the outage was not seen by any client: {dict(sub.http_codes)}"
@@ -126,7 +132,7 @@ def test_postgres_restart_during_burst(fstack: FaultStack) -> None:
 
 def test_simulator_child_killed_while_idle(fstack: FaultStack) -> None:
     parent = executor_pid(fstack)
-    wait_for(lambda: len(child_pids(parent)) == 1, 30, "one simulator child")
+    wait_for(lambda: len(child_pids(parent)) == 1, 30 * SLACK, "one simulator child")
     (old,) = child_pids(parent)
     kill_pid(old)
     killed = time.monotonic()
@@ -144,12 +150,13 @@ def test_simulator_child_killed_while_busy_twice(fstack: FaultStack) -> None:
     thread, sub = in_background(fstack, "child-busy", 60)
     (busy,) = child_pids(parent)
     kill_pid(busy)
-    wait_for(lambda: [p for p in child_pids(parent) if p != busy], 30, "a replacement child")
+    wait_for(lambda: [p for p in child_pids(parent) if p != busy], 30 * SLACK, "a replacement child")
     for pid in child_pids(parent):
         if pid != busy:
             kill_pid(pid)  # the replacement, while it starts
     killed = time.monotonic()
-    thread.join(timeout=120)
+    thread.join(timeout=120 * SLACK)
+    assert not thread.is_alive(), "the clients did not finish submitting"
     fig = audit(fstack, "simulator child killed while busy, then again while restarting", [sub], killed, 90)
     assert_clean(fig, [sub])
     assert long_job_done(fstack, long_job) == "DONE"
@@ -159,7 +166,7 @@ def test_simulator_child_killed_while_busy_twice(fstack: FaultStack) -> None:
 def test_process_sigkill_mid_load(fstack: FaultStack, role: str) -> None:
     label = f"kill-{role}"
     thread, sub = in_background(fstack, label, 200)
-    wait_for(lambda: accepted_so_far(fstack, label) >= 60, 60, "60 jobs accepted")
+    wait_for(lambda: accepted_so_far(fstack, label) >= 60, 60 * SLACK, "60 jobs accepted")
     if role == "executor":
         fstack.kill(f"executor-{BACKEND}")
         fstack.start_executor(BACKEND)
@@ -170,6 +177,7 @@ def test_process_sigkill_mid_load(fstack: FaultStack, role: str) -> None:
         fstack.kill("api")
         fstack.start_api()
     restored = time.monotonic()
-    thread.join(timeout=120)
+    thread.join(timeout=120 * SLACK)
+    assert not thread.is_alive(), "the clients did not finish submitting"
     fig = audit(fstack, f"{role} SIGKILL mid-load, restarted (200 jobs)", [sub], restored, bound=60)
     assert_clean(fig, [sub])

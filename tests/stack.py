@@ -335,10 +335,12 @@ def decode_result(text: str) -> Any:
 
 @dataclass
 class EventRecorder:
-    """A real queue bound to the stack's events exchange, collecting job events."""
+    """A real queue bound to the stack's events exchange, collecting job and session events (or those
+    of `routing_keys`)."""
 
     namespace: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    routing_keys: tuple[str, ...] = ("job.#", "session.#")
 
     def __post_init__(self) -> None:
         self.queue_name = f"{self.namespace}.test-events-{uuid.uuid4().hex[:6]}"
@@ -354,8 +356,8 @@ class EventRecorder:
                     durable=True,
                 )
                 queue = await channel.declare_queue(self.queue_name, durable=False, auto_delete=False)
-                await queue.bind(exchange, routing_key="job.#")
-                await queue.bind(exchange, routing_key="session.#")
+                for routing_key in self.routing_keys:
+                    await queue.bind(exchange, routing_key=routing_key)
 
         asyncio.run(go())
 

@@ -13,12 +13,15 @@ from services.api.admin.router import router as admin_router
 from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
+from services.api.console.router import install_console
 from services.api.dependencies import AppContext
 from services.api.deployments.router import router as deployments_router
 from services.api.deployments.service import DeploymentService
 from services.api.errors import install_error_handlers
 from services.api.events.router import public_router as events_public_router
 from services.api.events.router import router as events_router
+from services.api.experiments.router import router as experiments_router
+from services.api.experiments.service import ExperimentService
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
 from services.api.jobs.router import router as jobs_router
@@ -56,6 +59,7 @@ def api_router() -> APIRouter:
     router.include_router(admin_router)
     router.include_router(sessions_router)
     router.include_router(events_router)
+    router.include_router(experiments_router)
     return router
 
 
@@ -87,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             deployments=DeploymentService(sessions, jobs, limits),
             providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
             runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
+            experiments=ExperimentService(sessions, catalog, limits, settings),
         )
         supervisor = Supervisor()
         supervisor.start("relay", relay.run)
@@ -106,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity_router)
     app.include_router(metrics_router)
     app.include_router(events_public_router)
+    install_console(app)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.backends.service import BackendService
 from services.api.deployments.service import DeploymentService
+from services.api.experiments.service import ExperimentService
 from services.api.jobs.service import JobService
 from services.api.providers.service import ProviderService
 from services.api.sessions.service import RuntimeSessionService
@@ -27,6 +28,7 @@ class AppContext:
     deployments: DeploymentService
     providers: ProviderService
     runtime_sessions: RuntimeSessionService
+    experiments: ExperimentService
 
 
 def context(request: Request) -> AppContext:

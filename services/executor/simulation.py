@@ -9,12 +9,15 @@ back, each job getting its own PrimitiveResult of its own pubs.
 """
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.observables_array import ObservablesArray
@@ -22,11 +25,16 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit.transpiler.passes import GatesInBasis
 from qiskit_aer import AerSimulator
-from qiskit_aer.primitives import EstimatorV2, SamplerV2
+from qiskit_aer.primitives import SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
+from services.executor.estimation import estimate, twirls_gates
+from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
+from services.executor.noise_learning import learn
 from services.executor.protocol import JobRun
-from shared.backends.catalog import AER_SIMULATOR, fake_device
+from services.executor.twirled_sampling import sample, wants_pipeline
+from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
+from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_results
 from shared.kit.errors import short_message
 
@@ -40,17 +48,27 @@ class _Prepared:
     index: int  # position in the dispatch
     pubs: list[SamplerPub]
     seed: int | None
+    warnings: list[str]
+    options: dict[str, Any]  # twirling or dynamical decoupling: the job runs alone (twirled_sampling.py)
 
 
 class SimulatorRuntime:
     def __init__(self, backend_name: str) -> None:
+        self.backend_name = backend_name
+        self.device: Any | None
         warnings.filterwarnings("ignore", category=UserWarning)
         if backend_name == AER_SIMULATOR:
             self.simulator = AerSimulator()
+            self.device = None
         else:
-            self.simulator = AerSimulator.from_backend(fake_device(backend_name))
+            self.device = fake_device(backend_name)
+            self.simulator = AerSimulator.from_backend(self.device)
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self.target = self.simulator.target
+        # Gate twirling on the ideal simulator needs Clifford 2-qubit gates and rz/sx/x around them.
+        self._twirl_basis = generate_preset_pass_manager(
+            optimization_level=1, basis_gates=["rz", "sx", "x", "cx"]
+        )
 
     def _to_isa(self, circuit: QuantumCircuit) -> QuantumCircuit:
         """The circuit as the device runs it: unchanged when it already fits the target (what the
@@ -73,7 +91,7 @@ class SimulatorRuntime:
             ]
         except Exception as exc:
             raise ProgramError(f"the job's pubs cannot run: {short_message(exc)}") from exc
-        return _Prepared(index, pubs, seed)
+        return _Prepared(index, pubs, seed, self._warnings("sampler", params), options)
 
     def run(self, jobs: list[tuple[str, str]]) -> list[JobRun]:
         """Run (program_id, params) jobs; one JobRun per job, in order. Jobs without a seed share one
@@ -82,7 +100,9 @@ class SimulatorRuntime:
         prepared: list[_Prepared] = []
         for index, (program_id, params_text) in enumerate(jobs):
             try:
-                if program_id == "sampler":
+                if is_dry_run(params_text):
+                    runs[index] = self._dry_run(program_id, params_text)
+                elif program_id == "sampler":
                     prepared.append(self._prepare(index, params_text))
                 else:
                     runs[index] = self._run_alone(program_id, params_text)
@@ -92,8 +112,8 @@ class SimulatorRuntime:
                 runs[index] = JobRun(
                     ok=False, payload=f"{type(exc).__name__}: {short_message(exc)}", seconds=0.0
                 )
-        shared = [p for p in prepared if p.seed is None]
-        calls = ([shared] if shared else []) + [[p] for p in prepared if p.seed is not None]
+        shared = [p for p in prepared if p.seed is None and not wants_pipeline(p.options)]
+        calls = ([shared] if shared else []) + [[p] for p in prepared if all(p is not s for s in shared)]
         for call in calls:
             self._run_together(call, runs)
         return [run or JobRun(ok=False, payload="the job was not run", seconds=0.0) for run in runs]
@@ -101,8 +121,12 @@ class SimulatorRuntime:
     def _run_together(self, call: list[_Prepared], runs: list[JobRun | None]) -> None:
         pubs = [pub for job in call for pub in job.pubs]
         started = time.perf_counter()
+        span_start = datetime.now(UTC)
         try:
-            result = SamplerV2.from_backend(self.simulator, seed=call[0].seed).run(pubs).result()
+            if len(call) == 1 and wants_pipeline(call[0].options):
+                result = sample(self.simulator, self.device, pubs, call[0].options, call[0].seed)
+            else:
+                result = SamplerV2.from_backend(self.simulator, seed=call[0].seed).run(pubs).result()
         except Exception as exc:
             if len(call) > 1:
                 # Find the job the simulator refuses by running each alone; the others still complete.
@@ -116,15 +140,21 @@ class SimulatorRuntime:
             )
             return
         seconds = time.perf_counter() - started
+        span_stop = datetime.now(UTC)
         # Each job is charged its share of the call, by the shots it asked for.
         weights = [sum(pub.shots * max(1, pub.parameter_values.size) for pub in job.pubs) for job in call]
         total = sum(weights) or 1
         pub_results = list(result)
         offset = 0
         for job, weight in zip(call, weights, strict=True):
-            own = PrimitiveResult(
-                pub_results[offset : offset + len(job.pubs)], metadata=dict(result.metadata)
-            )
+            metadata: dict[str, Any] = {
+                **result.metadata,
+                "execution": {"execution_spans": _spans(span_start, span_stop, job.pubs)},
+                "version": 2,
+            }
+            if job.warnings:
+                metadata["warnings"] = job.warnings
+            own = PrimitiveResult(pub_results[offset : offset + len(job.pubs)], metadata=metadata)
             offset += len(job.pubs)
             runs[job.index] = JobRun(
                 ok=True, payload=json.dumps(own, cls=RuntimeEncoder), seconds=seconds * weight / total
@@ -149,12 +179,38 @@ class SimulatorRuntime:
             ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
         )
 
+    def _dry_run(self, program_id: str, params_text: str) -> JobRun:
+        """A job sent to a mock device: results of the right shape, random, nothing simulated."""
+        params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
+        params.pop("dry_run")
+        rng = np.random.default_rng()
+        started = time.perf_counter()
+        try:
+            if program_id == "sampler":
+                result = mock_sampler(params, rng)
+            elif program_id == "estimator":
+                result = mock_estimator(params, rng)
+            elif program_id == "executor":
+                result = self._run_quantum_program(params, {}, dry_run=rng)
+            elif program_id == "noise-learner":
+                result = self._learn_noise(params, {})  # computed, not simulated: as cheap as a mock
+            else:
+                raise ProgramError(f"program {program_id} has no dry run here")
+        except ProgramError:
+            raise
+        except Exception as exc:
+            raise ProgramError(f"the dry run's inputs cannot run: {short_message(exc, 500)}") from exc
+        return JobRun(
+            ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
+        )
+
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
         return {
             "estimator": self._estimate,
             "runner": self._run_programs,
             "executor": self._run_quantum_program,
+            "noise-learner": self._learn_noise,
         }
 
     @staticmethod
@@ -178,7 +234,9 @@ class SimulatorRuntime:
             program_ids=list(params["program_ids"]),
         )
 
-    def _run_quantum_program(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+    def _run_quantum_program(
+        self, params: dict[str, Any], options: dict[str, Any], dry_run: np.random.Generator | None = None
+    ) -> Any:
         """The `executor` program, run with the pieces qiskit-ibm-runtime ships for local testing; the
         result goes back in the versioned result schema the client post-processes."""
         from ibm_quantum_schemas.common.tensor import CompressedTensorModel
@@ -199,7 +257,10 @@ class SimulatorRuntime:
         for item in program.items:
             if isinstance(item, SamplexItem):
                 item.samplex.finalize()  # deserialised samplexes must be finalised before sampling
-        result = run_quantum_program(self.simulator, program, SimulatorOptions())
+        if dry_run is not None:
+            result = mock_quantum_program(program, dry_run)
+        else:
+            result = run_quantum_program(self.simulator, program, SimulatorOptions())
         document = QuantumProgramResultModel(
             data=[
                 QuantumProgramResultItemModel(
@@ -214,22 +275,37 @@ class SimulatorRuntime:
         )
         return document.model_dump(mode="json")
 
+    def _learn_noise(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The legacy noise learner: each layer's Pauli-Lindblad error (noise_learning.py)."""
+        if self.device is None:
+            raise ProgramError("the ideal simulator has no noise to learn")
+        return learn(self.simulator, self.device, params)
+
     def _estimate(self, params: dict[str, Any], options: dict[str, Any]) -> Any:
+        """The legacy estimator, estimated from samples with the backend's noise (estimation.py)."""
         isa_pubs = []
+        to_basis = self._twirl_basis if self.device is None and twirls_gates(params, ideal=True) else None
         for circuit, observables, values, precision in params["pubs"]:
-            isa = self._to_isa(circuit)
+            isa = self._to_isa(circuit) if to_basis is None else to_basis.run(circuit)
             # A transpiled circuit moved its qubits; the observables must follow the layout.
             laid_out = ObservablesArray.coerce(observables)
             if isa is not circuit and isa.layout is not None:
                 laid_out = laid_out.apply_layout(isa.layout, isa.num_qubits)
             isa_pubs.append((isa, laid_out, values, precision))
-        estimator_options: dict[str, Any] = {}
-        if options.get("default_precision") is not None:
-            estimator_options["default_precision"] = float(options["default_precision"])
-        seed = (
-            self._seed(options) if options.get("seed_estimator") is None else int(options["seed_estimator"])
-        )
-        if seed is not None:
-            estimator_options["run_options"] = {"seed_simulator": seed}
-        estimator = EstimatorV2.from_backend(self.simulator, options=estimator_options)
-        return estimator.run(isa_pubs).result()
+        return estimate(self.simulator, self.device, isa_pubs, params, self._warnings("estimator", params))
+
+    def _warnings(self, program: str, params: dict[str, Any]) -> list[str]:
+        """Options that had no effect (the same table the api checked them with)."""
+        context = context_for(program, params, self.device is None, rep_delay_range(self.backend_name))
+        return option_warnings(params, context)
+
+
+def _spans(start: datetime, stop: datetime, pubs: list[SamplerPub]) -> Any:
+    """IBM's execution spans: every shot of every pub of this job ran in the one simulator call."""
+    from qiskit_ibm_runtime.execution_span import DoubleSliceSpan, ExecutionSpans
+
+    slices = {}
+    for index, pub in enumerate(pubs):
+        shape = (*pub.parameter_values.shape, pub.shots)
+        slices[index] = (shape, slice(0, math.prod(shape[:-1])), slice(0, pub.shots))
+    return ExecutionSpans([DoubleSliceSpan(start, stop, slices)])

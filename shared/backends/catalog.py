@@ -16,6 +16,7 @@ class BackendInfo:
     name: str
     num_qubits: int
     simulator: bool  # ideal simulator: no noise, any connectivity
+    mock: bool = False  # a mock device (dry runs): random data of the right shape
 
 
 class UnknownBackend(LookupError):
@@ -74,6 +75,7 @@ def configuration(name: str, aer_max_qubits: int, max_shots: int) -> dict[str, A
         conf = _device_json(name, "conf")
         conf["simulator"] = False
         conf["max_shots"] = max_shots
+        conf["supported_features"] = _supported_features(conf)
         return conf
     return {
         "backend_name": AER_SIMULATOR,
@@ -117,7 +119,28 @@ def configuration(name: str, aer_max_qubits: int, max_shots: int) -> dict[str, A
         "online_date": "2024-01-01T00:00:00+00:00",
         "description": "Ideal (noise-free) qiskit-aer simulator",
         "processor_type": {"family": "simulator"},
+        "supported_features": ["qasm3", "parameters", "dynamic_circuits"],
     }
+
+
+def _supported_features(conf: dict[str, Any]) -> list[str]:
+    """The device's own list, plus `dynamic_circuits` when it runs if_else (as IBM lists it), so
+    `service.backends(dynamic_circuits=True)` finds the fake devices that simulate them."""
+    features = list(conf.get("supported_features") or [])
+    if "if_else" in (conf.get("supported_instructions") or []) and "dynamic_circuits" not in features:
+        features.append("dynamic_circuits")
+    return features
+
+
+@cache
+def rep_delay_range(name: str) -> tuple[float, float] | None:
+    """The device's allowed rep_delay in seconds (its configuration gives microseconds)."""
+    if name == AER_SIMULATOR:
+        return None
+    limits = _device_json(name, "conf").get("rep_delay_range")
+    if not limits:
+        return None
+    return float(limits[0]) * 1e-6, float(limits[1]) * 1e-6
 
 
 @cache
@@ -126,3 +149,19 @@ def properties(name: str) -> dict[str, Any]:
     if name == AER_SIMULATOR:
         return {}
     return _device_json(name, "props")
+
+
+# Mock devices: what the 0.50+ client's `dry_run=True` submits to. IBM names the mock of `ibm_fez`
+# `mock_fez`; here the mock of `fake_manila` is `mock_manila`. A mock is listed only to clients that
+# ask for mocks, and its jobs return data of the right shape, random, without simulating.
+MOCK_PREFIX = "mock_"
+
+
+def mock_name(name: str) -> str | None:
+    """The mock of a served fake device (`fake_manila` -> `mock_manila`); the ideal simulator has none."""
+    return MOCK_PREFIX + name.removeprefix("fake_") if name.startswith("fake_") else None
+
+
+def device_of_mock(name: str) -> str | None:
+    """The fake device a mock name stands for (`mock_manila` -> `fake_manila`), else None."""
+    return "fake_" + name.removeprefix(MOCK_PREFIX) if name.startswith(MOCK_PREFIX) else None

@@ -1,5 +1,5 @@
 """What every job state change implies, written in the same transaction as the change: its events and
-commands in the outbox, and its session's clock."""
+commands in the outbox, its session's clock, and its experiment sequence's progress."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -8,6 +8,7 @@ from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.events.document import Event
 from shared.events.publishing import publish_event
+from shared.experiments.changes import sequences_follow_jobs
 from shared.jobs.states import JobStatus
 from shared.messaging.messages import JobFinished, JobSubmitted
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
@@ -43,6 +44,11 @@ async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
             await sessions.job_started(session_id)
     for session_id, run_seconds in sorted(completed.items()):
         await sessions.job_completed(session_id, run_seconds)
+    # Experiment sequences follow their jobs in the same transaction; a sequence that stopped
+    # cancels its other jobs, which are announced like any other change.
+    cancelled = await sequences_follow_jobs(db, jobs)
+    if cancelled:
+        await jobs_changed(db, cancelled)
 
 
 def _run_seconds(job: Job) -> float:

@@ -18,6 +18,8 @@ class ErrorCode(IntEnum):
     MALFORMED_CIRCUIT = 1201
     PAYLOAD_TOO_LARGE = 1202
     TOO_MANY_CIRCUITS = 1203
+    OPTION_NOT_SUPPORTED = 1250  # a primitive option this runtime cannot honour (named in the message)
+    UNKNOWN_OPTION = 1251  # an option name the program does not have
     MAX_CONCURRENT_JOBS = 1012
     UNAUTHORIZED = 3200
     INVALID_API_KEY = 3201
@@ -35,6 +37,25 @@ class ErrorCode(IntEnum):
     # qruntime's own codes in the session family (IBM documents only 4001).
     SESSION_NOT_FOUND = 4002
     SESSION_BACKEND_MISMATCH = 4003
+    # The experiment store (issue 15): input (1xxx) and state or access (3xxx).
+    EXPRESSION_INVALID = 1251
+    ITERATION_INVALID = 1252
+    PARAMETER_UNBOUND = 1253
+    TOO_MANY_POINTS = 1254
+    EXPERIMENT_PATH_INVALID = 1255
+    EXPERIMENT_PATH_NOT_FOUND = 3451
+    EXPERIMENT_PATH_EXISTS = 3452
+    SEQUENCE_NOT_FOUND = 3453
+    SEQUENCE_NOT_EDITABLE = 3454
+    SEQUENCE_TRANSITION_INVALID = 3455
+    EXPERIMENT_PRECONDITION_FAILED = 3456
+    EXPERIMENT_PATH_HOLDS_SEQUENCES = 3457
+    EXPERIMENT_PATH_BUSY = 3458
+    DEVICE_CONFIGURATION_NOT_FOUND = 3459
+    EXPERIMENT_CONFLICT = 3460
+    EXPERIMENT_PATH_IS_SEQUENCE = 3461
+    # The jobs of an experiment sequence that was interrupted or crashed.
+    EXECUTION_CANCELLED = 5202
     EXECUTION_FAILED = 5203
     SIMULATOR_FAILED = 5204
     SHOTS_OUT_OF_RANGE = 6001

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_group_size: int = Field(default=50, gt=0)
     # A job of more shots than this is worth a dispatch of its own.
     group_max_shots: int = Field(default=10_000, gt=0)
+    # Experiment store: the most points one sequence may have, and how many points share one job.
+    experiment_max_points: int = Field(default=10_000, gt=0)
+    experiment_points_per_job: int = Field(default=100, gt=0)
 
     log_level: str = "INFO"
     # "text" for a terminal, "json" (one object per line, with job and session ids) for log shippers.

@@ -234,6 +234,182 @@ def batch_and_cancel(service: QiskitRuntimeService) -> dict[str, Any]:
     }
 
 
+def ghz3() -> QuantumCircuit:
+    circuit = QuantumCircuit(3)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.cx(1, 2)
+    return circuit
+
+
+def _refusal(run: Callable[[], Any]) -> dict[str, Any]:
+    """Submit, wait; what the user sees when qruntime refuses (the client raises at submission)."""
+    try:
+        run().result()
+    except Exception as exc:
+        return {"refused": True, "message": str(exc)}
+    return {"refused": False, "message": ""}
+
+
+@scenario
+def fidelity(service: QiskitRuntimeService) -> dict[str, Any]:
+    """The legacy EstimatorV2 and SamplerV2 on fake_manila as a user runs them: resilience levels,
+    precision sweeps, the option table's three fates, usage, execution spans, dynamic circuits.
+    The pytest side compares with local testing mode (same client release, in-process)."""
+    import warnings
+
+    import numpy as np
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_ibm_runtime import EstimatorV2
+
+    warnings.simplefilter("ignore")
+    backend = service.backend("fake_manila")
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(ghz3())
+    xxx = SparsePauliOp("XXX").apply_layout(isa.layout)
+    zii = SparsePauliOp("IIZ").apply_layout(isa.layout)
+    seen: dict[str, Any] = {"layout": list(isa.layout.final_index_layout())}
+
+    def estimator(**options: Any) -> Any:
+        est = EstimatorV2(mode=backend)
+        for name, value in options.items():
+            target = est.options
+            *parents, leaf = name.split(".")
+            for parent in parents:
+                target = getattr(target, parent)
+            setattr(target, leaf, value)
+        return est
+
+    default = estimator().run([(isa, xxx)]).result()
+    seen["default"] = {
+        "ev": float(default[0].data.evs),
+        "std": float(default[0].data.stds),
+        "metadata": default[0].metadata,
+        "job_metadata": {k: v for k, v in default.metadata.items() if k != "warnings"},
+    }
+    # Levels 0, 1, 2 in one job each, the value of the same pub.
+    seen["levels"] = {}
+    for level in (0, 1, 2):
+        result = estimator(resilience_level=level).run([(isa, xxx)]).result()
+        seen["levels"][level] = {
+            "ev": float(result[0].data.evs),
+            "std": float(result[0].data.stds),
+            "fields": sorted(result[0].data.keys()),
+            "metadata": result[0].metadata,
+        }
+    # Precision sweep at level 0: 16 independent pubs of <ZII> (ideal 0, so std ~ precision).
+    seen["sweep"] = {}
+    for precision in (0.1, 0.05):
+        result = estimator(resilience_level=0).run([(isa, zii)] * 16, precision=precision).result()
+        seen["sweep"][precision] = {
+            "evs": [float(pub.data.evs) for pub in result],
+            "stds": [float(pub.data.stds) for pub in result],
+            "shots": result[0].metadata["shots"],
+            "target_precision": result[0].metadata["target_precision"],
+        }
+    shots_job = estimator(resilience_level=0, default_shots=400).run([(isa, xxx)]).result()
+    seen["default_shots"] = shots_job[0].metadata
+
+    # Honoured options: their effect is visible in the result.
+    seeded = [estimator(seed_estimator=11).run([(isa, xxx)]).result() for _ in range(2)]
+    seen["seeded_evs"] = [float(result[0].data.evs) for result in seeded]
+    twirled = estimator(**{"twirling.num_randomizations": 4, "twirling.enable_gates": True}).run([(isa, xxx)])
+    seen["twirled"] = twirled.result()[0].metadata
+    dd = estimator(**{"dynamical_decoupling.enable": True, "dynamical_decoupling.sequence_type": "XY4"})
+    seen["dd"] = dd.run([(isa, xxx)]).result().metadata["dynamical_decoupling"]
+    zne = estimator(resilience_level=2, **{"resilience.zne.noise_factors": (1, 2, 3)}).run([(isa, xxx)])
+    zne_result = zne.result()
+    seen["zne"] = {
+        "job_id": zne.job_id(),
+        "inputs": {k: v for k, v in zne.inputs.items() if k != "pubs"},
+        "resilience": zne_result.metadata.get("resilience"),
+        "fields": sorted(zne_result[0].data.keys()),
+    }
+
+    # Warned options: the job runs; the warning is in the result metadata and the job's logs.
+    warned = estimator(resilience_level=0, **{"execution.init_qubits": False, "execution.rep_delay": 0.0001})
+    warned_job = warned.run([(isa, xxx)])
+    seen["warned"] = {"metadata": warned_job.result().metadata.get("warnings", []), "logs": warned_job.logs()}
+    sampler = SamplerV2(mode=backend)
+    sampler.options.twirling.enable_gates = True
+    measured = generate_preset_pass_manager(optimization_level=1, backend=backend).run(bell())
+    sampler_job = sampler.run([measured], shots=100)
+    sampler_result = sampler_job.result()
+    seen["sampler_warnings"] = sampler_result.metadata.get("warnings", [])
+    seen["twirled_counts"] = sampler_result[0].data.meas.get_counts()
+    spans = sampler_result.metadata["execution"]["execution_spans"]
+    seen["spans"] = {
+        "count": len(spans),
+        "start_before_stop": all(span.start <= span.stop for span in spans),
+        "mask_shape": list(spans[0].mask(0).shape),
+        "pub_idxs": spans[0].pub_idxs,
+    }
+
+    # Refused options: refused at submission with a code and the option's name.
+    def kerneled() -> Any:
+        sampler = SamplerV2(mode=backend)
+        sampler.options.execution.meas_type = "kerneled"
+        return sampler.run([measured], shots=10)
+
+    seen["refused"] = {
+        "rep_delay": _refusal(lambda: estimator(**{"execution.rep_delay": 0.01}).run([(isa, xxx)])),
+        "kerneled": _refusal(kerneled),
+        "pec": _refusal(lambda: estimator(**{"resilience.pec_mitigation": True}).run([(isa, xxx)])),
+        "pea": _refusal(lambda: estimator(**{"resilience.zne.amplifier": "pea"}).run([(isa, xxx)])),
+        "unknown": _refusal(lambda: estimator(experimental={"bogus_option": 1}).run([(isa, xxx)])),
+        "private": _refusal(lambda: estimator(**{"environment.private": True}).run([(isa, xxx)])),
+    }
+
+    # Dry runs: the executor-based primitives submit to mock_manila (listed only on request).
+    from qiskit_ibm_runtime.executor_estimator import Estimator as ExecutorEstimator
+    from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
+
+    dry_sampler = ExecutorSampler(mode=backend).run([measured], shots=50, dry_run=True)
+    dry_counts = dry_sampler.result()[0].data.meas.get_counts()
+    dry_estimator = ExecutorEstimator(mode=backend).run([(isa, xxx)], dry_run=True)
+    seen["dry_run"] = {
+        "sampler_backend": dry_sampler.backend().name,
+        "sampler_shots": sum(dry_counts.values()),
+        "estimator_shape": list(np.shape(dry_estimator.result()[0].data.evs)),
+        "listed": sorted(b.name for b in service.backends()),
+        "listed_with_mocks": sorted(b.name for b in service.backends(include_mocks=True)),
+        "least_busy": service.least_busy(simulator=False).name,
+    }
+
+    # The noise learner: layers of the ISA circuit with Pauli-Lindblad errors; NoiseLearnerV3 refused.
+    from qiskit_ibm_runtime import NoiseLearner
+
+    learner = NoiseLearner(mode=backend)
+    learner.options.max_layers_to_learn = 3
+    learned = learner.run([isa]).result()
+    seen["noise_learner"] = {
+        "type": type(learned).__name__,
+        "layers": [
+            {
+                "qubits": list(layer.qubits),
+                "gates": dict(layer.circuit.count_ops()),
+                "num_generators": len(layer.error.generators),
+                "rates_min": float(min(layer.error.rates)),
+                "rates_max": float(max(layer.error.rates)),
+            }
+            for layer in learned.data
+        ],
+        "protocol": learned.metadata.get("learning_protocol"),
+    }
+    from qiskit_ibm_runtime.noise_learner_v3 import NoiseLearnerV3
+
+    seen["noise_learner_v3"] = _refusal(lambda: NoiseLearnerV3(mode=backend).run([]))
+
+    # What else the client reads.
+    seen["usage"] = default_usage = sampler_job.usage()
+    seen["usage_positive"] = bool(default_usage and default_usage > 0)
+    seen["dynamic_backends"] = sorted(b.name for b in service.backends(dynamic_circuits=True))
+    return seen
+
+
+def np_list(values: Any) -> list[float]:
+    return [float(v) for v in values]
+
+
 def main() -> None:
     name = sys.argv[1]
     service = QiskitRuntimeService()

@@ -11,7 +11,11 @@ def test_backends_list_configuration_properties_status(stack: Stack) -> None:
             d["name"]: d
             for d in client.get("/api/v1/backends", params={"include_mocks": "True"}).json()["devices"]
         }
-        assert set(devices) == {"aer_simulator", "fake_manila"}
+        # Mocks (dry runs) are listed only when asked for, marked as such.
+        assert set(devices) == {"aer_simulator", "fake_manila", "mock_manila"}
+        assert devices["mock_manila"]["class"] == "mock" and devices["fake_manila"]["class"] == "device"
+        listed = client.get("/api/v1/backends").json()["devices"]
+        assert {d["name"] for d in listed} == {"aer_simulator", "fake_manila"}
         assert devices["fake_manila"]["qubits"] == 5
         assert devices["fake_manila"]["status"]["name"] == "online"
 

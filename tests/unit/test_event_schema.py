@@ -26,3 +26,10 @@ def test_asyncapi_names_the_exchanges_and_embeds_the_schema() -> None:
     binding = document["channels"]["job.{state}.{backend}"]["bindings"]["amqp"]
     assert binding["exchange"]["name"] == "qruntime.events"
     assert document["components"]["schemas"]["QruntimeEvent"]["properties"]["event_id"]
+
+
+def test_a_sessions_stream_ends_only_with_the_session_closing() -> None:
+    finished_job = Event(type="job.state_changed", job_id="j", session_id="s", backend="b", state="done")
+    closed = Event(type="session.state_changed", session_id="s", backend="b", state="closed")
+    assert finished_job.ends_stream_of("job") and not finished_job.ends_stream_of("session")
+    assert closed.ends_stream_of("session") and not closed.ends_stream_of("job")

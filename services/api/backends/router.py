@@ -8,12 +8,13 @@ router = APIRouter(tags=["backends"])
 
 
 @router.get("/backends")
-async def list_backends(request: Request) -> dict[str, Any]:
-    states = await context(request).backends.states()
+async def list_backends(request: Request, include_mocks: bool = False) -> dict[str, Any]:
+    states = await context(request).backends.states(include_mocks=include_mocks)
     return {
         "devices": [
             {
                 "name": s.info.name,
+                "class": "mock" if s.info.mock else "device",
                 "backend_name": s.info.name,
                 "qubits": s.info.num_qubits,
                 "physical_qubits": s.info.num_qubits,

@@ -1,6 +1,6 @@
 """The backends the official client discovers: their list, configuration, properties and status."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,26 +29,38 @@ class BackendService:
         self.catalog = catalog
 
     def info(self, name: str) -> BackendInfo:
-        info = self.catalog.get(name)
+        info = self.catalog.get(catalog_data.device_of_mock(name) or name)
         if info is None:
             raise NotFound(ErrorCode.BACKEND_NOT_FOUND, f"Backend {name} is not served here.")
         return info
 
-    async def states(self) -> list[BackendState]:
+    async def states(self, include_mocks: bool = False) -> list[BackendState]:
         async with unit_of_work(self.sessions) as session:
             repo = OverviewRepository(session)
             live = await repo.live_executors(self.settings.executor_lease_seconds)
             queues = await repo.queue_lengths()
-        return [BackendState(info, name in live, queues.get(name, 0)) for name, info in self.catalog.items()]
+        states = [
+            BackendState(info, name in live, queues.get(name, 0)) for name, info in self.catalog.items()
+        ]
+        if include_mocks:
+            # A mock runs on its device's executor, without simulating: it answers when that one does.
+            states += [
+                BackendState(replace(s.info, name=mock, mock=True), s.online, 0)
+                for s in list(states)
+                if (mock := catalog_data.mock_name(s.info.name)) is not None
+            ]
+        return states
 
     async def state(self, name: str) -> BackendState:
         self.info(name)
-        return next(s for s in await self.states() if s.info.name == name)
+        return next(s for s in await self.states(include_mocks=True) if s.info.name == name)
 
     def configuration(self, name: str) -> dict[str, Any]:
-        self.info(name)
-        return catalog_data.configuration(name, self.settings.aer_max_qubits, self.settings.max_shots)
+        real = self.info(name).name
+        conf = catalog_data.configuration(real, self.settings.aer_max_qubits, self.settings.max_shots)
+        return conf if real == name else {**conf, "backend_name": name}
 
     def properties(self, name: str) -> dict[str, Any]:
-        self.info(name)
-        return catalog_data.properties(name)
+        real = self.info(name).name
+        props = catalog_data.properties(real)
+        return props if real == name else {**props, "backend_name": name}

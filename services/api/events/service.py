@@ -1,4 +1,4 @@
-"""Server-Sent Events: a job's or a session's events as they happen, resumable with Last-Event-ID.
+"""Server-Sent Events: a job's, a session's or an experiment sequence's events as they happen, resumable with Last-Event-ID.
 
 The stream reads the event log (written in the same transaction as every state change), so a
 reconnect replays exactly what was missed, and it ends once the object reached a final state."""
@@ -31,18 +31,19 @@ async def stream(
     object_id: str,
     after: int,
 ) -> AsyncIterator[str]:
-    """Frames for `kind` ("job" or "session") `object_id` with event ids above `after`, until final."""
+    """Frames for `kind` ("job", "session" or "sequence") `object_id` with event ids above `after`, until final."""
     idle = 0.0
     # Tells the client how long to wait before reconnecting.
     yield "retry: 1000\n\n"
     while True:
         async with unit_of_work(sessions) as session:
             repo = EventRepository(session)
-            records = await (repo.of_job if kind == "job" else repo.of_session)(object_id, after)
+            of = {"job": repo.of_job, "session": repo.of_session, "sequence": repo.of_sequence}[kind]
+            records = await of(object_id, after)
         for record in records:
             after = record.id
             yield sse_frame(record)
-            if Event.model_validate(record.body).is_final:
+            if Event.model_validate(record.body).ends_stream_of(kind):
                 return
         if records:
             idle = 0.0

@@ -19,6 +19,7 @@ class JobCreate(BaseModel):
     cost: int | None = Field(default=None, gt=0, le=2**31 - 1)
     log_level: str | None = Field(default=None, max_length=16)
     priority: int = Field(default=0, ge=-10, le=10)
+    private: bool | None = None  # the client's environment.private (refused, see JobService.submit)
 
 
 class JobCreated(BaseModel):
@@ -85,7 +86,8 @@ class UsageSeconds(BaseModel):
 
 
 class JobUsage(BaseModel):
-    quantum_seconds: float
+    quantum_seconds: float  # what clients up to 0.49 read
+    qpu_charge_time_seconds: float  # what job.usage() reads from 0.50 on
     seconds: float
     status: str
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.api.idempotency import IdempotentRequest, Replay, claim_or_replay, remember_answer
 from services.api.ids import is_wellformed_id, new_id
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
-from shared.backends.catalog import BackendInfo
+from shared.backends.catalog import BackendInfo, device_of_mock, rep_delay_range
 from shared.db.engine import unit_of_work
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.identity import IdentityRepository
@@ -16,6 +16,7 @@ from shared.db.repositories.jobs import JobFilter, JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.identity.service import Principal
 from shared.jobs.changes import job_changed
+from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_error_results
 from shared.jobs.states import JobStatus, check_job_transition
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
@@ -57,8 +58,23 @@ class JobService:
         if not isinstance(raw, dict):
             raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
         request = JobCreate.model_validate(raw)
-        backend = self.backend(request.backend)
+        if request.private:
+            # A private job's inputs and results must not be kept; qruntime keeps them until the job
+            # is deleted, so it says so rather than run the job as if it were private.
+            raise InvalidInput(
+                ErrorCode.OPTION_NOT_SUPPORTED,
+                "Option environment.private=True is refused: qruntime keeps a job's inputs and results "
+                "until the job is deleted (DELETE /jobs/{id}); submit it without private and delete it "
+                "once you have read its result.",
+            )
+        device = device_of_mock(request.backend)
+        backend = self.backend(device if device in self.catalog else request.backend)
         params = normalize(request.program_id, request.params, backend, self.limits)
+        if device is not None:
+            # A dry run (mock device): its device's executor answers it without simulating.
+            stored = json.loads(params.encoded)
+            stored["dry_run"] = True
+            params = replace(params, encoded=json.dumps(stored))
         try:
             job = await self.enqueue(
                 principal,
@@ -257,6 +273,7 @@ class JobService:
             bss=UsageSeconds(seconds=seconds),
             usage=JobUsage(
                 quantum_seconds=seconds,
+                qpu_charge_time_seconds=seconds,
                 seconds=seconds,
                 status="done" if status.is_final else "pending",
             ),
@@ -276,7 +293,17 @@ class JobService:
             lines.append(f"{job.finished_at.isoformat()} {job.status.ibm_name.lower()}")
         if job.reason:
             lines.append(f"reason: {_error_text(job)}")
+        lines.extend(f"warning: {text}" for text in self._option_warnings(job))
         return "\n".join(lines) + "\n"
+
+    def _option_warnings(self, job: Job) -> list[str]:
+        """Options the job set that have no effect here (the table the api checked them with)."""
+        if job.program_id not in ("sampler", "estimator") or job.backend not in self.catalog:
+            return []
+        params = json.loads(job.params)  # plain JSON: the options need no decoding
+        backend = self.catalog[job.backend]
+        context = context_for(job.program_id, params, backend.simulator, rep_delay_range(backend.name))
+        return option_warnings(params, context)
 
     async def _get(self, jobs: JobRepository, job_id: str, principal: Principal) -> Job:
         job = await jobs.get(job_id) if is_wellformed_id(job_id) else None

@@ -20,10 +20,11 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
-from shared.backends.catalog import BackendInfo
+from shared.backends.catalog import BackendInfo, rep_delay_range
+from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
 
-SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor")
+SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor", "noise-learner")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
 _COMPRESSED_TYPES = {"QuantumCircuit", "ndarray", "Instruction"}
 
@@ -141,8 +142,13 @@ def _positive_int(value: Any, what: str, limits: Limits) -> int:
     return value
 
 
+def option_context_for(program: str, params: dict[str, Any], backend: BackendInfo) -> Any:
+    return context_for(program, params, backend.simulator, rep_delay_range(backend.name))
+
+
 def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     pubs, options = _pubs_and_options(params, limits)
+    check_options(params, option_context_for("sampler", params, backend))
     default_shots = _positive_int(
         options.get("default_shots", limits.default_shots), "options.default_shots", limits
     )
@@ -201,7 +207,9 @@ def _pubs_and_options(params: Any, limits: Limits) -> tuple[list[Any], dict[str,
 def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     """Estimator pubs are [circuit, observables, parameter_values?, precision?]."""
     pubs, options = _pubs_and_options(params, limits)
+    check_options(params, option_context_for("estimator", params, backend))
     default_precision = _positive_precision(options.get("default_precision"), "options.default_precision")
+    check_estimator_model(params, backend.simulator)
     normalized_pubs: list[list[Any]] = []
     evaluations = 0
     for index, pub in enumerate(pubs):
@@ -222,6 +230,8 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
         evaluations += max(1, math.prod(coerced.shape))
         normalized_pubs.append([circuit, items[1], values, precision])
     normalized = {"pubs": normalized_pubs, "options": options, "version": params.get("version", 2)}
+    if params.get("resilience_level") is not None:
+        normalized["resilience_level"] = params["resilience_level"]
     return NormalizedParams(
         encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(pubs), total_shots=evaluations
     )
@@ -263,10 +273,44 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
     )
 
 
+def normalize_noise_learner(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
+    """The legacy NoiseLearner: {circuits, options}. NoiseLearnerV3 (schema v0.3) is not served."""
+    if isinstance(params, dict) and (params.get("version") == 3 or "schema_version" in params):
+        raise InvalidInput(
+            ErrorCode.OPTION_NOT_SUPPORTED,
+            "NoiseLearnerV3 (schema v0.3) is not served here; the legacy NoiseLearner is.",
+        )
+    if not isinstance(params, dict) or not isinstance(params.get("circuits"), list) or not params["circuits"]:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.circuits must be a non-empty list of circuits.")
+    if backend.simulator:
+        raise InvalidInput(
+            ErrorCode.INVALID_FOR_BACKEND,
+            f"{backend.name} has no noise to learn; run the noise learner on a fake device.",
+        )
+    circuits = params["circuits"]
+    if len(circuits) > limits.max_circuits:
+        raise InvalidInput(
+            ErrorCode.TOO_MANY_CIRCUITS,
+            f"The job has {len(circuits)} circuits; at most {limits.max_circuits} are allowed in one job.",
+        )
+    if not isinstance(params.get("options") or {}, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
+    check_options(params, option_context_for("noise-learner", params, backend))
+    parsed = [
+        check_width(parse_circuit(circuit, f"circuit {index}"), backend, f"circuit {index}")
+        for index, circuit in enumerate(circuits)
+    ]
+    normalized = {"circuits": parsed, "options": params.get("options") or {}}
+    return NormalizedParams(
+        encoded=json.dumps(normalized, cls=RuntimeEncoder), num_pubs=len(parsed), total_shots=len(parsed)
+    )
+
+
 NORMALIZERS: dict[str, Callable[[Any, BackendInfo, Limits], NormalizedParams]] = {
     "sampler": normalize_sampler,
     "estimator": normalize_estimator,
     "executor": normalize_executor,
+    "noise-learner": normalize_noise_learner,
 }
 
 

@@ -31,6 +31,10 @@ class EventRepository:
         """The session's own events and those of its jobs."""
         return await self._after(EventRecord.session_id == session_id, after, limit)
 
+    async def of_sequence(self, sequence_id: str, after: int, limit: int = 100) -> list[EventRecord]:
+        """An experiment sequence's state changes (index events_sequence)."""
+        return await self._after(EventRecord.body["sequence_id"].astext == sequence_id, after, limit)
+
     async def _after(self, belongs: ColumnElement[bool], after: int, limit: int) -> list[EventRecord]:
         rows = await self.session.scalars(
             select(EventRecord).where(belongs, EventRecord.id > after).order_by(EventRecord.id).limit(limit)

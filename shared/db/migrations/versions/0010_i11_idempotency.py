@@ -1,7 +1,7 @@
 """idempotency keys: the first answer to a submission, replayed for a retry with the same key
 
 Revision ID: i11_idempotency
-Revises: 0008
+Revises: i15_experiments
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "i11_idempotency"
-down_revision = "0008"
+down_revision = "i15_experiments"
 branch_labels = None
 depends_on = None
 

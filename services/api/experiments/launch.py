@@ -1,0 +1,139 @@
+"""What launching a sequence computes: its circuit, its points bound from the iteration and the
+snapshotted global parameters, and the jobs' parameters (a parameter sweep per job)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.primitives.containers.observables_array import ObservablesArray
+
+from services.api.programs.formats import parse_program
+from services.api.programs.validation import (
+    Limits,
+    NormalizedParams,
+    check_width,
+    normalize_estimator,
+    normalize_sampler,
+    parse_circuit,
+)
+from shared.backends.catalog import BackendInfo
+from shared.experiments.expressions import ExpressionError, evaluate_namespace
+from shared.experiments.iteration import IterationError, TooManyPoints, iterate_points, validate_iteration
+from shared.kit.errors import ErrorCode, InvalidInput
+
+
+@dataclass(frozen=True)
+class BoundPoints:
+    parameters: list[dict[str, float]]  # per point: the iteration's variables and the circuit's bindings
+    values: np.ndarray  # (points, circuit parameters), columns in circuit.parameters order
+
+
+def load_circuit(text: str, backend: BackendInfo, where: str = "circuit") -> QuantumCircuit:
+    """OpenQASM 2 or 3 text, or one circuit in QPY (base64)."""
+    if text.lstrip().startswith("OPENQASM"):
+        circuit = parse_circuit(text, where)
+    else:
+        circuit = parse_program(text, "QPY", where)
+    return check_width(circuit, backend, where)
+
+
+def check_iteration(iteration: Any) -> None:
+    try:
+        validate_iteration(iteration)
+    except IterationError as exc:
+        raise InvalidInput(ErrorCode.ITERATION_INVALID, f"iteration: {exc}") from None
+
+
+def observables_list(observables: Any, circuit: QuantumCircuit, program: str) -> list[Any] | None:
+    """Estimator observables as a list (one or several), checked against the circuit's width."""
+    if program != "estimator":
+        if observables is not None:
+            raise InvalidInput(ErrorCode.INVALID_REQUEST, "observables are for estimator sequences only.")
+        return None
+    if observables is None:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "An estimator sequence needs observables.")
+    items = observables if isinstance(observables, list) else [observables]
+    if not items:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "observables must not be empty.")
+    try:
+        array = ObservablesArray.coerce(items)
+    except Exception as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"observables: {exc}") from None
+    if array.num_qubits != circuit.num_qubits:
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST,
+            f"observables act on {array.num_qubits} qubits but the circuit has {circuit.num_qubits}.",
+        )
+    return items
+
+
+def global_values(namespace: Any) -> dict[str, float]:
+    try:
+        return evaluate_namespace(namespace)
+    except ExpressionError as exc:
+        raise InvalidInput(ErrorCode.EXPRESSION_INVALID, f"global parameters: {exc}") from None
+
+
+def bind_points(
+    circuit: QuantumCircuit, iteration: dict[str, Any], globals_: dict[str, float], limit: int
+) -> BoundPoints:
+    names = [parameter.name for parameter in circuit.parameters]
+    points: list[dict[str, float]] = []
+    rows: list[list[float]] = []
+    try:
+        for scope in iterate_points(iteration, globals_, limit):
+            missing = [name for name in names if name not in scope and name not in globals_]
+            if missing:
+                raise InvalidInput(
+                    ErrorCode.PARAMETER_UNBOUND,
+                    f"The circuit's parameter(s) {', '.join(missing)} are bound neither by the iteration "
+                    "nor by a global parameter.",
+                )
+            row = [scope[name] if name in scope else globals_[name] for name in names]
+            rows.append(row)
+            points.append({**scope, **dict(zip(names, row, strict=True))})
+    except TooManyPoints as exc:
+        raise InvalidInput(ErrorCode.TOO_MANY_POINTS, f"iteration: {exc}") from None
+    except IterationError as exc:
+        raise InvalidInput(ErrorCode.EXPRESSION_INVALID, f"iteration: {exc}") from None
+    if not points:
+        raise InvalidInput(
+            ErrorCode.ITERATION_INVALID, "iteration: it yields no point (no execute step runs)."
+        )
+    return BoundPoints(points, np.asarray(rows, dtype=float).reshape(len(rows), len(names)))
+
+
+def job_params(
+    program: str,
+    circuit: QuantumCircuit,
+    observables: list[Any] | None,
+    values: np.ndarray,
+    shots: int | None,
+    options: dict[str, Any],
+    backend: BackendInfo,
+    limits: Limits,
+) -> NormalizedParams:
+    """One pub sweeping `values` (a chunk of the points), validated like any submitted job."""
+    if program == "estimator":
+        assert observables is not None
+        precision = None if shots is None else 1 / shots**0.5
+        # (points, 1) bindings against (observables,) -> results of shape (points, observables)
+        sweep = values.reshape(values.shape[0], 1, values.shape[1])
+        return normalize_estimator(
+            {"pubs": [[circuit, [observables], sweep, precision]], "options": options}, backend, limits
+        )
+    return normalize_sampler({"pubs": [[circuit, values, shots]], "options": options}, backend, limits)
+
+
+def job_options(configuration: dict[str, Any] | None) -> dict[str, Any]:
+    """A device configuration's options, with its seed as the simulator's seed."""
+    if configuration is None:
+        return {}
+    options = dict(configuration.get("options") or {})
+    seed = configuration.get("seed")
+    if seed is not None:
+        simulator = dict(options.get("simulator") or {})
+        simulator["seed_simulator"] = seed
+        options["simulator"] = simulator
+    return options

@@ -21,6 +21,7 @@ services:
 run: install services
 	$(BIN)/qruntime migrate
 	$(BIN)/qruntime admin bootstrap
+	@if [ -f .qruntime-dev.env ]; then $(BIN)/qruntime client-env --output .qruntime-client.env; fi
 	$(BIN)/qruntime up
 
 lint: install

@@ -1,8 +1,9 @@
 """A parameter sweep as a Batch: many independent sampler jobs submitted up front, run back to back.
 
-Run against `make run`'s stack with the environment it prints (IAM_URL, QISKIT_FUNCTIONS_EXPERIMENTAL,
-QISKIT_IBM_TOKEN, QISKIT_IBM_URL, QISKIT_IBM_INSTANCE):
+Uses the client-side Sampler of qiskit-ibm-runtime 0.51 (`qiskit_ibm_runtime.executor_sampler`),
+which replaces the deprecated SamplerV2. Run against `make run`'s stack:
 
+    source .qruntime-client.env
     .venv/bin/python examples/batch_sweep.py
 """
 
@@ -10,7 +11,8 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.transpiler import generate_preset_pass_manager
-from qiskit_ibm_runtime import Batch, QiskitRuntimeService, SamplerV2
+from qiskit_ibm_runtime import Batch, QiskitRuntimeService
+from qiskit_ibm_runtime.executor_sampler import Sampler
 
 
 def main() -> None:
@@ -24,7 +26,7 @@ def main() -> None:
     angles = np.linspace(0, np.pi, 8)
 
     with Batch(backend=backend) as batch:
-        sampler = SamplerV2(mode=batch)
+        sampler = Sampler(mode=batch)
         jobs = [sampler.run([(isa, [angle])], shots=2000) for angle in angles]
         print(f"batch {batch.session_id}: submitted {len(jobs)} jobs")
         for angle, job in zip(angles, jobs, strict=True):

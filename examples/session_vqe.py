@@ -1,9 +1,10 @@
 """A VQE-style loop in a Session: the classical optimiser proposes parameters, the estimator answers,
 and the session keeps the (fake) device for us between iterations.
 
-Run against `make run`'s stack with the environment it prints (IAM_URL, QISKIT_FUNCTIONS_EXPERIMENTAL,
-QISKIT_IBM_TOKEN, QISKIT_IBM_URL, QISKIT_IBM_INSTANCE):
+Uses the client-side Estimator of qiskit-ibm-runtime 0.51 (`qiskit_ibm_runtime.executor_estimator`),
+which replaces the deprecated EstimatorV2. Run against `make run`'s stack:
 
+    source .qruntime-client.env
     .venv/bin/python examples/session_vqe.py
 """
 
@@ -11,7 +12,8 @@ import numpy as np
 from qiskit.circuit.library import efficient_su2
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
-from qiskit_ibm_runtime import EstimatorV2, QiskitRuntimeService, Session
+from qiskit_ibm_runtime import QiskitRuntimeService, Session
+from qiskit_ibm_runtime.executor_estimator import Estimator
 from scipy.optimize import minimize
 
 # H2-like two-qubit Hamiltonian; its ground-state energy is about -1.857.
@@ -30,11 +32,10 @@ def main() -> None:
     energies: list[float] = []
 
     with Session(backend=backend, max_time="10m") as session:
-        estimator = EstimatorV2(mode=session)
+        estimator = Estimator(mode=session)
         estimator.options.default_precision = 0.02
-        estimator.options.seed_estimator = 7  # repeatable runs: the same noise draws every time
         # Unmitigated: one sampling per iteration. IBM's default, level 1 (measurement twirling and
-        # TREX), is closer to the ideal but costs about 4x as much simulation per iteration.
+        # TREX), is closer to the ideal but costs several times as much simulation per iteration.
         estimator.options.resilience_level = 0
 
         def energy(parameters: np.ndarray) -> float:

@@ -10,6 +10,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from services.api.admin.router import router as admin_router
+from services.api.apidocs.router import STATIC_PATH, static_files
+from services.api.apidocs.router import router as apidocs_router
+from services.api.apidocs.spec import install_openapi
 from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
@@ -78,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_decoded_bytes=settings.max_decoded_bytes,
             default_shots=settings.default_shots,
         )
-        jobs = JobService(sessions, catalog, limits)
+        jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
         backends = BackendService(settings, sessions, catalog)
         app.state.context = AppContext(
             settings=settings,
@@ -104,9 +107,18 @@ def create_app(settings: Settings) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(
-        title="qruntime", version="0.1.0", lifespan=lifespan, dependencies=[Depends(remember_route)]
+        title="qruntime",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(remember_route)],
+        # Served by the apidocs feature from local assets instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_openapi(app)
+    app.include_router(apidocs_router)
+    app.mount(STATIC_PATH, static_files(), name="apidocs-static")
     app.include_router(health_router)
     app.include_router(identity_router)
     app.include_router(metrics_router)

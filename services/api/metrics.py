@@ -1,5 +1,6 @@
-"""Prometheus figures of the api: requests by route template and status class."""
+"""Prometheus figures of the api (requests by route template and status) and its access log."""
 
+import logging
 import time
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,11 @@ HTTP_REQUESTS = Counter(
 HTTP_SECONDS = Histogram(
     "qruntime_http_request_seconds", "Time to answer an HTTP request", ["method", "route"]
 )
+
+# One INFO line per request: method, path (never the query string), status, milliseconds, user id.
+# Credentials travel only in headers, which are never logged. Probes and scrapes log at DEBUG.
+access_log = logging.getLogger("qruntime.access")
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
 router = APIRouter(tags=["health"])
 
@@ -66,7 +72,36 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            elapsed = time.perf_counter() - started
             route = str(state.get("route_template", "unmatched"))
             method = scope.get("method", "")
             HTTP_REQUESTS.labels(method, route, str(status[0])).inc()
-            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_SECONDS.labels(method, route).observe(elapsed)
+            _log_request(scope, state, status[0], elapsed)
+
+
+def _log_request(scope: Scope, state: dict[str, object], status: int, elapsed: float) -> None:
+    path = str(scope.get("path", ""))
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    principal = state.get("principal")
+    user_id = getattr(principal, "user_id", None)
+    method = str(scope.get("method", ""))
+    milliseconds = round(elapsed * 1000, 1)
+    access_log.log(
+        level,
+        "%s %s %d %.1f ms user=%s",
+        method,
+        path,
+        status,
+        milliseconds,
+        user_id or "-",
+        extra={
+            "http_method": method,
+            "http_path": path,
+            "http_status": status,
+            "duration_ms": milliseconds,
+            "user_id": user_id,
+        },
+    )

@@ -9,44 +9,99 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+from services.cli.client import CLIENT_ENV_FILE, DEV_CREDENTIALS, client_variables, render_exports, server_url
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
 from shared.kit.errors import QRuntimeError
 from shared.kit.settings import Settings
 
-DEV_CREDENTIALS = Path(".qruntime-dev.env")
+ALLOCATION_HELP = (
+    "backend time the instance may use, in seconds per rolling window of QRUNTIME_USAGE_WINDOW_DAYS "
+    "days (default 28), e.g. 3600; jobs beyond it stay queued"
+)
+CONCURRENCY_HELP = "most jobs queued or running at once, e.g. 10; more are refused with code 1012"
 
 
 def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    admin = sub.add_parser("admin", help="manage users, API keys and instances")
-    commands = admin.add_subparsers(dest="admin_command", required=True)
-    user = commands.add_parser("create-user", help="create a user")
-    user.add_argument("name")
-    user.add_argument("--admin", action="store_true", help="make the user an administrator")
-    key = commands.add_parser("create-key", help="create an API key for a user (printed once)")
-    key.add_argument("user", help="user name or id")
-    revoke = commands.add_parser("revoke-key", help="revoke an API key")
-    revoke.add_argument("key_id")
-    instance = commands.add_parser("create-instance", help="create an instance (tenant); prints its CRN")
-    instance.add_argument("name")
-    instance.add_argument(
-        "--allocation-seconds", type=float, default=None, help="usage allocation per window"
+    admin = sub.add_parser(
+        "admin",
+        help="manage users, API keys and instances",
+        description="Identity administration against the database (QRUNTIME_DATABASE_URL); no api needed.",
     )
-    instance.add_argument("--max-concurrent-jobs", type=int, default=None, help="queued+running jobs limit")
-    limits = commands.add_parser("set-limits", help="change an instance's allocation or concurrency limit")
+    commands = admin.add_subparsers(dest="admin_command", required=True)
+    user = commands.add_parser(
+        "create-user",
+        help="create a user",
+        description="Create a user. Example: qruntime admin create-user alice --admin",
+    )
+    user.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
+    user.add_argument("--admin", action="store_true", help="make the user an administrator")
+    key = commands.add_parser(
+        "create-key",
+        help="create an API key for a user (printed once)",
+        description="Create an API key qrt_<id>_<secret> for a user; it is printed once, alone on the last "
+        "line (only its hash is stored). Example: KEY=$(qruntime admin create-key alice | tail -n1)",
+    )
+    key.add_argument("user", help="user name or id")
+    revoke = commands.add_parser(
+        "revoke-key",
+        help="revoke an API key (by its id)",
+        description="Revoke an API key and every access token issued for it. Example: for the key "
+        "qrt_9c1e7a2b4d6f8e0a_<secret>, run: qruntime admin revoke-key 9c1e7a2b4d6f8e0a",
+    )
+    revoke.add_argument(
+        "key_id",
+        help="the key id, i.e. the middle part of qrt_<id>_<secret> (a whole key is accepted and reduced "
+        "to its id; its secret is never printed)",
+    )
+    instance = commands.add_parser(
+        "create-instance",
+        help="create an instance (tenant); prints its CRN",
+        description="Create an instance; its CRN (what clients send as Service-CRN and QISKIT_IBM_INSTANCE) "
+        "is printed alone on the last line. Example: qruntime admin create-instance lab-a "
+        "--allocation-seconds 3600 --max-concurrent-jobs 10",
+    )
+    instance.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
+    instance.add_argument(
+        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
+    )
+    instance.add_argument(
+        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
+    )
+    limits = commands.add_parser(
+        "set-limits",
+        help="change an instance's allocation or concurrency limit",
+        description="Change the limits given; the others stay. Examples: qruntime admin set-limits lab-a "
+        "--allocation-seconds 7200; qruntime admin set-limits lab-a --unlimited",
+    )
     limits.add_argument("instance", help="instance name, id or CRN")
-    limits.add_argument("--allocation-seconds", type=float, default=None)
-    limits.add_argument("--max-concurrent-jobs", type=int, default=None)
+    limits.add_argument(
+        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
+    )
+    limits.add_argument(
+        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
+    )
     limits.add_argument("--unlimited", action="store_true", help="remove both limits")
-    member = commands.add_parser("add-member", help="let a user act in an instance")
+    member = commands.add_parser(
+        "add-member",
+        help="let a user act in an instance",
+        description="Make a user a member of an instance. Example: qruntime admin add-member lab-a alice",
+    )
     member.add_argument("instance", help="instance name, id or CRN")
     member.add_argument("user", help="user name or id")
-    commands.add_parser("list-users", help="list users")
-    commands.add_parser("list-instances", help="list instances")
     commands.add_parser(
-        "bootstrap", help="development: create an admin, an instance and a key if there are none"
+        "list-users", help="list users", description="Print id, name, role and state, tab-separated."
+    )
+    commands.add_parser(
+        "list-instances", help="list instances", description="Print id, name and CRN, tab-separated."
+    )
+    commands.add_parser(
+        "bootstrap",
+        help="development: create an admin, an instance and a key if there are none",
+        description=f"Development only (QRUNTIME_ENVIRONMENT=development): when the database has no user, "
+        f"create the administrator 'admin', the instance 'default' and a key, kept in {DEV_CREDENTIALS} "
+        "(mode 0600). `make run` runs it.",
     )
 
 
@@ -150,16 +205,14 @@ def run_bootstrap(settings: Settings) -> int:
 def _instructions(settings: Settings, env: str) -> str:
     values = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
     key, crn = values.get("QRUNTIME_DEV_API_KEY", ""), values.get("QRUNTIME_DEV_INSTANCE_CRN", "")
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = server_url(settings)
+    exports = "".join(f"  {line}\n" for line in render_exports(client_variables(base, key, crn)).splitlines())
     return f"""
 Development credentials (administrator 'admin', instance 'default'; also in {DEV_CREDENTIALS}):
   API key:      {key}
   Instance CRN: {crn}
 curl:
   curl -H "Authorization: apikey {key}" {base}/api/v1/instances/usage
-Qiskit (qiskit-ibm-runtime >= 0.49):
-  export IAM_URL={base} QISKIT_FUNCTIONS_EXPERIMENTAL=1
-  export QISKIT_IBM_TOKEN={key}
-  export QISKIT_IBM_URL={base}/experimental/api/v1
-  export QISKIT_IBM_INSTANCE={crn}
-"""
+Qiskit (qiskit-ibm-runtime >= 0.49) needs these five variables; `make run` also writes them to
+{CLIENT_ENV_FILE}. In the shell that runs Qiskit: source {CLIENT_ENV_FILE} && .venv/bin/qruntime doctor
+{exports}"""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from services.cli.admin import add_admin_parser, run_admin
+from services.cli.client import add_client_parsers, run_client_env, run_doctor
 from services.cli.status import run_status
 from shared.kit.settings import Settings, get_settings
 from shared.kit.supervision import ProcessBroken
@@ -152,11 +154,21 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, terminate)
     signal.signal(signal.SIGTERM, terminate)
-    log.info("qruntime is up on http://%s:%s (Ctrl-C stops it)", settings.api_host, settings.api_port)
-    while not stopping.wait(0.5):
-        if any(child.poll() is not None for child in children):
-            log.error("a child process exited; stopping the others")
-            break
+    names = [name for name, _ in roles]
+    failure = _wait_until_ready(settings, list(zip(names, children, strict=True)), stopping)
+    if failure is None:
+        log.info(
+            "qruntime is ready on %s: api, scheduler and executors for %s (Ctrl-C stops it)",
+            _local_url(settings),
+            ", ".join(settings.backends),
+        )
+        while not stopping.wait(0.5):
+            exited = [name for name, child in zip(names, children, strict=True) if child.poll() is not None]
+            if exited:
+                log.error("%s exited; stopping the others", ", ".join(exited))
+                break
+    elif not stopping.is_set():
+        log.error("qruntime failed to start: %s", failure)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -168,19 +180,139 @@ def cmd_up(settings: Settings, _: argparse.Namespace) -> int:
     return 0 if stopping.is_set() else 1
 
 
+def _local_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def _not_ready(settings: Settings) -> list[str]:
+    """What is not ready yet: the api (its /readyz), the scheduler leader, each backend's executor."""
+    import httpx
+
+    from shared.db.engine import create_engine, create_session_factory, unit_of_work
+    from shared.db.repositories.locks import leader_present
+    from shared.db.repositories.overview import OverviewRepository
+
+    waiting = []
+    try:
+        if httpx.get(_local_url(settings) + "/readyz", timeout=2).status_code != 200:
+            waiting.append("the api (database or broker not reachable)")
+    except httpx.HTTPError:
+        waiting.append("the api to answer")
+
+    async def from_database() -> tuple[bool, dict[str, int]]:
+        engine = create_engine(settings, pool_size=1)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as db:
+                leader = await leader_present(db)
+                return leader, await OverviewRepository(db).live_executors(settings.executor_lease_seconds)
+        finally:
+            await engine.dispose()
+
+    leader, live = asyncio.run(from_database())
+    if not leader:
+        waiting.append("a scheduler leader")
+    waiting += [f"an executor for {b}" for b in settings.backends if not live.get(b)]
+    return waiting
+
+
+def _wait_until_ready(
+    settings: Settings, children: list[tuple[str, subprocess.Popen[bytes]]], stopping: threading.Event
+) -> str | None:
+    """None once every process is ready; otherwise why not (a child exited, or time ran out)."""
+    deadline = time.monotonic() + settings.startup_timeout_seconds
+    waiting: list[str] = []
+    while not stopping.is_set():
+        for name, child in children:
+            if child.poll() is not None:
+                return (
+                    f"{name} exited with status {child.returncode} before it was ready (see its lines above)"
+                )
+        try:
+            waiting = _not_ready(settings)
+        except (OSError, DBAPIError) as exc:
+            waiting = [f"the database ({type(exc).__name__})"]
+        if not waiting:
+            return None
+        if time.monotonic() > deadline:
+            return f"not ready after {settings.startup_timeout_seconds:.0f} s, still waiting for {', '.join(waiting)}"
+        stopping.wait(0.5)
+    return "stopped"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qruntime", description="A self-hosted quantum runtime.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create the database if missing and upgrade it to the newest schema")
-    sub.add_parser("api", help="serve the REST API")
-    sub.add_parser("scheduler", help="run the scheduler (one leader per database; others stand by)")
-    executor = sub.add_parser("executor", help="run circuits for one or more backends")
-    executor.add_argument(
-        "--backend", action="append", help="backend to serve (repeatable; default: all of QRUNTIME_BACKENDS)"
+    parser = argparse.ArgumentParser(
+        prog="qruntime",
+        description=(
+            "A self-hosted quantum runtime. Settings come from QRUNTIME_* environment variables "
+            "(or a .env file); see the README's Configuration table. `qruntime COMMAND --help` "
+            "describes each command."
+        ),
     )
-    sub.add_parser("up", help="migrate, then run api, scheduler and executors on this machine")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "migrate",
+        help="create the database if missing and upgrade it to the newest schema",
+        description=(
+            "Create the database named by QRUNTIME_DATABASE_URL if it does not exist and apply every "
+            "Alembic migration. Safe to run again: an up-to-date database is left as it is."
+        ),
+    )
+    sub.add_parser(
+        "api",
+        help="serve the REST API",
+        description=(
+            "Serve the REST API (and /docs, /redoc, /openapi.json) on QRUNTIME_API_HOST:QRUNTIME_API_PORT "
+            "(default 127.0.0.1:8000). Logs one line per request. Exits with status 1 when the port "
+            "cannot be bound."
+        ),
+    )
+    sub.add_parser(
+        "scheduler",
+        help="run the scheduler (one leader per database; others stand by)",
+        description=(
+            "Order queued jobs and dispatch them to the backends' queues. Several may run: one is "
+            "the leader (a PostgreSQL advisory lock), the others stand by and take over within a "
+            "second of its death. Serves /healthz and /metrics on QRUNTIME_HEALTH_PORT when set."
+        ),
+    )
+    executor = sub.add_parser(
+        "executor",
+        help="run circuits for one or more backends",
+        description=(
+            "Run the circuits of jobs dispatched to the given backends, with a warm simulator per "
+            "backend in a child process. Example: qruntime executor --backend fake_manila"
+        ),
+    )
+    executor.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="backend to serve, e.g. aer_simulator or fake_manila (repeatable; default: every backend "
+        "of QRUNTIME_BACKENDS)",
+    )
+    sub.add_parser(
+        "up",
+        help="migrate, then run api, scheduler and executors on this machine",
+        description=(
+            "Migrate, then start the api, the scheduler and one executor per backend as child "
+            "processes with prefixed logs. Prints 'qruntime is ready' once the api answers /readyz, "
+            "the scheduler leads and every backend has an executor; exits with status 1 if a child "
+            "fails first (for example when the api's port is taken). Ctrl-C or SIGTERM stops them all."
+        ),
+    )
     add_admin_parser(sub)
-    sub.add_parser("status", help="print backends, queue depths, running jobs and active sessions")
+    sub.add_parser(
+        "status",
+        help="print backends, queue depths, running jobs and the outbox backlog",
+        description=(
+            "Print, from the database and the broker: per backend the live executors, queued and "
+            "running jobs and the queue depth; the running jobs with their age (seconds) and attempt; "
+            "and the number of events not yet published. Needs QRUNTIME_DATABASE_URL and "
+            "QRUNTIME_AMQP_URL, not a running api."
+        ),
+    )
+    add_client_parsers(sub)
     return parser
 
 
@@ -192,6 +324,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up,
     "admin": run_admin,
     "status": lambda settings, _: run_status(settings),
+    "client-env": run_client_env,
+    "doctor": run_doctor,
 }
 
 

@@ -43,12 +43,24 @@ from shared.messaging.connection import keep_connected
 from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
-from shared.sessions.lifecycle import fire_due_timers
+from shared.sessions.lifecycle import TimerPass, fire_due_timers
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_SECONDS = 1.0
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
+
+
+def _log_fired(fired: TimerPass) -> None:
+    for session_id in fired.expired:
+        log.info("session %s reached its max_ttl; closed", session_id, extra={"session_id": session_id})
+    for session_id in fired.deactivated:
+        log.info(
+            "session %s idle past its interactive_ttl; inactive", session_id, extra={"session_id": session_id}
+        )
+    for session_id in fired.drained:
+        log.info("session %s drained; closed", session_id, extra={"session_id": session_id})
 
 
 class Scheduler:
@@ -60,6 +72,7 @@ class Scheduler:
         self.grouping = Grouping(settings.max_group_size, settings.group_max_shots)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._next_housekeeping = 0.0
 
     async def stop(self) -> None:
         self._stop.set()
@@ -164,33 +177,29 @@ class Scheduler:
                 await asyncio.wait_for(queue.cancel(tag), timeout=2)
 
     async def _tick(self) -> float | None:
-        """One pass; returns the seconds until the next session deadline (None: no deadline)."""
+        """One pass in one transaction (timers, the next deadline, then dispatches into the free
+        slots); returns the seconds until the next session deadline (None: no deadline)."""
         try:
-            await self.reap_orphans()
-            await self.fire_timers()
-            while await self.dispatch_ready():
-                pass
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_housekeeping:
+                # Leases are seconds long: looking for dead executors' jobs once a second is enough.
+                self._next_housekeeping = now + HOUSEKEEPING_SECONDS
+                await self.reap_orphans()
             async with unit_of_work(self.sessions) as session:
-                return await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                fired = await fire_due_timers(session)
+                next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                # Last, so that the dispatches commit (and wake the relay) as soon as they are written.
+                dispatched = await self._dispatch_in(session)
+            if dispatched:
+                self._wake.set()  # another pass fills what this one could not (it finds nothing, cheaply)
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
+            return None
         except Exception:
             log.exception("scheduler pass failed")
-        return None
-
-    async def fire_timers(self) -> None:
-        async with unit_of_work(self.sessions) as session:
-            fired = await fire_due_timers(session)
-        for session_id in fired.expired:
-            log.info("session %s reached its max_ttl; closed", session_id, extra={"session_id": session_id})
-        for session_id in fired.deactivated:
-            log.info(
-                "session %s idle past its interactive_ttl; inactive",
-                session_id,
-                extra={"session_id": session_id},
-            )
-        for session_id in fired.drained:
-            log.info("session %s drained; closed", session_id, extra={"session_id": session_id})
+            return None
+        _log_fired(fired)
+        return next_deadline
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -205,39 +214,37 @@ class Scheduler:
         await message.ack()
         self._wake.set()
 
-    async def dispatch_ready(self) -> int:
-        """Dispatch queued jobs into free slots, in the policy's order. Returns how many dispatches."""
+    async def _dispatch_in(self, session: AsyncSession) -> int:
+        """Dispatch queued jobs into free slots, in the policy's order, within the caller's
+        transaction; returns how many dispatches."""
         dispatched = 0
-        async with unit_of_work(self.sessions) as session:
-            jobs = JobRepository(session)
-            outbox = OutboxRepository(session)
-            loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
-            slots = free_slots(loads, self.settings.dispatch_per_executor)
-            if not slots:
-                return 0
-            usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
-            # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
-            held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
-            for backend, free in slots.items():
-                snapshot, rows = await self._snapshot(session, backend, free, usage, held)
-                for group in plan_dispatches(snapshot, self.grouping):
-                    dispatch_id = uuid.uuid4()
-                    job_ids = await jobs.mark_dispatched(group, dispatch_id)
-                    if not job_ids:
-                        continue
-                    message: Message
-                    if len(job_ids) == 1:
-                        message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
-                    else:
-                        message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
-                    top = max(rows[job_id].priority for job_id in job_ids)
-                    await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
-                    dispatched += 1
-                    now = datetime.now(UTC)
-                    for job_id in job_ids:
-                        DISPATCH_LATENCY.labels(backend).observe(
-                            (now - rows[job_id].created_at).total_seconds()
-                        )
+        jobs = JobRepository(session)
+        outbox = OutboxRepository(session)
+        loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
+        slots = free_slots(loads, self.settings.dispatch_per_executor)
+        if not slots:
+            return 0
+        usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
+        # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
+        held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
+        for backend, free in slots.items():
+            snapshot, rows = await self._snapshot(session, backend, free, usage, held)
+            for group in plan_dispatches(snapshot, self.grouping):
+                dispatch_id = uuid.uuid4()
+                job_ids = await jobs.mark_dispatched(group, dispatch_id)
+                if not job_ids:
+                    continue
+                message: Message
+                if len(job_ids) == 1:
+                    message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
+                else:
+                    message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
+                top = max(rows[job_id].priority for job_id in job_ids)
+                await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
+                dispatched += 1
+                now = datetime.now(UTC)
+                for job_id in job_ids:
+                    DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
         return dispatched
 
     def _usage_window_start(self) -> datetime:

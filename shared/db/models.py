@@ -87,6 +87,13 @@ class Job(Base):
         Index("jobs_user_created", "user_id", "created_at"),
         Index("jobs_deployment", "deployment_id"),
         Index("jobs_session_status", "session_id", "status", postgresql_where=text("session_id IS NOT NULL")),
+        Index("jobs_running_instance", "instance_id", postgresql_where=text("status = 'RUNNING'")),
+        Index(
+            "jobs_backend_ran",
+            "backend",
+            "created_at",
+            postgresql_where=text("execution_seconds IS NOT NULL"),
+        ),
     )
 
 
@@ -158,7 +165,27 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+    __table_args__ = (
+        Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index("outbox_sent_at", "sent_at", postgresql_where=text("sent_at IS NOT NULL")),
+    )
+
+
+class UsageRollup(Base):
+    """Backend seconds per instance and hour, kept by the trigger `jobs_usage_rollup` (migration
+    i14_usage_rollup) in the transaction that finishes a job: fair share and usage allocations read
+    a few hundred rows instead of every job of the window."""
+
+    __tablename__ = "usage_rollup"
+
+    # '' stands for jobs without an instance.
+    instance_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    # Every started job's run time (fair share), and DONE/ERROR jobs' execution_seconds (allocations).
+    ran_seconds: Mapped[float] = mapped_column(default=0.0)
+    billed_seconds: Mapped[float] = mapped_column(default=0.0)
+
+    __table_args__ = (Index("usage_rollup_hour", "hour"),)
 
 
 class Executor(Base):

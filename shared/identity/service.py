@@ -1,5 +1,6 @@
 """Rules of identity and tenancy, shared by the API and the `qruntime admin` command."""
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import unit_of_work
 from shared.db.models import ApiKey, Instance, User
 from shared.db.repositories.identity import IdentityRepository
+from shared.identity.cache import TtlCache
 from shared.identity.tokens import (
     InvalidToken,
     issue_token,
@@ -63,10 +65,20 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
+def _refuse_api_key_as_bearer(token: str) -> None:
+    if parse_api_key(token) is not None:
+        raise Unauthorized(
+            "This is an API key, not an access token: send it as 'Authorization: apikey <API key>', "
+            "or exchange it for a token at POST /identity/token."
+        )
+
+
 class IdentityService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
+        # Successful authentications only, for at most auth_cache_seconds (see shared/identity/cache.py).
+        self.principals: TtlCache[Principal] = TtlCache(settings.auth_cache_seconds)
 
     def crn_for(self, instance_id: str) -> str:
         s = self.settings
@@ -96,6 +108,15 @@ class IdentityService:
         return key, plain
 
     async def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke by key id; a whole key (qrt_<id>_<secret>) is reduced to its id, so that no message
+        ever repeats its secret."""
+        parsed = parse_api_key(key_id)
+        if parsed is not None:
+            key_id = parsed.key_id
+        elif not key_id.isalnum():
+            raise InvalidInput(
+                ErrorCode.INVALID_REQUEST, "Give the key id: the middle part of qrt_<id>_<secret>."
+            )
         async with unit_of_work(self.sessions) as session:
             repo = IdentityRepository(session)
             revoked = await repo.revoke_key(key_id)
@@ -195,13 +216,32 @@ class IdentityService:
 
     async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
         scheme, _, credential = (authorization or "").strip().partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            _refuse_api_key_as_bearer(credential.strip())
+            try:  # an expired token is refused at once, whatever the cache holds
+                verify_token(credential.strip(), self.settings.signing_secret)
+            except InvalidToken as exc:
+                raise Unauthorized(f"Authentication failed: {exc}.") from exc
+        # The credential is kept only as a hash, even in memory.
+        key = (hashlib.sha256((authorization or "").encode()).hexdigest(), service_crn or "")
+        principal = self.principals.get(key)
+        if principal is None:
+            principal = await self._authenticate(authorization, service_crn)
+            self.principals.put(key, principal)
+        return principal
+
+    async def _authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
+        scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
         if not credential or scheme.lower() not in ("bearer", "apikey"):
-            raise Unauthorized("Send 'Authorization: Bearer <access token>' (from POST /identity/token).")
+            raise Unauthorized(
+                "Send 'Authorization: apikey <API key>', or 'Authorization: Bearer <access token>' "
+                "with a token from POST /identity/token."
+            )
         async with unit_of_work(self.sessions) as session:
             repo = IdentityRepository(session)
             if scheme.lower() == "apikey":
-                _, user = await self._valid_key(repo, credential, ErrorCode.UNAUTHORIZED)
+                _, user = await self._valid_key(repo, credential, ErrorCode.INVALID_API_KEY)
             else:
                 user = await self._user_of_token(repo, credential)
             instance = await self._instance_for(repo, user, service_crn)
@@ -224,6 +264,7 @@ class IdentityService:
         return found
 
     async def _user_of_token(self, repo: IdentityRepository, token: str) -> User:
+        _refuse_api_key_as_bearer(token)
         try:
             claims = verify_token(token, self.settings.signing_secret)
         except InvalidToken as exc:

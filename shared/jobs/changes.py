@@ -1,7 +1,12 @@
 """What every job state change implies, written in the same transaction as the change: its events and
 commands in the outbox, its session's clock, and its experiment sequence's progress."""
 
+import logging
+from typing import Any
+
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
@@ -13,6 +18,34 @@ from shared.jobs.states import JobStatus
 from shared.messaging.messages import JobFinished, JobSubmitted
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
 from shared.sessions.changes import announce_session_state
+
+log = logging.getLogger("qruntime.jobs")
+_PENDING_LINES = "qruntime_job_lines"
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed_changes(session: Session) -> None:
+    """A job's state line is printed once its change is committed, never for a rolled-back one."""
+    for message, args, extra in session.info.pop(_PENDING_LINES, []):
+        log.info(message, *args, extra=extra)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_changes(session: Session) -> None:
+    session.info.pop(_PENDING_LINES, None)
+
+
+def _log_on_commit(db: AsyncSession, job: Job, status: JobStatus) -> None:
+    extra: dict[str, Any] = {"job_id": job.id, "backend": job.backend, "session_id": job.session_id}
+    message = "job %s %s on %s"
+    args: list[object] = [job.id, status.ibm_name, job.backend]
+    if job.session_id:
+        message += " (session %s)"
+        args.append(job.session_id)
+    if status in (JobStatus.ERROR, JobStatus.CANCELLED) and job.reason:
+        message += ": %s (code %s)"
+        args += [job.reason, job.reason_code]
+    db.sync_session.info.setdefault(_PENDING_LINES, []).append((message, tuple(args), extra))
 
 
 async def job_changed(db: AsyncSession, job: Job) -> None:
@@ -75,6 +108,7 @@ async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
         progress=1.0 if status.is_final else 0.0,
     )
     await publish_event(outbox.session, event, job.user_id)
+    _log_on_commit(outbox.session, job, status)
     if status is JobStatus.QUEUED:
         await outbox.add(COMMANDS, SCHEDULER_ROUTING_KEY, JobSubmitted(job_id=job.id, backend=job.backend))
     elif status.is_final:

@@ -9,7 +9,20 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("job_id", "session_id", "dispatch_id", "backend", "executor_id", "instance_id")
+CONTEXT_FIELDS = (
+    "job_id",
+    "session_id",
+    "dispatch_id",
+    "backend",
+    "executor_id",
+    "instance_id",
+    # the api's access log
+    "http_method",
+    "http_path",
+    "http_status",
+    "duration_ms",
+    "user_id",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                document[name] = str(value)
+                document[name] = value if isinstance(value, int | float) else str(value)
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return json.dumps(document)

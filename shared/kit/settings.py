@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # How often the scheduler refreshes its state gauges (each refresh opens a short broker connection
     # to read queue depths, so not too often).
     metrics_refresh_seconds: float = Field(default=10.0, gt=0)
+    # `qruntime up`: how long the api, scheduler and executors may take to become ready.
+    startup_timeout_seconds: float = Field(default=300.0, gt=0)
     # How long the event log keeps events for Server-Sent Events replay.
     event_retention_days: float = Field(default=7.0, gt=0)
 
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
     # Encrypts provider credentials at rest; required in production.
     secrets_key: SecretStr | None = None
     token_ttl_seconds: int = Field(default=3600, ge=60)
+    # The api remembers a successful authentication this long (0: never): a revoked key, a deactivated
+    # user or a removed membership takes effect within this bound.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Longest server-side wait of GET /jobs/{id}?wait=N (seconds).
+    job_wait_limit_seconds: float = Field(default=30.0, gt=0, le=300)
     # Parts of the CRNs that name instances:
     # crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<instance id>::
     region: str = "local"

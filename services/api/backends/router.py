@@ -2,12 +2,40 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from services.api.apidocs.spec import documented
 from services.api.dependencies import context
+from shared.kit.errors import ErrorCode as E
+
+from .schemas import BackendDocument, BackendList, BackendStatus
+
+UNKNOWN = [(404, E.BACKEND_NOT_FOUND)]
 
 router = APIRouter(tags=["backends"])
 
 
-@router.get("/backends")
+@router.get(
+    "/backends",
+    response_model=BackendList,
+    **documented(
+        "List backends",
+        "The backends served here, with size, simulator flag, online state and queue length: what "
+        "`service.backends()` reads.",
+        example={
+            "devices": [
+                {
+                    "name": "fake_manila",
+                    "class": "device",
+                    "backend_name": "fake_manila",
+                    "qubits": 5,
+                    "physical_qubits": 5,
+                    "simulator": False,
+                    "status": {"name": "online"},
+                    "queue_length": 0,
+                }
+            ]
+        },
+    ),
+)
 async def list_backends(request: Request, include_mocks: bool = False) -> dict[str, Any]:
     states = await context(request).backends.states(include_mocks=include_mocks)
     return {
@@ -27,17 +55,82 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
     }
 
 
-@router.get("/backends/{name}/configuration")
+@router.get(
+    "/backends/{name}/configuration",
+    response_model=BackendDocument,
+    **documented(
+        "Get a backend's configuration",
+        "The IBM configuration document of the backend (basis gates, coupling map, limits), from "
+        "which the client builds its Target.",
+        example={
+            "backend_name": "fake_manila",
+            "backend_version": "1.2.6",
+            "n_qubits": 5,
+            "basis_gates": ["cx", "id", "rz", "sx", "x"],
+            "coupling_map": [[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 4], [4, 3]],
+            "simulator": False,
+            "max_shots": 100000,
+            "max_experiments": 300,
+        },
+        refusals=UNKNOWN,
+    ),
+)
 async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
     return context(request).backends.configuration(name)
 
 
-@router.get("/backends/{name}/properties")
+@router.get(
+    "/backends/{name}/properties",
+    response_model=BackendDocument,
+    **documented(
+        "Get a backend's properties",
+        "The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model "
+        "and the client's Target use; `{}`-like for the ideal simulator.",
+        example={
+            "backend_name": "fake_manila",
+            "backend_version": "1.2.6",
+            "last_update_date": "2024-05-27T15:27:23-03:00",
+            "qubits": [[{"date": "2024-05-27T04:30:14-03:00", "name": "T1", "unit": "us", "value": 131.53}]],
+            "gates": [
+                {
+                    "qubits": [4, 3],
+                    "gate": "cx",
+                    "parameters": [
+                        {
+                            "date": "2024-05-27T04:49:03-03:00",
+                            "name": "gate_error",
+                            "unit": "",
+                            "value": 0.0057,
+                        }
+                    ],
+                    "name": "cx4_3",
+                }
+            ],
+        },
+        refusals=UNKNOWN,
+    ),
+)
 async def backend_properties(name: str, request: Request) -> dict[str, Any]:
     return context(request).backends.properties(name)
 
 
-@router.get("/backends/{name}/status")
+@router.get(
+    "/backends/{name}/status",
+    response_model=BackendStatus,
+    **documented(
+        "Get a backend's status",
+        "Whether the backend takes jobs now (an executor serves it) and its queue length.",
+        example={
+            "backend_name": "fake_manila",
+            "backend_version": "1.2.6",
+            "state": True,
+            "status": "active",
+            "message": "",
+            "length_queue": 0,
+        },
+        refusals=UNKNOWN,
+    ),
+)
 async def backend_status(name: str, request: Request) -> dict[str, Any]:
     state = await context(request).backends.state(name)
     return {

@@ -3,6 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
 from shared.events.document import asyncapi_document
@@ -12,6 +13,25 @@ from .service import stream
 
 router = APIRouter(tags=["events"])
 public_router = APIRouter(tags=["events"])
+
+SSE_SCHEMA = {"type": "string", "description": "Server-Sent Events: `id:` and `data:` lines per event"}
+JOB_FRAMES = (
+    'id: 41\nevent: job.state_changed\ndata: {"type": "job.state_changed", "job_id": '
+    '"d4rgm3c8c2sc73a8kdeg", "state": "running", "status": "Running", ...}\n\n'
+)
+SESSION_FRAMES = (
+    'id: 40\nevent: session.state_changed\ndata: {"type": "session.state_changed", "session_id": '
+    '"d4rh1k08c2sc73a8kf10", "state": "active", ...}\n\n'
+)
+
+
+def _sse(summary: str, description: str, example: str, refusal: ErrorCode) -> dict[str, Any]:
+    documentation = documented(
+        summary, description, example=example, media_type="text/event-stream", refusals=[refusal]
+    )
+    documentation["responses"][200]["content"]["text/event-stream"]["schema"] = SSE_SCHEMA
+    return documentation
+
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -26,7 +46,17 @@ def _resume_point(last_event_id: str | None) -> int:
     return int(last_event_id)
 
 
-@router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    **_sse(
+        "Stream a job's events",
+        "Every state change of the job as Server-Sent Events (the documents of docs/events.md), "
+        "from the start or after `Last-Event-ID`; a reconnect loses nothing.",
+        JOB_FRAMES,
+        ErrorCode.JOB_NOT_FOUND,
+    ),
+)
 async def job_events(
     job_id: str,
     request: Request,
@@ -39,7 +69,16 @@ async def job_events(
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.get("/sessions/{session_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/sessions/{session_id}/events",
+    response_class=StreamingResponse,
+    **_sse(
+        "Stream a session's events",
+        "Every state change of the session as Server-Sent Events, resumable with `Last-Event-ID`.",
+        SESSION_FRAMES,
+        ErrorCode.SESSION_NOT_FOUND,
+    ),
+)
 async def session_events(
     session_id: str,
     request: Request,
@@ -52,7 +91,15 @@ async def session_events(
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@public_router.get("/asyncapi.json")
+@public_router.get(
+    "/asyncapi.json",
+    response_model=dict[str, Any],
+    **documented(
+        "The AMQP event contract",
+        "The AsyncAPI 2.6 document of the events published on the broker, with the event "
+        "document's JSON Schema.",
+        example={"asyncapi": "2.6.0", "info": {"title": "qruntime events", "version": "1"}, "channels": {}},
+    ),
+)
 async def asyncapi(request: Request) -> dict[str, Any]:
-    """The AMQP event contract (AsyncAPI 2.6) with the event document's JSON Schema."""
     return asyncapi_document(context(request).settings.namespace)

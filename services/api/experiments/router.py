@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
 from services.api.events.router import SSE_HEADERS, _resume_point
@@ -17,6 +18,66 @@ from shared.kit.errors import ErrorCode, InvalidInput
 from .service import Call, Reply
 
 router = APIRouter(tags=["experiments"])
+
+SEQUENCE_EXAMPLE = {
+    "path": "lab/rabi",
+    "state": "FINISHED",
+    "version": 3,
+    "backend": "aer_simulator",
+    "program": "sampler",
+    "points": {"expected": 21, "done": 21},
+}
+STORE_BODY = {
+    "type": "object",
+    "additionalProperties": True,
+    "description": "The call's body, as docs/experiments.md lists it: a sequence definition "
+    "{backend, program, circuit, observables?, iteration, shots?, device_configuration?}, "
+    "{to: path} for move and duplicate, the global parameters, or a device configuration.",
+}
+TRANSACTION_BODY = {
+    "type": "object",
+    "properties": {
+        "operations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string", "enum": ["GET", "PUT", "PATCH", "POST", "DELETE"]},
+                    "path": {"type": "string", "description": "relative to /api/v1/experiments/"},
+                    "body": {},
+                },
+                "required": ["method", "path"],
+            },
+        },
+        "preconditions": {
+            "type": "array",
+            "items": {"type": "object", "description": "{path, version} | {path, etag} | {path, exists}"},
+        },
+        "commit": {"type": "boolean", "default": True},
+    },
+    "required": ["operations"],
+}
+SSE_SCHEMA = {
+    "type": "string",
+    "description": "Server-Sent Events: `id:`, `event:` and `data:` lines per event",
+}
+STORE_REFUSALS = [
+    ErrorCode.EXPERIMENT_PATH_INVALID,
+    ErrorCode.EXPRESSION_INVALID,
+    ErrorCode.ITERATION_INVALID,
+    ErrorCode.PARAMETER_UNBOUND,
+    ErrorCode.TOO_MANY_POINTS,
+    ErrorCode.EXPERIMENT_PATH_NOT_FOUND,
+    ErrorCode.SEQUENCE_NOT_FOUND,
+    ErrorCode.DEVICE_CONFIGURATION_NOT_FOUND,
+    ErrorCode.EXPERIMENT_PATH_EXISTS,
+    ErrorCode.SEQUENCE_NOT_EDITABLE,
+    ErrorCode.SEQUENCE_TRANSITION_INVALID,
+    ErrorCode.EXPERIMENT_PATH_HOLDS_SEQUENCES,
+    ErrorCode.EXPERIMENT_PATH_BUSY,
+    ErrorCode.EXPERIMENT_CONFLICT,
+    ErrorCode.EXPERIMENT_PATH_IS_SEQUENCE,
+]
 
 
 async def _json_body(request: Request) -> Any:
@@ -35,14 +96,46 @@ def _response(reply: Reply) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
-@router.post("/experiments/transactions")
+@router.post(
+    "/experiments/transactions",
+    response_model=dict[str, Any],
+    **documented(
+        "Apply store calls all or nothing",
+        "Several experiment-store calls applied in order in one SERIALIZABLE transaction after the "
+        "preconditions hold (a failed one answers 409, code 3456); `commit: false` previews and rolls "
+        "back. The answer lists each operation's status and body. See docs/experiments.md.",
+        example={"committed": True, "results": [{"status": 200, "body": SEQUENCE_EXAMPLE}]},
+        request_example={
+            "operations": [
+                {"method": "PATCH", "path": "sequences/lab/rabi", "body": {"shots": 2000}},
+                {"method": "POST", "path": "sequences/lab/rabi/launch"},
+            ],
+            "preconditions": [{"path": "sequences/lab/rabi", "version": 3}],
+            "commit": True,
+        },
+        request_schema=TRANSACTION_BODY,
+        refusals=[*STORE_REFUSALS, ErrorCode.EXPERIMENT_PRECONDITION_FAILED],
+    ),
+)
 async def transaction(request: Request, principal: CurrentPrincipal) -> Response:
     """Several write (or read) calls applied all or nothing, after checking preconditions."""
     reply = await context(request).experiments.transaction(principal, await _json_body(request))
     return _response(reply)
 
 
-@router.get("/experiments/sequences/{path:path}/events", response_class=StreamingResponse)
+@router.get(
+    "/experiments/sequences/{path:path}/events",
+    response_class=StreamingResponse,
+    **documented(
+        "Stream a sequence's events",
+        "Every state change of the sequence as Server-Sent Events, resumable with `Last-Event-ID`.",
+        example='id: 57\nevent: sequence.state_changed\ndata: {"type": "sequence.state_changed", '
+        '"state": "running", ...}\n\n',
+        media_type="text/event-stream",
+        response_schema=SSE_SCHEMA,
+        refusals=[ErrorCode.SEQUENCE_NOT_FOUND, ErrorCode.EXPERIMENT_PATH_INVALID],
+    ),
+)
 async def sequence_events(
     path: str,
     request: Request,
@@ -55,7 +148,40 @@ async def sequence_events(
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.api_route("/experiments/{rest:path}", methods=["GET", "PUT", "PATCH", "POST", "DELETE"])
+@router.api_route(
+    "/experiments/{rest:path}",
+    methods=["GET", "PUT", "PATCH", "POST", "DELETE"],
+    response_model=dict[str, Any],
+    **documented(
+        "Experiment store call",
+        "The experiment store (caqtus' model): `paths/{path}`, `tree/{path}`, `sequences/{path}` "
+        "(PUT a definition, GET it; POST `.../launch`, `.../interrupt`, `.../reset`, `.../duplicate`), "
+        "`sequences/{path}/points`, `global-parameters` (ETag, If-Match), `device-configurations/{name}`. "
+        "Each call and its answer are listed in docs/experiments.md.",
+        example=SEQUENCE_EXAMPLE,
+        request_example={
+            "backend": "aer_simulator",
+            "program": "sampler",
+            "circuit": "OPENQASM 3.0; ...",
+            "iteration": {
+                "steps": [
+                    {
+                        "linspace": {
+                            "variable": "theta",
+                            "start": "0",
+                            "stop": "pi",
+                            "num": 21,
+                            "steps": [{"execute": {}}],
+                        }
+                    }
+                ]
+            },
+            "shots": 1000,
+        },
+        request_schema=STORE_BODY,
+        refusals=[*STORE_REFUSALS, (412, ErrorCode.EXPERIMENT_PRECONDITION_FAILED)],
+    ),
+)
 async def experiments(rest: str, request: Request, principal: CurrentPrincipal) -> Response:
     """paths/..., sequences/..., global-parameters, device-configurations/..., tree/..."""
     query = request.url.query

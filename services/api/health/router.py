@@ -1,6 +1,8 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from services.api.apidocs.spec import documented
 from services.api.dependencies import context
 from shared.db.repositories.probes import database_answers
 from shared.kit.supervision import process_health
@@ -8,15 +10,40 @@ from shared.kit.supervision import process_health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Alive(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or unavailable (HTTP 503)")
+    checks: dict[str, bool] = Field(description="database and broker reachable")
+
+
+@router.get(
+    "/healthz",
+    response_model=Alive,
+    **documented(
+        "Alive",
+        "The process answers, unless it is broken and not recovering (a background task given up "
+        "on, or stalled): then 503. No dependency is checked, so a broker outage never restarts the pod.",
+        example={"status": "ok"},
+    ),
+)
 async def healthz() -> JSONResponse:
-    """Alive unless broken and not recovering (a background task given up on, or stalled). No
-    dependency checks: a broker or database outage makes the api unready, never restarts it."""
     alive, body = process_health.live()
     return JSONResponse(body, 200 if alive else 503)
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    **documented(
+        "Ready",
+        "200 when the database and the broker can be reached, else 503 with the failing check.",
+        example={"status": "ready", "checks": {"database": True, "broker": True}},
+        responses={503: {"model": Readiness, "description": "The database or the broker cannot be reached."}},
+    ),
+)
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
     checks = {"database": await database_answers(ctx.engine), "broker": ctx.relay.broker_connected}

@@ -3,14 +3,22 @@
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from services.api.apidocs.spec import documented
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode, InvalidInput
 
 router = APIRouter(tags=["identity"])
 
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
+
+
+class TokenRequest(BaseModel):
+    """The form body (application/x-www-form-urlencoded) of the IAM apikey grant."""
+
+    grant_type: str = Field(description=f"always {APIKEY_GRANT}", examples=[APIKEY_GRANT])
+    apikey: str = Field(description="your qruntime API key, qrt_<id>_<secret>")
 
 
 class TokenResponse(BaseModel):
@@ -21,7 +29,27 @@ class TokenResponse(BaseModel):
     expiration: int
 
 
-@router.post("/identity/token", response_model=TokenResponse)
+@router.post(
+    "/identity/token",
+    response_model=TokenResponse,
+    **documented(
+        "Exchange an API key for an access token",
+        "The IAM apikey grant the official client performs against $IAM_URL/identity/token: a form "
+        "body with grant_type and apikey, no Authorization header. Send the token as "
+        "`Authorization: Bearer <token>` until `expiration` (Unix seconds).",
+        example={
+            "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6IjljMWU3YTJiNGQ2ZjhlMGEiLCJ0eXAiOiJKV1QifQ.<claims>.<signature>",
+            "refresh_token": "not_supported",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "expiration": 1796006400,
+        },
+        request_model=TokenRequest,
+        request_media_type="application/x-www-form-urlencoded",
+        request_example={"grant_type": APIKEY_GRANT, "apikey": "qrt_9c1e7a2b4d6f8e0a_<secret>"},
+        refusals=[ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_API_KEY],
+    ),
+)
 async def exchange_api_key(request: Request) -> TokenResponse:
     # Form-encoded, no Authorization header: exactly what ibm-cloud-sdk-core's IAMTokenManager sends.
     form = parse_qs((await request.body()).decode(errors="replace"))

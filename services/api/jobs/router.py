@@ -1,15 +1,18 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import job_service
 from services.api.idempotency import idempotency_of
 from shared.db.repositories.jobs import JobFilter
+from shared.kit.errors import ErrorCode as E
 
-from .schemas import JobCreated, JobList, JobMetrics, JobTags, JobView
+from . import examples
+from .schemas import JobCreate, JobCreated, JobList, JobMetrics, JobTags, JobView
 from .service import JobService, parse_states
 
 router = APIRouter(tags=["jobs"])
@@ -19,7 +22,29 @@ Jobs = Annotated[JobService, Depends(job_service)]
 @router.post(
     "/jobs",
     response_model=JobCreated,
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    **documented(
+        "Submit a job",
+        "Queue a sampler or estimator job (what `SamplerV2.run`/`EstimatorV2.run` and the executor "
+        "primitives send). A circuit in a pub is OpenQASM 2 or 3 text or a RuntimeEncoder-encoded "
+        "`QuantumCircuit`; every circuit is parsed and checked against the backend now, so a job that "
+        "is accepted can run. `session_id` joins a session or batch; `cost` caps its run time (s).",
+        example={"id": "d4rgm3c8c2sc73a8kdeg", "backend": "fake_manila"},
+        request_model=JobCreate,
+        request_example=examples.SAMPLER_JOB,
+        refusals=[
+            E.MALFORMED_CIRCUIT,
+            E.INVALID_FOR_BACKEND,
+            E.BACKEND_NOT_FOUND,
+            E.TOO_MANY_CIRCUITS,
+            E.SHOTS_OUT_OF_RANGE,
+            E.SESSION_BACKEND_MISMATCH,
+            (400, E.SESSION_NOT_FOUND),
+            E.PROGRAM_NOT_FOUND,
+            E.SESSION_CLOSED,
+            E.PAYLOAD_TOO_LARGE,
+            E.MAX_CONCURRENT_JOBS,
+        ],
+    ),
 )
 async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
     # The body is read raw: circuits arrive as RuntimeEncoder-tagged QPY and are decoded with its codec.
@@ -27,7 +52,17 @@ async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) 
     return await jobs.submit(await request.body(), principal, idempotency)
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    **documented(
+        "List jobs",
+        "The caller's jobs (all jobs for an administrator), newest first unless `sort=ASC`, with the "
+        "official client's filters and qruntime's (`deployment`, `device`, `type`, `state`), paged by "
+        "`limit`/`offset`; `count` is the number of matches ignoring paging.",
+        example={"jobs": [examples.JOB_VIEW], "count": 1},
+    ),
+)
 async def list_jobs(
     jobs: Jobs,
     principal: CurrentPrincipal,
@@ -65,48 +100,135 @@ async def list_jobs(
     return await jobs.find(where, principal, exclude_params)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, response_model_exclude_none=False)
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    response_model_exclude_none=False,
+    **documented(
+        "Get a job",
+        "A job's state (`Queued`, `Running`, `Completed`, `Failed`, `Cancelled`, with the reason and "
+        "reason code of a failure), times, session, tags and inputs (`exclude_params=true` leaves "
+        "the inputs out). Another user's job answers 404 like a job that does not exist.",
+        example=examples.JOB_VIEW,
+        refusals=[E.JOB_NOT_FOUND],
+    ),
+)
 async def get_job(
-    job_id: str, jobs: Jobs, principal: CurrentPrincipal, exclude_params: bool = Query(default=False)
+    job_id: str,
+    jobs: Jobs,
+    principal: CurrentPrincipal,
+    exclude_params: bool = Query(default=False),
+    wait: float = Query(default=0.0, ge=0.0, le=3600.0),
 ) -> JobView:
-    return await jobs.view(job_id, principal, exclude_params)
+    # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS).
+    return await jobs.view(job_id, principal, exclude_params, wait)
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=204)
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=204,
+    **documented(
+        "Cancel a job",
+        "Cancel a queued or running job at once (a running simulation is stopped). 409 once the job "
+        "is final.",
+        refusals=[E.JOB_NOT_FOUND, E.JOB_TRANSITION_INVALID],
+    ),
+)
 async def cancel_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
     await jobs.cancel(job_id, principal)
     return Response(status_code=204)
 
 
-@router.get("/jobs/{job_id}/results")
+@router.get(
+    "/jobs/{job_id}/results",
+    response_model=dict[str, Any],
+    **documented(
+        "Get a job's results",
+        "A completed job's `PrimitiveResult` as RuntimeEncoder JSON: decode it with "
+        "`json.loads(text, cls=RuntimeDecoder)` and read `result[0].data.meas.get_counts()`. For a "
+        "failed or cancelled job, 200 with the error text (text/plain). 409 while the job is not final.",
+        example=examples.SAMPLER_RESULT,
+        refusals=[E.JOB_NOT_FOUND, E.JOB_NOT_FINISHED],
+    ),
+)
 async def get_job_results(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
     body, media_type = await jobs.result(job_id, principal)
     return Response(content=body, media_type=media_type)
 
 
-@router.put("/jobs/{job_id}/tags", status_code=204)
+@router.put(
+    "/jobs/{job_id}/tags",
+    status_code=204,
+    **documented(
+        "Replace a job's tags",
+        "Replace all tags of the job with the list sent (at most 64).",
+        request_example={"tags": ["vqe", "iteration-3"]},
+        refusals=[E.JOB_NOT_FOUND],
+    ),
+)
 async def replace_job_tags(job_id: str, body: JobTags, jobs: Jobs, principal: CurrentPrincipal) -> Response:
     await jobs.replace_tags(job_id, body.tags, principal)
     # The official client requires exactly 204 here.
     return Response(status_code=204)
 
 
-@router.delete("/jobs/{job_id}", status_code=204)
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    **documented(
+        "Delete a job",
+        "Delete a final job and its result. A queued or running job must be cancelled first (409).",
+        refusals=[E.JOB_NOT_FOUND, E.JOB_NOT_FINISHED],
+    ),
+)
 async def delete_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
     await jobs.delete(job_id, principal)
     return Response(status_code=204)
 
 
-@router.get("/jobs/{job_id}/metrics", response_model=JobMetrics)
+@router.get(
+    "/jobs/{job_id}/metrics",
+    response_model=JobMetrics,
+    **documented(
+        "Get a job's metrics",
+        "Timestamps, usage in seconds (what counts against the instance's allocation), number of "
+        "circuits and start attempts, as the official client's `job.metrics()` reads them.",
+        example=examples.JOB_METRICS,
+        refusals=[E.JOB_NOT_FOUND],
+    ),
+)
 async def job_metrics(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> JobMetrics:
     return await jobs.metrics(job_id, principal)
 
 
-@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+@router.get(
+    "/jobs/{job_id}/logs",
+    response_class=PlainTextResponse,
+    **documented(
+        "Get a job's log",
+        "A short text log of the job's life (submitted, started, finished, with reasons).",
+        example="2026-11-30T02:40:00.120000+00:00 job d4rgm3c8c2sc73a8kdeg queued on fake_manila\n"
+        "2026-11-30T02:40:00.410000+00:00 started (attempt 1)\n"
+        "2026-11-30T02:40:00.530000+00:00 completed\n",
+        media_type="text/plain",
+        refusals=[E.JOB_NOT_FOUND],
+    ),
+)
 async def job_logs(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> str:
     return await jobs.logs(job_id, principal)
 
 
-@router.post("/jobs/{job_id}/rerun", response_model=JobCreated, status_code=201)
+@router.post(
+    "/jobs/{job_id}/rerun",
+    response_model=JobCreated,
+    status_code=201,
+    **documented(
+        "Run a job again",
+        "Queue a new job with the same inputs, backend and tags; answers the new job's id.",
+        example={"id": "d4rgm9k8c2sc73a8kdf0", "backend": "fake_manila"},
+        status=201,
+        refusals=[E.JOB_NOT_FOUND, E.SESSION_CLOSED, E.MAX_CONCURRENT_JOBS],
+    ),
+)
 async def rerun_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
     return await jobs.rerun(job_id, principal)

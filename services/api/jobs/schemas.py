@@ -1,19 +1,45 @@
 """Request and response shapes of the jobs resource (the fields the official client sends and reads)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# What `params` holds, for the OpenAPI document; the service validates it with the program's rules.
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "PrimitiveParams",
+    "description": "The primitive's inputs, as SamplerV2/EstimatorV2 and the executor primitives send them.",
+    "properties": {
+        "pubs": {
+            "type": "array",
+            "description": "Sampler pubs `[circuit, parameter_values?, shots?]`; estimator pubs "
+            "`[circuit, observables, parameter_values?, precision?]`. A circuit is OpenQASM 2 or 3 "
+            "text, or a QuantumCircuit encoded with qiskit_ibm_runtime.RuntimeEncoder.",
+            "items": {"type": "array", "items": {}},
+            "minItems": 1,
+        },
+        "options": {
+            "type": "object",
+            "description": 'Primitive options, e.g. {"default_shots": 1000} or '
+            '{"default_precision": 0.01, "seed_estimator": 7}; unknown options are ignored.',
+            "additionalProperties": True,
+        },
+        "version": {"type": "integer", "description": "2 for the V2 primitives"},
+        "support_qiskit": {"type": "boolean"},
+    },
+    "required": ["pubs"],
+}
 
 
 class JobCreate(BaseModel):
     # The client also sends fields qruntime has no use for (runtime, private, calibration_id, ...).
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
 
-    program_id: str = Field(min_length=1, max_length=64)
-    backend: str = Field(min_length=1, max_length=128)
-    params: Any = None
-    session_id: str | None = Field(default=None, max_length=64)
+    program_id: str = Field(min_length=1, max_length=64, description="sampler or estimator")
+    backend: str = Field(min_length=1, max_length=128, description="e.g. aer_simulator or fake_manila")
+    params: Annotated[Any, WithJsonSchema(PARAMS_SCHEMA)] = None
+    session_id: str | None = Field(default=None, max_length=64, description="join this session or batch")
     tags: list[str] | None = Field(default=None, max_length=64)
     # The client's `max_execution_time` arrives as `cost` (seconds).
     cost: int | None = Field(default=None, gt=0, le=2**31 - 1)

@@ -1,5 +1,6 @@
 """Rules for jobs: what may be submitted, cancelled and read."""
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_error_results
 from shared.jobs.states import JobStatus, check_job_transition
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
+from shared.messaging.relay import ChangeFeed
 from shared.sessions.states import SessionState
 
 from .schemas import (
@@ -46,10 +48,15 @@ class JobService:
         sessions: async_sessionmaker[AsyncSession],
         catalog: dict[str, BackendInfo],
         limits: Limits,
+        changes: ChangeFeed | None = None,
+        wait_limit_seconds: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.limits = limits
+        # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
+        self.changes = changes or ChangeFeed()
+        self.wait_limit_seconds = wait_limit_seconds
 
     async def submit(
         self, body: bytes, principal: Principal, idempotency: IdempotentRequest | None = None
@@ -188,6 +195,12 @@ class JobService:
         return JobCreated(id=copy.id, backend=copy.backend)
 
     async def _check_concurrency(self, identity: IdentityRepository, instance_id: str) -> None:
+        # Only an instance with a limit serialises its submissions (on its row): without one, parallel
+        # clients of one instance submit in parallel. A limit set at this very moment may let the
+        # submissions already past this read through.
+        unlocked = await identity.instance(instance_id)
+        if unlocked is None or unlocked.max_concurrent_jobs is None:
+            return
         instance = await identity.lock_instance(instance_id)
         limit = instance.max_concurrent_jobs if instance else None
         if limit is not None and await identity.unfinished_jobs(instance_id) >= limit:
@@ -198,10 +211,24 @@ class JobService:
                 status=429,
             )
 
-    async def view(self, job_id: str, principal: Principal, exclude_params: bool) -> JobView:
-        async with unit_of_work(self.sessions) as session:
-            job = await self._get(JobRepository(session), job_id, principal)
-        return to_view(job, exclude_params)
+    async def view(
+        self, job_id: str, principal: Principal, exclude_params: bool, wait: float = 0.0
+    ) -> JobView:
+        """The job; with `wait`, held until it is final or `wait` seconds (at most the configured
+        limit) have passed. The wait sleeps on the change feed: each committed change wakes it for
+        one indexed read of the job, so no request polls the database on a timer of its own."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait, 0.0), self.wait_limit_seconds)
+        while True:
+            async with unit_of_work(self.sessions) as session:
+                job = await self._get(
+                    JobRepository(session), job_id, principal, with_params=not exclude_params
+                )
+            remaining = deadline - loop.time()
+            if JobStatus(job.status).is_final or remaining <= 0:
+                return to_view(job, exclude_params)
+            # A safety net under the feed: a missed NOTIFY delays the answer by at most a second.
+            await self.changes.wait(min(remaining, 1.0))
 
     async def cancel(self, job_id: str, principal: Principal) -> None:
         async with unit_of_work(self.sessions) as session:
@@ -305,8 +332,13 @@ class JobService:
         context = context_for(job.program_id, params, backend.simulator, rep_delay_range(backend.name))
         return option_warnings(params, context)
 
-    async def _get(self, jobs: JobRepository, job_id: str, principal: Principal) -> Job:
-        job = await jobs.get(job_id) if is_wellformed_id(job_id) else None
+    async def _get(
+        self, jobs: JobRepository, job_id: str, principal: Principal, with_params: bool = True
+    ) -> Job:
+        if not is_wellformed_id(job_id):
+            job = None
+        else:
+            job = await jobs.get(job_id) if with_params else await jobs.get_without_params(job_id)
         # Another user's job answers exactly like a missing one: its existence is not revealed.
         if job is None or not (principal.is_admin or job.user_id == principal.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")

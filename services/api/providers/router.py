@@ -1,19 +1,62 @@
 from fastapi import APIRouter, Request, Response
 
+from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
+from shared.kit.errors import ErrorCode as E
 
 from .schemas import CredentialPut, CredentialStatus, DeviceList, DeviceView, ProviderView
+
+DEVICE = {
+    "id": "fake_manila",
+    "name": "fake_manila",
+    "num_qubits": 5,
+    "is_simulator": True,
+    "is_local": True,
+    "provider": "IBM",
+    "noise": "fake_manila",
+    "status": "online",
+    "queue_length": 0,
+}
+
 
 router = APIRouter(tags=["providers and devices"])
 
 
-@router.get("/providers", response_model=list[ProviderView])
+@router.get(
+    "/providers",
+    response_model=list[ProviderView],
+    **documented(
+        "List providers",
+        "Where programs can run: each provider, whether it takes a token, the program languages "
+        "it accepts and its devices.",
+        example=[
+            {
+                "name": "IBM",
+                "with_token": True,
+                "supported_languages": ["QASM2", "QASM3", "QPY"],
+                "description": "Qiskit Aer simulations of the ideal simulator and of fake IBM devices; "
+                "a token is only needed for IBM Quantum hardware (not yet forwarded).",
+                "devices": ["aer_simulator", "fake_manila"],
+            }
+        ],
+    ),
+)
 async def list_providers(request: Request) -> list[ProviderView]:
     return await context(request).providers.providers()
 
 
-@router.put("/providers/{name}/credentials", status_code=204)
+@router.put(
+    "/providers/{name}/credentials",
+    status_code=204,
+    **documented(
+        "Store a provider token",
+        "Store the caller's token for a provider that takes one, encrypted at rest "
+        "(QRUNTIME_SECRETS_KEY); it is never returned.",
+        request_example={"token": "<provider token>"},
+        refusals=[E.NOT_FOUND],
+    ),
+)
 async def put_credential(
     name: str, body: CredentialPut, request: Request, principal: CurrentPrincipal
 ) -> Response:
@@ -21,18 +64,44 @@ async def put_credential(
     return Response(status_code=204)
 
 
-@router.get("/providers/{name}/credentials", response_model=CredentialStatus)
+@router.get(
+    "/providers/{name}/credentials",
+    response_model=CredentialStatus,
+    **documented(
+        "Is a provider token stored?",
+        "Whether the caller has a token stored for the provider, and when it was last set (never the token).",
+        example={"provider": "IBM", "configured": True, "updated_at": "2026-11-30T02:30:00Z"},
+        refusals=[E.NOT_FOUND],
+    ),
+)
 async def credential_status(name: str, request: Request, principal: CurrentPrincipal) -> CredentialStatus:
     return await context(request).providers.credential_status(name, principal)
 
 
-@router.delete("/providers/{name}/credentials", status_code=204)
+@router.delete(
+    "/providers/{name}/credentials",
+    status_code=204,
+    **documented(
+        "Delete a provider token",
+        "Forget the caller's token for the provider.",
+        refusals=[E.NOT_FOUND],
+    ),
+)
 async def delete_credential(name: str, request: Request, principal: CurrentPrincipal) -> Response:
     await context(request).providers.delete_credential(name, principal)
     return Response(status_code=204)
 
 
-@router.get("/devices", response_model=DeviceList)
+@router.get(
+    "/devices",
+    response_model=DeviceList,
+    **documented(
+        "List devices",
+        "Devices programs can run on, filtered by provider, minimum number of qubits, simulator or "
+        "not, local or not; `count` is the number of matches.",
+        example={"devices": [DEVICE], "count": 1},
+    ),
+)
 async def list_devices(
     request: Request,
     provider: str | None = None,
@@ -43,6 +112,15 @@ async def list_devices(
     return await context(request).providers.devices(provider, min_qubits, is_simulator, is_local)
 
 
-@router.get("/devices/{device_id}", response_model=DeviceView)
+@router.get(
+    "/devices/{device_id}",
+    response_model=DeviceView,
+    **documented(
+        "Get a device",
+        "One device, its size, noise model, status and queue length.",
+        example=DEVICE,
+        refusals=[(404, E.BACKEND_NOT_FOUND)],
+    ),
+)
 async def get_device(device_id: str, request: Request) -> DeviceView:
     return await context(request).providers.device(device_id)

@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import ApiKey, Instance, InstanceMember, Job, User
+from shared.db.models import ApiKey, Instance, InstanceMember, Job, UsageRollup, User
 from shared.jobs.states import JobStatus
 
 
@@ -87,7 +87,12 @@ class IdentityRepository:
 
     async def lock_instance(self, instance_id: str) -> Instance | None:
         """Serialises submissions per instance, so a concurrency limit cannot be overrun by a race."""
-        return await self.session.scalar(select(Instance).where(Instance.id == instance_id).with_for_update())
+        return await self.session.scalar(
+            select(Instance)
+            .where(Instance.id == instance_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def unfinished_jobs(self, instance_id: str) -> int:
         count = await self.session.scalar(
@@ -101,23 +106,21 @@ class IdentityRepository:
         return int(count or 0)
 
     async def usage_seconds(self, instance_id: str, since: datetime) -> float:
-        """Execution time of the instance's finished jobs in the window; cancelled jobs do not count."""
+        """Execution time of the instance's finished jobs in the window; cancelled jobs do not count.
+        Read from the hourly rollup: the hour in which the window starts counts whole."""
         total = await self.session.scalar(
-            select(func.coalesce(func.sum(Job.execution_seconds), 0.0)).where(
-                Job.instance_id == instance_id,
-                Job.status.in_([JobStatus.DONE.value, JobStatus.ERROR.value]),
-                Job.finished_at >= since,
+            select(func.coalesce(func.sum(UsageRollup.billed_seconds), 0.0)).where(
+                UsageRollup.instance_key == instance_id,
+                UsageRollup.hour >= func.date_trunc("hour", since),
             )
         )
         return float(total or 0.0)
 
     async def instances_over_allocation(self, since: datetime) -> list[str]:
         used = (
-            select(func.coalesce(func.sum(Job.execution_seconds), 0.0))
+            select(func.coalesce(func.sum(UsageRollup.billed_seconds), 0.0))
             .where(
-                Job.instance_id == Instance.id,
-                Job.status.in_([JobStatus.DONE.value, JobStatus.ERROR.value]),
-                Job.finished_at >= since,
+                UsageRollup.instance_key == Instance.id, UsageRollup.hour >= func.date_trunc("hour", since)
             )
             .scalar_subquery()
         )

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
-from shared.db.models import Executor, Job, JobResult
+from shared.db.models import Executor, Job, JobResult, UsageRollup
 from shared.db.repositories.clock import seconds_ago
 from shared.db.repositories.executors import ExecutorRepository, is_live
 from shared.jobs.states import JobStatus, sources_of
@@ -69,6 +70,15 @@ class JobRepository:
 
     async def get(self, job_id: str) -> Job | None:
         return await self.session.get(Job, job_id, populate_existing=True)
+
+    async def get_without_params(self, job_id: str) -> Job | None:
+        """The job by primary key without its inputs (often the largest column): what a status poll reads."""
+        return await self.session.scalar(
+            select(Job)
+            .where(Job.id == job_id)
+            .options(defer(Job.params, raiseload=True))
+            .execution_options(populate_existing=True)
+        )
 
     async def find(self, where: JobFilter) -> tuple[list[Job], int]:
         """One page of jobs and the total number matching (ignoring limit and offset)."""
@@ -251,20 +261,29 @@ class JobRepository:
 
     async def usage_by_instance(self, window_seconds: float) -> dict[str | None, float]:
         """Backend seconds each instance used within the rolling window (NULL: the anonymous owner),
-        counting what runs now up to this moment."""
-        ran_for = func.coalesce(
-            Job.execution_seconds,
-            func.extract("epoch", func.coalesce(Job.finished_at, func.now()) - Job.started_at),
+        counting what runs now up to this moment. Finished jobs come from the hourly rollup (the hour
+        in which the window starts counts whole), so the cost does not grow with history."""
+        usage: dict[str | None, float] = {}
+        finished = await self.session.execute(
+            select(UsageRollup.instance_key, func.sum(UsageRollup.ran_seconds))
+            .where(UsageRollup.hour >= func.date_trunc("hour", seconds_ago(window_seconds)))
+            .group_by(UsageRollup.instance_key)
         )
-        rows = await self.session.execute(
-            select(Job.instance_id, func.sum(ran_for))
-            .where(
-                Job.started_at.is_not(None),
-                or_(Job.finished_at.is_(None), Job.finished_at > seconds_ago(window_seconds)),
+        for key, seconds in finished.tuples():
+            usage[key or None] = float(seconds or 0.0)
+        running = await self.session.execute(
+            select(
+                Job.instance_id,
+                func.sum(
+                    func.coalesce(Job.execution_seconds, func.extract("epoch", func.now() - Job.started_at))
+                ),
             )
+            .where(Job.status == JobStatus.RUNNING, Job.started_at.is_not(None))
             .group_by(Job.instance_id)
         )
-        return {instance: float(seconds or 0.0) for instance, seconds in rows.tuples()}
+        for instance, seconds in running.tuples():
+            usage[instance] = usage.get(instance, 0.0) + float(seconds or 0.0)
+        return usage
 
     async def dispatched_unstarted_by_instance(self, backend: str) -> dict[str | None, int]:
         """Jobs per instance on their way to an executor of this backend (not yet counted as usage)."""

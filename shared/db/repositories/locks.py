@@ -18,3 +18,16 @@ async def try_relay_lock(session: AsyncSession) -> bool:
 async def try_leader_lock(connection: asyncpg.Connection) -> bool:
     """Held as long as `connection` lives: a dead leader's lock vanishes with its connection."""
     return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY))
+
+
+async def leader_present(session: AsyncSession) -> bool:
+    """Whether some connection to this database holds the scheduler leader's lock (pg_locks shows a
+    bigint key as its high and low 32 bits, with objsubid 1)."""
+    held = await session.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = :high AND objid = :low AND objsubid = 1)"
+        ).bindparams(high=(LEADER_LOCK_KEY >> 32) & 0xFFFFFFFF, low=LEADER_LOCK_KEY & 0xFFFFFFFF)
+    )
+    return bool(held)

@@ -1,7 +1,7 @@
 """idempotency keys: the first answer to a submission, replayed for a retry with the same key
 
 Revision ID: i11_idempotency
-Revises: i15_experiments
+Revises: i14_usage_rollup
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "i11_idempotency"
-down_revision = "i15_experiments"
+down_revision = "i14_usage_rollup"
 branch_labels = None
 depends_on = None
 

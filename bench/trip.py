@@ -1,0 +1,203 @@
+"""Where one job's time goes: a profile of its trip through the processes.
+
+Starts its own stack (database, broker namespace and port of its own: bench/batch_grouping.py's
+BenchStack), runs warm-up jobs, then N jobs one after the other from one client that polls every
+--poll-interval seconds (2 ms by default), and splits each job's submit -> final time into hops,
+from the client's clock and the timestamps the processes leave in PostgreSQL (one machine, one
+clock):
+
+    POST             client: request sent -> id received (api: auth, validation, one transaction)
+    api -> relay     job created (api transaction) -> its job.submitted outbox row picked by a relay
+    sched            relay pick-up -> job dispatched (publish, consume, the scheduling pass)
+    dispatch hop     dispatched -> the dispatch outbox row picked by a relay
+    executor claim   dispatch relayed -> job started (executor consumed and claimed it)
+    run + record     started -> finished (child round trip, simulation, record transaction start)
+    finished -> seen finished -> the client's poll that saw the final state
+    result GET       client: final state seen -> result fetched
+
+PostgreSQL's now() is the start of the transaction that wrote a timestamp, so each hop includes the
+writer's own transaction start but not its commit. Medians over the N jobs are printed.
+
+Times on a shared machine are noisy; the work is not. So the database's own counters for the
+stack's database (pg_stat_database: transactions, rows read, rows written) are read around the
+measured jobs and around an idle interval of the same length (heartbeats, timers, polls), and the
+difference per job is printed too.
+
+    .venv/bin/python bench/trip.py                 # 25 jobs on aer_simulator
+    .venv/bin/python bench/trip.py -n 50 --backend fake_manila
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from batch_grouping import BELL_QASM2, BenchStack
+
+HOPS = (
+    "POST",
+    "api -> relay",
+    "sched",
+    "dispatch hop",
+    "executor claim",
+    "run + record",
+    "finished -> seen",
+    "result GET",
+)
+FINAL = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+@dataclass
+class Trip:
+    job_id: str
+    posted: float = 0.0  # wall-clock seconds (time.time())
+    accepted: float = 0.0
+    seen: float = 0.0
+    fetched: float = 0.0
+    polls: int = 0
+    hops: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return self.seen - self.posted
+
+
+def one_job(client: httpx.Client, backend: str, poll: float) -> Trip:
+    body = {"program_id": "sampler", "backend": backend, "params": {"pubs": [[BELL_QASM2, None, 1000]]}}
+    posted = time.time()
+    response = client.post("/api/v1/jobs", json=body)
+    response.raise_for_status()
+    trip = Trip(response.json()["id"], posted=posted, accepted=time.time())
+    while True:
+        view = client.get(f"/api/v1/jobs/{trip.job_id}", params={"exclude_params": "true"}).json()
+        trip.polls += 1
+        if view["state"]["status"] in FINAL:
+            trip.seen = time.time()
+            break
+        time.sleep(poll)
+    if view["state"]["status"] != "Completed":
+        raise RuntimeError(f"job {trip.job_id} ended {view['state']}")
+    client.get(f"/api/v1/jobs/{trip.job_id}/results").raise_for_status()
+    trip.fetched = time.time()
+    return trip
+
+
+STATS_FLUSH_SECONDS = 11.0  # PostgreSQL 15 backends report their counters when idle, within 10 s
+
+
+async def db_counters(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback AS transactions, tup_returned + tup_fetched AS rows_read, "
+            "tup_inserted + tup_updated + tup_deleted AS rows_written "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return dict(row)
+
+
+def counters_now(dsn: str) -> tuple[float, dict[str, int]]:
+    time.sleep(STATS_FLUSH_SECONDS)
+    return time.monotonic(), asyncio.run(db_counters(dsn))
+
+
+async def server_times(dsn: str, trips: list[Trip]) -> None:
+    """Fill each trip's hops from the rows the processes wrote."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for trip in trips:
+            job = await conn.fetchrow(
+                "SELECT created_at, dispatched_at, started_at, finished_at, dispatch_id FROM jobs WHERE id = $1",
+                trip.job_id,
+            )
+            submitted = await conn.fetchrow(
+                "SELECT message_id, sent_at FROM outbox WHERE body->>'type' = 'job.submitted' "
+                "AND body->>'job_id' = $1",
+                trip.job_id,
+            )
+            dispatch_sent = await conn.fetchval(
+                "SELECT sent_at FROM outbox WHERE body->>'dispatch_id' = $1", str(job["dispatch_id"])
+            )
+
+            def ts(value: object) -> float:
+                return value.timestamp()  # type: ignore[attr-defined]
+
+            trip.hops = {
+                "POST": trip.accepted - trip.posted,
+                "api -> relay": ts(submitted["sent_at"]) - ts(job["created_at"]),
+                "sched": ts(job["dispatched_at"]) - ts(submitted["sent_at"]),
+                "dispatch hop": ts(dispatch_sent) - ts(job["dispatched_at"]),
+                "executor claim": ts(job["started_at"]) - ts(dispatch_sent),
+                "run + record": ts(job["finished_at"]) - ts(job["started_at"]),
+                "finished -> seen": trip.seen - ts(job["finished_at"]),
+                "result GET": trip.fetched - trip.seen,
+            }
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--backend", default="aer_simulator")
+    parser.add_argument("-n", "--jobs", type=int, default=25)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--poll-interval", type=float, default=0.002)
+    parser.add_argument("--seed-history", type=int, default=0, help="finished jobs inserted with SQL first")
+    args = parser.parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="qruntime-trip-"))
+    stack = BenchStack(args.backend, 50, log_dir, seed_history=args.seed_history)
+    try:
+        stack.up_without_executor()
+        stack.start("executor", "--backend", args.backend)
+        with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=120) as client:
+            for _ in range(args.warmup):
+                one_job(client, args.backend, 0.05)
+            t0, c0 = counters_now(stack.dsn)
+            started = time.monotonic()
+            trips = [one_job(client, args.backend, args.poll_interval) for _ in range(args.jobs)]
+            busy = time.monotonic() - started
+            t1, c1 = counters_now(stack.dsn)
+            time.sleep(busy)  # an idle interval as long as the jobs took
+            t2, c2 = counters_now(stack.dsn)
+        asyncio.run(server_times(stack.dsn, trips))
+        per_job = {}
+        for key in c0:
+            worked = c1[key] - c0[key]
+            idle = (c2[key] - c1[key]) * (t1 - t0) / (t2 - t1)  # the same background, over the same time
+            per_job[key] = (worked - idle) / len(trips)
+    finally:
+        stack.down()
+    total = statistics.median(t.total for t in trips) * 1000
+    print(
+        f"one job's trip on {args.backend}: median of {len(trips)} sequential jobs, polling every "
+        f"{args.poll_interval * 1000:g} ms, {args.seed_history} finished jobs of history; "
+        f"submit -> final seen {total:.1f} ms"
+    )
+    for hop in HOPS:
+        values = [t.hops[hop] * 1000 for t in trips]
+        print(
+            f"  {hop:18}{statistics.median(values):8.1f} ms   (min {min(values):.1f}, max {max(values):.1f})"
+        )
+    print(f"status polls per job: {statistics.mean(t.polls for t in trips):.1f}")
+    print(
+        "database work per job (the background of an idle interval as long subtracted): "
+        + ", ".join(f"{key.replace('_', ' ')} {value:.1f}" for key, value in per_job.items())
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

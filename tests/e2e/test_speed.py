@@ -1,0 +1,77 @@
+"""What keeps a job's trip cheap, against the real services: the bounded server-side wait, the usage
+rollup that replaces summing the whole history."""
+
+import time
+
+import pytest
+
+from tests.stack import BELL_QASM2, Stack, sampler_job
+
+
+def submit(stack: Stack, user: str) -> str:
+    with stack.client(user) as client:
+        response = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", BELL_QASM2, 100))
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def test_wait_answers_as_soon_as_the_job_is_final(stack: Stack) -> None:
+    job_id = submit(stack, "alice")
+    with stack.client("alice") as client:
+        asked = time.monotonic()
+        response = client.get(f"/api/v1/jobs/{job_id}", params={"wait": 60, "exclude_params": "true"})
+        answered = time.monotonic()
+    assert response.status_code == 200
+    assert response.json()["state"]["status"] == "Completed"
+    # Far from the bound: the answer came when the job finished, not when the wait ran out.
+    assert answered - asked < 30
+    with stack.client("alice") as client:
+        assert client.get(f"/api/v1/jobs/{job_id}/results").status_code == 200
+
+
+def test_wait_ends_at_its_bound_for_a_job_that_stays_queued(stack: Stack) -> None:
+    # An instance without allocation keeps its jobs queued: the job cannot become final.
+    stack.add_account("wade", "lab-wait", allocation_seconds="0")
+    job_id = submit(stack, "wade")
+    with stack.client("wade") as client:
+        asked = time.monotonic()
+        response = client.get(f"/api/v1/jobs/{job_id}", params={"wait": 1.5})
+        waited = time.monotonic() - asked
+        assert response.status_code == 200
+        assert response.json()["state"]["status"] == "Queued"
+        assert response.json()["params"] is not None  # the full view, as without wait
+        assert 1.4 <= waited < 10
+        refused = client.get(f"/api/v1/jobs/{job_id}", params={"wait": -1})
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["code"] == 1200
+        assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 204
+
+
+def test_usage_rollup_counts_every_finished_job_once(stack: Stack) -> None:
+    account = stack.add_account("rolf", "lab-rollup")
+    instance_id = account.instance_crn.split(":")[-3]
+    jobs = [submit(stack, "rolf") for _ in range(3)]
+    assert set(stack.wait_final(jobs).values()) == {"DONE"}
+    # A finished job loaded with SQL (history, a restore) counts too: the trigger sees every writer.
+    stack.sql(
+        "INSERT INTO jobs (id, program_id, backend, status, params, num_pubs, total_shots, priority, tags, "
+        "instance_id, attempts, started_at, finished_at, execution_seconds) VALUES ('rollup-loaded', "
+        "'sampler', 'aer_simulator', 'DONE', '{}', 1, 100, 0, '[]', $1, 1, now() - interval '2 s', now(), 1.5)",
+        instance_id,
+    )
+    direct = stack.sql(
+        "SELECT sum(greatest(0, coalesce(execution_seconds, extract(epoch FROM finished_at - started_at)))) "
+        "AS ran, sum(execution_seconds) FILTER (WHERE status IN ('DONE', 'ERROR')) AS billed "
+        "FROM jobs WHERE instance_id = $1 AND finished_at IS NOT NULL AND started_at IS NOT NULL",
+        instance_id,
+    )[0]
+    rolled = stack.sql(
+        "SELECT sum(ran_seconds) AS ran, sum(billed_seconds) AS billed FROM usage_rollup WHERE instance_key = $1",
+        instance_id,
+    )[0]
+    assert direct["ran"] > 1.5
+    assert rolled["ran"] == pytest.approx(direct["ran"])
+    assert rolled["billed"] == pytest.approx(direct["billed"])
+    with stack.client("rolf") as client:
+        usage = client.get("/api/v1/instances/usage").json()
+    assert usage["usage_consumed_seconds"] == pytest.approx(direct["billed"])

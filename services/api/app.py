@@ -1,8 +1,10 @@
 """The api process: REST/JSON in, rows and outbox messages into PostgreSQL. Never runs a simulation."""
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -47,6 +49,7 @@ from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
 from shared.kit.health import HealthServer
 from shared.kit.settings import Settings
+from shared.kit.supervision import Supervisor
 from shared.messaging.relay import OutboxRelay
 
 API_PREFIX = "/api/v1"
@@ -125,10 +128,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.context = build_context(settings, engine, sessions, pool)
         relay = app.state.context.relay
         hub = app.state.context.event_hub
-        relay_task = asyncio.create_task(relay.run())
-        hub_task = asyncio.create_task(hub.run())
-        exported = settings.metrics_port is not None or settings.metrics_token is not None
-        gauges = asyncio.create_task(refresh_state_gauges_forever(sessions, settings)) if exported else None
+        # Every background task is supervised: restarted when it fails, and the process taken down
+        # (after /healthz has said so) when one cannot be kept running.
+        supervisor = Supervisor()
+        supervisor.start("relay", relay.run)
+        supervisor.start("event-hub", hub.run)
+        if settings.metrics_port is not None or settings.metrics_token is not None:
+            supervisor.start("state-gauges", lambda: refresh_state_gauges_forever(sessions, settings))
+        supervisor.start("give-up", lambda: _exit_when_broken(supervisor), forever=False)
         listener = (
             HealthServer(settings.metrics_port, settings.metrics_host, metrics_app())
             if settings.metrics_port is not None
@@ -139,12 +146,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if listener is not None:
                 await listener.stop()
-            if gauges is not None:
-                gauges.cancel()
-            hub_task.cancel()
+            await supervisor.stop()
             await relay.stop()
-            with suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(relay_task, timeout=5)
             await pool.close()
             await engine.dispose()
 
@@ -183,3 +186,11 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Service-CRN"],
         )
     return app
+
+
+async def _exit_when_broken(supervisor: Supervisor) -> None:
+    """A background task that cannot be kept running takes the api down (loudly, in the log), after
+    /healthz has answered 503 for a moment, so that its orchestrator starts a new one."""
+    await supervisor.fatal.wait()
+    await asyncio.sleep(5)
+    os.kill(os.getpid(), signal.SIGTERM)

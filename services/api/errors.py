@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db.availability import database_unavailable
 from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(OSError)
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        # Nothing was committed; the client may safely retry.
-        log.error("database unavailable: %s", type(exc).__name__)
-        return error_response(
-            QRuntimeError(
-                ErrorCode.UNAVAILABLE, "The service is temporarily unavailable; retry shortly.", 503
-            )
-        )
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return unavailable_response()
 
     @app.exception_handler(DataError)
     async def _out_of_range(request: Request, exc: DataError) -> JSONResponse:
@@ -77,6 +73,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            log.error(
+                "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+            )
+            return unavailable_response()
         # Where it happened, never what it held: no exception text (it may quote a circuit or a value).
         where = "\n".join(
             f"  {frame.filename}:{frame.lineno} in {frame.name}"
@@ -84,3 +85,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.url.path, where)
         return error_response(QRuntimeError(ErrorCode.INTERNAL, "An internal error occurred.", 500))
+
+
+RETRY_AFTER_SECONDS = 2
+UNAVAILABLE_MESSAGE = (
+    "The service cannot reach its database right now; retry in a few seconds. If this request was "
+    "meant to create something, it may or may not have been stored: retry it with the same "
+    "Idempotency-Key header to get the first answer, or look before sending it again."
+)
+
+
+def unavailable_response() -> JSONResponse:
+    """503 with Retry-After (code 9001): the database is away (restarting or unreachable)."""
+    response = error_response(QRuntimeError(ErrorCode.UNAVAILABLE, UNAVAILABLE_MESSAGE, 503))
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

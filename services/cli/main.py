@@ -19,6 +19,7 @@ from services.cli.admin import add_admin_parser, run_admin
 from services.cli.client import add_client_parsers, run_client_env, run_doctor
 from services.cli.status import run_status
 from shared.kit.settings import Settings, get_settings
+from shared.kit.supervision import ProcessBroken
 
 log = logging.getLogger("qruntime")
 
@@ -342,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings, args.command)
     try:
         return COMMANDS[args.command](settings, args)
+    except ProcessBroken as exc:
+        log.critical("qruntime %s stops: %s", args.command, exc)
+        return 70
     except (DBAPIError, OSError) as exc:
         # A shell user gets one line, not a traceback, when the database or broker is not there.
         reason = getattr(exc, "orig", None) or exc

@@ -10,12 +10,16 @@ import time
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+import asyncpg
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.executor.worker import JobRun, Outcome, SimulationWorker
+from services.executor.protocol import JobInput, JobRun, Outcome
+from services.executor.worker import SimulationWorker, SimulatorUnavailable
 from shared.db.engine import unit_of_work
 from shared.db.models import Job
 from shared.db.repositories.executors import ExecutorRepository
@@ -26,12 +30,21 @@ from shared.jobs.states import JobStatus
 from shared.kit.errors import ErrorCode
 from shared.kit.metrics import EXECUTION_SECONDS, JOBS_FINISHED
 from shared.kit.settings import Settings
-from shared.messaging.connection import connect_with_retry
+from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
+from shared.messaging.connection import describe, is_broker_error, keep_connected
 from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
+
+# How long the results of a finished run are kept trying to reach a database that is away.
+RECORD_RETRY_SECONDS = 120.0
+DATABASE_ERRORS = (DBAPIError, asyncpg.PostgresError, OSError)
+
+
+class ResultMismatch(RuntimeError):
+    """The simulator's answer is not for the jobs it was asked about; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class ClaimedJob:
     program_id: str
     params: str
     time_limit: int  # seconds it may run before it is cancelled with reason code 1305
+    attempts: int = 1  # starts so far, this one included
 
 
 class ExecutorService:
@@ -52,49 +66,86 @@ class ExecutorService:
         self.worker = SimulationWorker(backend)
         self.relay = OutboxRelay(settings, sessions)
         self._stop = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._turn = asyncio.Lock()  # one dispatch at a time, also across a reconnection
 
     async def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        await self.worker.start()
+        """Serve until stop(). Background tasks run supervised; when one of them cannot be kept
+        running (or no simulator can be started) the process stops with ProcessBroken."""
+        try:
+            await self.worker.start()
+        except SimulatorUnavailable as exc:
+            raise ProcessBroken(str(exc)) from exc
+        process_health.report(self._simulator_check, True, "running")
         log.info("executor %s ready for %s", self.id, self.backend)
         await self._register()
-        heartbeat = asyncio.create_task(self._heartbeat())
-        relay = asyncio.create_task(self.relay.run())
+        supervisor = Supervisor()
+        supervisor.start(f"heartbeat[{self.backend}]", self._heartbeat)
+        supervisor.start(f"simulator[{self.backend}]", lambda: self._watch_simulator(supervisor))
+        supervisor.start("relay", self.relay.run)
+        consumer = asyncio.create_task(
+            keep_connected(self.settings.amqp_url, self._stop, self._consumer_check, self._consume)
+        )
         try:
-            await self._consume_until_stopped()
-        finally:
-            heartbeat.cancel()
-            with suppress(asyncio.CancelledError):
-                await heartbeat
-            await self.relay.stop()
+            await first_of(self._stop.wait(), supervisor.fatal.wait(), asyncio.shield(consumer))
+            self._stop.set()
+            # Graceful shutdown: stop taking work, let the current dispatch finish, then leave.
+            grace = max(30.0, self.settings.max_execution_time_limit)
             with suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(relay, timeout=5)
+                await asyncio.wait_for(consumer, timeout=grace)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_idle(), timeout=grace)
+            if supervisor.fatal.is_set():
+                raise ProcessBroken(process_health.fatal or "a background task failed")
+        finally:
+            consumer.cancel()
+            await supervisor.stop()
+            await self.relay.stop()
             await self.worker.stop()
             with suppress(Exception):
                 await self._deregister()
 
-    async def _consume_until_stopped(self) -> None:
-        connection = await connect_with_retry(self.settings.amqp_url, self._stop)
-        if connection is None:
-            return
+    @property
+    def _simulator_check(self) -> str:
+        return f"simulator[{self.backend}]"
+
+    @property
+    def _consumer_check(self) -> str:
+        return f"consumer[{self.backend}]"
+
+    async def _watch_simulator(self, supervisor: Supervisor) -> None:
+        """Replace a simulator child that died while idle; give the process up when none will start."""
+        watch = asyncio.create_task(self.worker.supervise())
         try:
-            channel = await connection.channel()
-            # One dispatch at a time: ordering and fairness stay with the scheduler, not in a prefetch buffer.
-            await channel.set_qos(prefetch_count=1)
-            await self.topology.declare_exchanges(channel)
-            queue = await self.topology.declare_executor_queue(channel, self.backend)
-            tag = await queue.consume(self._on_dispatch)
-            await self._stop.wait()
-            # Graceful shutdown: stop taking work, let the current job finish, then leave.
-            await queue.cancel(tag)
-            await self._idle.wait()
+            while not watch.done():
+                await first_of(asyncio.shield(watch), asyncio.sleep(0.5))
+                process_health.report(self._simulator_check, self.worker.ready)
+            watch.result()
+        except SimulatorUnavailable as exc:
+            process_health.report(self._simulator_check, False, str(exc))
+            supervisor.give_up(str(exc))
         finally:
-            with suppress(Exception):
-                await connection.close()
+            watch.cancel()
+
+    async def _consume(self, connection: AbstractConnection) -> None:
+        channel = await connection.channel()
+        # One dispatch at a time: ordering and fairness stay with the scheduler, not in a prefetch buffer.
+        await channel.set_qos(prefetch_count=1)
+        await self.topology.declare_exchanges(channel)
+        queue = await self.topology.declare_executor_queue(channel, self.backend)
+        tag = await queue.consume(self._on_dispatch)
+        log.info("executor %s consuming %s", self.id, queue.name)
+        await self._stop.wait()
+        with suppress(Exception):
+            await queue.cancel(tag)
+        await self._wait_idle()
+
+    async def _wait_idle(self) -> None:
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))
 
     async def _on_dispatch(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -103,24 +154,46 @@ class ExecutorService:
             log.error("dead-lettering an unreadable dispatch %s", message.message_id)
             await message.reject(requeue=False)
             return
-        self._idle.clear()
+        # The dispatch runs in a task of its own: if the channel closes meanwhile (and aio-pika
+        # cancels this callback), the run still finishes and writes its results; the message, never
+        # acked, comes back and is then found stale.
+        task = asyncio.create_task(self._handle_in_turn(dispatch, bool(message.redelivered)))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
         try:
-            await self.handle(dispatch, redelivered=bool(message.redelivered))
-        except Exception:
-            log.exception(
-                "dispatch %s failed; it will be redelivered",
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            log.warning(
+                "lost the channel of dispatch %s while it runs; it finishes, the message returns",
                 dispatch.dispatch_id,
                 extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
             )
+            task.add_done_callback(_log_orphan_failure)
+            raise
+        except Exception as exc:
+            if isinstance(exc, SimulatorUnavailable | ResultMismatch) or not isinstance(exc, DATABASE_ERRORS):
+                log.exception(
+                    "dispatch %s failed; it will be redelivered",
+                    dispatch.dispatch_id,
+                    extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
+                )
+            else:
+                log.warning(
+                    "dispatch %s: database unavailable (%s); redelivered", dispatch.dispatch_id, describe(exc)
+                )
             await asyncio.sleep(1.0)
-            await message.nack(requeue=True)
+            await _settle(message.nack(requeue=True))
             return
-        finally:
-            self._idle.set()
-        await message.ack()
+        await _settle(message.ack())
+
+    async def _handle_in_turn(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
+        async with self._turn:
+            await self.handle(dispatch, redelivered)
 
     async def handle(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
         job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
+        # No claim without a working simulator (a dead child is replaced first, or this raises).
+        await self.worker.start()
         claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
@@ -137,7 +210,9 @@ class ExecutorService:
                         changed.append(failed)
                     continue
                 changed.append(job)
-                claimed.append(ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job)))
+                claimed.append(
+                    ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job), job.attempts)
+                )
             await jobs_changed(session, changed)
         if not claimed:
             log.info(
@@ -146,17 +221,19 @@ class ExecutorService:
                 extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
             )
             return
-        await self._run(claimed)
+        await self._run(str(dispatch.dispatch_id), claimed)
 
     def _time_limit(self, job: Job) -> int:
         """The job's max execution time: its own (`cost`) capped at the system limit, or the default."""
         requested = job.max_execution_time or self.settings.default_max_execution_time
         return min(requested, self.settings.max_execution_time_limit)
 
-    async def _run(self, claimed: list[ClaimedJob]) -> None:
+    async def _run(self, dispatch_id: str, claimed: list[ClaimedJob]) -> None:
         started = time.monotonic()
         outcome = await self.worker.run(
-            [(job.program_id, job.params) for job in claimed], lambda: self._should_stop(claimed, started)
+            dispatch_id,
+            [JobInput(job.id, job.program_id, job.params) for job in claimed],
+            lambda: self._should_stop(claimed, started),
         )
         if outcome.kind == "crashed" and len(claimed) > 1:
             # One job may have taken the simulator down: run each alone so the others still complete.
@@ -164,9 +241,24 @@ class ExecutorService:
                 alive = await JobRepository(session).running_here([job.id for job in claimed], self.id)
             for job in claimed:
                 if job.id in alive:
-                    await self._run([job])
+                    await self._run(f"{dispatch_id}/{job.id}", [job])
             return
-        await self._record(claimed, outcome)
+        await self._record_with_retry(claimed, outcome)
+
+    async def _record_with_retry(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
+        """Write the outcome; while the database is away, keep the results and try again."""
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                await self._record(claimed, outcome)
+                return
+            except DATABASE_ERRORS as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("cannot record results yet (%s); retrying in %.1f s", describe(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _should_stop(self, claimed: list[ClaimedJob], started: float) -> bool:
         """Time out the jobs past their max execution time; True when none of the dispatch's jobs is
@@ -205,16 +297,40 @@ class ExecutorService:
                     extra={"job_id": job.id, "executor_id": self.id},
                 )
             return
+        if outcome.kind == "crashed" and all(
+            job.attempts < self.settings.max_job_attempts for job in claimed
+        ):
+            # The child died under the job (killed, or out of memory): run it again, a bounded number
+            # of times, before it is failed as a job that takes the simulator down.
+            async with unit_of_work(self.sessions) as session:
+                await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
+                jobs = JobRepository(session)
+                requeued = [
+                    job
+                    for job in [await jobs.requeue_running_here(c.id, self.id) for c in claimed]
+                    if job is not None
+                ]
+                await jobs_changed(session, requeued)
+            log.warning("the simulator died under %d job(s); requeued", len(requeued))
+            return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
             finished: list[Job] = []
             for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
+                if run.job_id and run.job_id != job.id:
+                    raise ResultMismatch(f"a run for job {run.job_id} came back for job {job.id}")
                 if run.ok:
-                    done = await jobs.complete(job.id, self.id, JobStatus.DONE, run.seconds)
+                    done = await jobs.complete(
+                        job.id, self.id, JobStatus.DONE, run.seconds, input_digest=run.input_digest
+                    )
                     if done is None:
+                        if not await jobs.input_matches(job.id, run.input_digest):
+                            raise ResultMismatch(
+                                f"a result not computed from job {job.id}'s input was refused"
+                            )
                         continue  # cancelled or timed out meanwhile: the result is not kept
-                    await jobs.add_result(job.id, run.payload)
+                    await jobs.add_result(job.id, run.payload, run.input_digest)
                     finished.append(done)
                 else:
                     code = (
@@ -253,11 +369,31 @@ class ExecutorService:
             await ExecutorRepository(session).deregister(self.id)
 
     async def _heartbeat(self) -> None:
+        """Heartbeat while a simulator works: without one, no beat, so no work is sent here."""
         while True:
             await asyncio.sleep(self.settings.executor_heartbeat_seconds)
+            process_health.beat(f"heartbeat[{self.backend}]")
+            if not self.worker.ready:
+                continue
             started = time.monotonic()
             try:
                 async with unit_of_work(self.sessions) as session:
                     await ExecutorRepository(session).heartbeat(self.id)
-            except Exception as exc:
-                log.warning("heartbeat failed after %.1fs: %s", time.monotonic() - started, exc)
+            except DATABASE_ERRORS as exc:
+                log.warning("heartbeat failed after %.1fs: %s", time.monotonic() - started, describe(exc))
+
+
+async def _settle(settling: Any) -> None:
+    """Ack or nack; on a channel that is gone that is impossible and harmless (the message returns)."""
+    try:
+        await settling
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        log.info("could not settle a message on a lost channel (%s)", describe(exc))
+
+
+def _log_orphan_failure(task: "asyncio.Task[None]") -> None:
+    """A dispatch whose channel was lost ended with an error: its message comes back anyway."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a dispatch whose channel was lost failed: %s", describe(task.exception()))  # type: ignore[arg-type]

@@ -31,8 +31,8 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from services.executor.estimation import estimate, twirls_gates
 from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
 from services.executor.noise_learning import learn
+from services.executor.protocol import JobRun
 from services.executor.twirled_sampling import sample, wants_pipeline
-from services.executor.worker import JobRun
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
 from shared.jobs.runner_results import runner_results

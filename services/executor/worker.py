@@ -1,114 +1,219 @@
-"""The executor's child process. qiskit-aer holds the GIL for a whole simulation, so it never runs
+"""The executor's simulator child. qiskit-aer holds the GIL for a whole simulation, so it never runs
 in the process that talks to the broker and the database; and a child can be killed, which is how
-cancel and max execution time really stop a running job."""
+cancel and max execution time really stop a running job.
+
+The parent and the child speak the typed protocol of `protocol.py`: a request carries its dispatch
+id, the reply echoes it, and a reply to anything but the request in flight is discarded. A run that
+ends in any other way than with its reply (stopped, crashed, interrupted, cancelled) leaves the child
+killed, and a new one is started before the next run, so nothing of an old run can reach a new one.
+A child that dies at any other time (idle, or while starting) is replaced by `supervise()`, with a
+bounded number of attempts; meanwhile `ready` is False and the executor takes no work.
+"""
 
 import asyncio
 import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+from services.executor.child import child_main
+from services.executor.protocol import JobInput, Outcome, Ready, RunReply, RunRequest, StartFailed
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
 
 
-@dataclass(frozen=True)
-class JobRun:
-    """How one job of a dispatch ran: its result JSON, or why it failed."""
-
-    ok: bool
-    payload: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str  # "done" (see runs) | "stopped" | "crashed"
-    runs: list[JobRun] = field(default_factory=list)
-    message: str | None = None
-    seconds: float = 0.0
-
-
-def _child_main(conn: Connection, backend: str) -> None:
-    from services.executor.simulation import SimulatorRuntime
-
-    runtime = SimulatorRuntime(backend)
-    conn.send(("ready",))
-    while True:
-        try:
-            jobs: list[tuple[str, str]] = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        started = time.perf_counter()
-        try:
-            runs = runtime.run(jobs)
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
-            runs = [JobRun(ok=False, payload=message, seconds=0.0)] * len(jobs)
-        conn.send(("done", runs, time.perf_counter() - started))
+class SimulatorUnavailable(RuntimeError):
+    """No working simulator child could be started within the allowed attempts."""
 
 
 class SimulationWorker:
-    def __init__(self, backend: str, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        backend: str,
+        start_timeout: float = 120.0,
+        start_attempts: int = 5,
+        retry_delay: float = 0.5,
+    ) -> None:
         self.backend = backend
         self.start_timeout = start_timeout
+        self.start_attempts = start_attempts
+        self.retry_delay = retry_delay
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
+        self._lock = asyncio.Lock()  # one run or one (re)start at a time
+        self.restarts = 0
+        self.failed = False  # True once start_attempts in a row failed: the process must go
+
+    @property
+    def ready(self) -> bool:
+        """A live child is waiting for requests (not starting, not dead)."""
+        return self._process is not None and self._process.is_alive() and not self.failed
+
+    @property
+    def child_pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
 
     async def start(self) -> None:
+        async with self._lock:
+            await self._ensure_child()
+
+    async def _ensure_child(self) -> None:
+        """Make sure a live child waits for requests; replace a dead one (bounded attempts)."""
+        if self._process is not None and self._process.is_alive():
+            return
+        if self._process is not None:
+            log.warning(
+                "simulator child of %s died (exit code %s); starting a new one",
+                self.backend,
+                self._process.exitcode,
+                extra={"backend": self.backend},
+            )
+            self._discard()
+        delay = self.retry_delay
+        last = "no attempt"
+        for attempt in range(1, self.start_attempts + 1):
+            try:
+                await self._start_once()
+                if attempt > 1 or self.restarts:
+                    log.info("simulator child of %s running again", self.backend)
+                self.restarts += 1
+                self.failed = False
+                return
+            except SimulatorUnavailable as exc:
+                last = str(exc)
+                log.warning(
+                    "simulator start %d/%d for %s failed: %s", attempt, self.start_attempts, self.backend, exc
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.failed = True
+        raise SimulatorUnavailable(
+            f"no simulator for {self.backend} after {self.start_attempts} attempts: {last}"
+        )
+
+    async def _start_once(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_child_main, args=(child, self.backend), daemon=True, name=f"sim-{self.backend}"
+            target=child_main, args=(child, self.backend), daemon=True, name=f"sim-{self.backend}"
         )
         process.start()
         child.close()
-        ready = await asyncio.to_thread(parent.poll, self.start_timeout)
-        if not ready:
-            process.kill()
-            raise RuntimeError(f"the simulator for {self.backend} did not start")
-        parent.recv()
+        try:
+            deadline = time.monotonic() + self.start_timeout
+            while True:
+                if await asyncio.to_thread(parent.poll, _POLL_SECONDS):
+                    message = parent.recv()  # EOFError when the child died while starting
+                    if isinstance(message, Ready):
+                        break
+                    if isinstance(message, StartFailed):
+                        raise SimulatorUnavailable(message.message)
+                    continue
+                if not process.is_alive():
+                    raise SimulatorUnavailable(f"the child exited while starting (code {process.exitcode})")
+                if time.monotonic() > deadline:
+                    raise SimulatorUnavailable(f"the child did not start within {self.start_timeout} s")
+        except (EOFError, OSError) as exc:
+            _kill(process, parent)
+            raise SimulatorUnavailable(f"the child died while starting ({type(exc).__name__})") from exc
+        except BaseException:
+            _kill(process, parent)
+            raise
         self._process, self._conn = process, parent
 
-    async def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            await asyncio.to_thread(self._process.join, 5)
-        if self._conn is not None:
-            self._conn.close()
+    def _discard(self) -> None:
+        """Kill the child (if any) and forget it; synchronous, so it also runs during cancellation."""
+        if self._process is not None or self._conn is not None:
+            _kill(self._process, self._conn)
         self._process = self._conn = None
 
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
+    async def stop(self) -> None:
+        process = self._process
+        self._discard()
+        if process is not None:
+            await asyncio.to_thread(process.join, 5)
 
-    async def run(self, jobs: list[tuple[str, str]], should_stop: Callable[[], Awaitable[bool]]) -> Outcome:
-        """Run (program_id, params) jobs in one go; poll `should_stop` meanwhile and kill the child
-        when it says so (every job of the dispatch was cancelled, timed out or taken over)."""
-        assert self._conn is not None and self._process is not None
+    async def supervise(self, interval: float = 0.5) -> None:
+        """Replace a child that died while idle; raises SimulatorUnavailable when it cannot."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._lock.locked() or (self._process is not None and self._process.is_alive()):
+                continue
+            async with self._lock:
+                await self._ensure_child()
+
+    async def run(
+        self,
+        dispatch_id: str,
+        jobs: list[JobInput],
+        should_stop: Callable[[], Awaitable[bool]],
+    ) -> Outcome:
+        """Run the jobs of one dispatch in one go; poll `should_stop` meanwhile and kill the child when
+        it says so (every job of the dispatch was cancelled, timed out or taken over)."""
+        async with self._lock:
+            await self._ensure_child()
+            finished = False
+            try:
+                outcome = await self._run(dispatch_id, jobs, should_stop)
+                finished = outcome.kind == "done"
+                return outcome
+            finally:
+                if not finished:
+                    # Stopped, crashed, interrupted or cancelled: whatever the child still does or
+                    # will say belongs to this run only. It goes; the next run gets a new child.
+                    self._discard()
+
+    async def _run(
+        self, dispatch_id: str, jobs: list[JobInput], should_stop: Callable[[], Awaitable[bool]]
+    ) -> Outcome:
         conn, process = self._conn, self._process
-        conn.send(jobs)
+        assert conn is not None and process is not None
         started = time.perf_counter()
+        try:
+            conn.send(RunRequest(dispatch_id, tuple(jobs)))
+        except (OSError, EOFError, ValueError):
+            return self._crashed(process, started)
         while True:
             if await asyncio.to_thread(conn.poll, _POLL_SECONDS):
                 try:
-                    _, runs, seconds = conn.recv()
+                    reply = conn.recv()
                 except (EOFError, OSError):
-                    break
-                return Outcome("done", runs=list(runs), seconds=seconds)
+                    return self._crashed(process, started)
+                if not isinstance(reply, RunReply) or reply.dispatch_id != dispatch_id:
+                    log.error(
+                        "discarding a simulator reply that is not for dispatch %s: %r",
+                        dispatch_id,
+                        getattr(reply, "dispatch_id", type(reply).__name__),
+                        extra={"dispatch_id": dispatch_id, "backend": self.backend},
+                    )
+                    continue
+                return Outcome("done", runs=list(reply.runs), seconds=reply.seconds)
             if not process.is_alive():
-                break
-            if await should_stop():
-                await self.restart()
+                return self._crashed(process, started)
+            try:
+                stop = await should_stop()
+            except Exception as exc:
+                # The database may be restarting: keep simulating, ask again on the next poll.
+                log.warning("cannot check whether dispatch %s must stop: %s", dispatch_id, type(exc).__name__)
+                continue
+            if stop:
                 return Outcome("stopped", seconds=time.perf_counter() - started)
-        code = process.exitcode
-        await self.restart()
+
+    def _crashed(self, process: Any, started: float) -> Outcome:
+        process.join(0.5)
         return Outcome(
             "crashed",
-            message=f"the simulator process died (exit code {code}); the job may need more memory",
+            message=f"the simulator process died (exit code {process.exitcode}); the job may need more memory",
             seconds=time.perf_counter() - started,
         )
+
+
+def _kill(process: Any, conn: Connection | None) -> None:
+    if process is not None and process.is_alive():
+        process.kill()
+    if conn is not None:
+        conn.close()

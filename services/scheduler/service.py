@@ -15,7 +15,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,7 +38,8 @@ from shared.jobs.changes import job_changed
 from shared.kit.errors import ErrorCode
 from shared.kit.metrics import DISPATCH_LATENCY, refresh_state_gauges
 from shared.kit.settings import Settings
-from shared.messaging.connection import connect_with_retry
+from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
+from shared.messaging.connection import keep_connected
 from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
@@ -78,24 +79,35 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
-        relay_task = asyncio.create_task(self.relay.run())
-        metrics_task = asyncio.create_task(self._refresh_metrics())
+        supervisor = Supervisor()
+        supervisor.start("relay", self.relay.run)
+        supervisor.start("metrics", self._refresh_metrics)
+        leading = asyncio.create_task(self._lead_while_possible())
         try:
-            while not self._stop.is_set():
-                lock_conn = await self._become_leader()
-                if lock_conn is None:
-                    return
-                log.info("scheduler is the leader")
-                try:
-                    await self._lead(lock_conn)
-                finally:
-                    with suppress(Exception):
-                        await lock_conn.close()
+            await first_of(asyncio.shield(leading), supervisor.fatal.wait())
+            if supervisor.fatal.is_set():
+                raise ProcessBroken(process_health.fatal or "a background task failed")
+            leading.result()
         finally:
-            metrics_task.cancel()
+            self._stop.set()
+            self._wake.set()
+            leading.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await leading
+            await supervisor.stop()
             await self.relay.stop()
-            with suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(relay_task, timeout=5)
+
+    async def _lead_while_possible(self) -> None:
+        while not self._stop.is_set():
+            lock_conn = await self._become_leader()
+            if lock_conn is None:
+                return
+            log.info("scheduler is the leader")
+            try:
+                await self._lead(lock_conn)
+            finally:
+                with suppress(Exception):
+                    await lock_conn.close()
 
     async def _refresh_metrics(self) -> None:
         """Keep the state gauges of /metrics current (every scheduler, leader or standby)."""
@@ -111,6 +123,7 @@ class Scheduler:
         dsn = asyncpg_dsn(self.settings.database_url)
         announced = False
         while not self._stop.is_set():
+            process_health.beat("scheduler")  # a standby makes progress too
             try:
                 conn = await asyncpg.connect(dsn)
                 if await try_leader_lock(conn):
@@ -126,30 +139,42 @@ class Scheduler:
         return None
 
     async def _lead(self, lock_conn: asyncpg.Connection) -> None:
-        connection = await connect_with_retry(self.settings.amqp_url, self._stop)
-        if connection is None:
-            return
+        """Schedule while holding the leader lock. Commands are only wake-ups (the timer pass finds
+        everything in the database), so the command consumer runs beside the passes and may lose and
+        regain the broker without stopping them."""
+        leading = asyncio.Event()
+        consumer = asyncio.create_task(
+            keep_connected(self.settings.amqp_url, leading, "consumer[scheduler]", self._consume_commands)
+        )
         try:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=50)
-            await self.topology.declare_exchanges(channel)
-            queue = await self.topology.declare_scheduler_queue(channel)
-            tag = await queue.consume(self._on_command)
-            try:
-                while not self._stop.is_set() and not lock_conn.is_closed():
-                    self._wake.clear()
-                    next_deadline = await self._tick()
-                    sleep = self.settings.scheduler_tick_seconds
-                    if next_deadline is not None:
-                        sleep = max(_MIN_SLEEP_SECONDS, min(sleep, next_deadline))
-                    with suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=sleep)
-            finally:
-                with suppress(Exception):
-                    await queue.cancel(tag)
+            while not self._stop.is_set() and not lock_conn.is_closed():
+                process_health.beat("scheduler")
+                self._wake.clear()
+                next_deadline = await self._tick()
+                sleep = self.settings.scheduler_tick_seconds
+                if next_deadline is not None:
+                    sleep = max(_MIN_SLEEP_SECONDS, min(sleep, next_deadline))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=sleep)
+        finally:
+            leading.set()  # tells the consumer to stop
+            with suppress(asyncio.CancelledError, TimeoutError, Exception):
+                await asyncio.wait_for(consumer, timeout=5)
+            consumer.cancel()
+            process_health.forget("consumer[scheduler]")
+
+    async def _consume_commands(self, connection: AbstractConnection) -> None:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=50)
+        await self.topology.declare_exchanges(channel)
+        queue = await self.topology.declare_scheduler_queue(channel)
+        tag = await queue.consume(self._on_command)
+        self._wake.set()  # commands may have been missed while the broker was away
+        try:
+            await asyncio.Event().wait()  # until keep_connected cancels us (leadership over, or broker lost)
         finally:
             with suppress(Exception):
-                await connection.close()
+                await asyncio.wait_for(queue.cancel(tag), timeout=2)
 
     async def _tick(self) -> float | None:
         """One pass in one transaction (timers, the next deadline, then dispatches into the free

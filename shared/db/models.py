@@ -146,6 +146,9 @@ class JobResult(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     # RuntimeEncoder JSON of a PrimitiveResult, served verbatim.
     body: Mapped[str] = mapped_column(Text)
+    # SHA-256 (hex) of the job input the result was computed from, checked against jobs.params when
+    # the result was written (NULL for results written before the check existed).
+    input_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -437,3 +440,19 @@ class ExperimentDeviceConfiguration(Base):
             postgresql_where=text("is_default"),
         ),
     )
+
+
+class IdempotencyKey(Base):
+    """The first answer to a submission made with an `Idempotency-Key` header, per user and scope
+    (`jobs`, `sessions`), replayed to a retry with the same key and body within the retention."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("idempotency_keys_created", "created_at"),)

@@ -34,6 +34,8 @@ class ErrorCode(IntEnum):
     DEPLOYMENT_NOT_FOUND = 3405
     DEPLOYMENT_IN_USE = 3410
     ALREADY_EXISTS = 3409
+    # An Idempotency-Key reused with another request body (qruntime's own, in the 3xxx family).
+    IDEMPOTENCY_KEY_REUSED = 3422
     JOB_NOT_FOUND = 3250
     JOB_NOT_FINISHED = 3213
     JOB_TRANSITION_INVALID = 3214

@@ -1,5 +1,5 @@
-"""/healthz and /metrics for the processes that have no API (scheduler, executor), for probes and
-Prometheus. Served by uvicorn inside the process's own event loop when QRUNTIME_HEALTH_PORT is set."""
+"""/healthz, /readyz and /metrics for the processes that have no API (scheduler, executor), for probes
+and Prometheus (see shared/kit/supervision.py for what healthy and ready mean). Served by uvicorn inside the process's own event loop when QRUNTIME_HEALTH_PORT is set."""
 
 import asyncio
 import contextlib
@@ -11,9 +11,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shared.kit.supervision import process_health
+
 
 async def _healthz(_: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+    """Alive unless broken and not recovering (a background task given up on, or stalled)."""
+    alive, body = process_health.live()
+    return JSONResponse(body, 200 if alive else 503)
+
+
+async def _readyz(_: Request) -> JSONResponse:
+    """Ready while every component of the process works (database, broker, simulator...)."""
+    ready, body = process_health.ready()
+    return JSONResponse(body, 200 if ready else 503)
 
 
 async def _metrics(_: Request) -> Response:
@@ -21,7 +31,9 @@ async def _metrics(_: Request) -> Response:
 
 
 def health_app() -> Starlette:
-    return Starlette(routes=[Route("/healthz", _healthz), Route("/metrics", _metrics)])
+    return Starlette(
+        routes=[Route("/healthz", _healthz), Route("/readyz", _readyz), Route("/metrics", _metrics)]
+    )
 
 
 class HealthServer:

@@ -15,23 +15,29 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
 from shared.db.repositories.events import EventRepository
+from shared.db.repositories.idempotency import IdempotencyRepository
 from shared.db.repositories.locks import try_relay_lock
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
 from shared.kit.settings import Settings
-from shared.messaging.connection import connect_with_retry
+from shared.kit.supervision import process_health, sleep_unless
+from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
 from shared.messaging.topology import EXCHANGES, Topology
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 KEEP_SENT_SECONDS = 3600.0
+PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
+IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600.0
+HEALTH_NAME = "broker"
+DATABASE_HEALTH_NAME = "database"
 
 
 class ChangeFeed:
@@ -57,7 +63,6 @@ class OutboxRelay:
         self.topology = Topology(settings.namespace)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._connection: AbstractRobustConnection | None = None
         self.broker_connected = False
         self.changes = ChangeFeed()
 
@@ -66,21 +71,13 @@ class OutboxRelay:
         self.changes.notify()
 
     async def run(self) -> None:
+        """Relay until stop(). The broker connection is kept by `keep_connected` (a lost broker is
+        logged and reconnected with backoff); a lost database is retried on the same channel."""
         listener = asyncio.create_task(self._listen())
         try:
-            while not self._stop.is_set():
-                self._connection = await connect_with_retry(self.settings.amqp_url, self._stop)
-                if self._connection is None:
-                    return
-                try:
-                    await self._relay_until_broken(self._connection)
-                except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
-                    log.warning("outbox relay lost the broker: %s", exc)
-                finally:
-                    self.broker_connected = False
-                    with suppress(Exception):
-                        await self._connection.close()
+            await keep_connected(self.settings.amqp_url, self._stop, HEALTH_NAME, self._relay_until_broken)
         finally:
+            self.broker_connected = False
             listener.cancel()
             with suppress(asyncio.CancelledError):
                 await listener
@@ -89,34 +86,50 @@ class OutboxRelay:
         self._stop.set()
         self._wake.set()
 
-    async def _relay_until_broken(self, connection: AbstractRobustConnection) -> None:
+    async def _relay_until_broken(self, connection: AbstractConnection) -> None:
+        """Relay on this connection until it breaks (BrokerLost and broker errors leave this method;
+        database errors are waited out here, the rows wait for us)."""
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await self.topology.declare_all(channel, self.settings.backends)
-        exchanges = await self._exchanges(channel)
-        self.broker_connected = True
-        last_cleanup = 0.0
-        loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
-            try:
-                sent = await self.relay_once(exchanges)
-                if loop.time() - last_cleanup > 60:
-                    last_cleanup = loop.time()
-                    async with unit_of_work(self.sessions) as session:
-                        await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
-                        await EventRepository(session).delete_older_than(self.settings.event_retention_days)
-            except (DBAPIError, OSError) as exc:
-                # The database is down or restarting: nothing is lost, the rows wait for us.
-                log.warning("outbox relay cannot reach the database: %s", type(exc).__name__)
+        try:
+            await self.topology.declare_all(channel, self.settings.backends)
+            exchanges = await self._exchanges(channel)
+            self.broker_connected = True
+            last_cleanup = 0.0
+            loop = asyncio.get_running_loop()
+            while not self._stop.is_set():
+                process_health.beat(HEALTH_NAME)
+                if channel.is_closed:
+                    raise BrokerLost("the relay's channel is closed")
+                try:
+                    sent = await self.relay_once(exchanges)
+                    if loop.time() - last_cleanup > 60:
+                        last_cleanup = loop.time()
+                        async with unit_of_work(self.sessions) as session:
+                            await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+                            await EventRepository(session).delete_older_than(
+                                self.settings.event_retention_days
+                            )
+                            await IdempotencyRepository(session).delete_older_than(
+                                IDEMPOTENCY_RETENTION_SECONDS
+                            )
+                except BrokerLost:
+                    raise
+                except (DBAPIError, asyncpg.PostgresError, OSError) as exc:
+                    # The database is down or restarting: nothing is lost, the rows wait for us.
+                    log.warning("outbox relay cannot reach the database: %s", describe(exc))
+                    process_health.report(DATABASE_HEALTH_NAME, False, type(exc).__name__)
+                    await sleep_unless(self._stop, 1.0)
+                    continue
+                process_health.report(DATABASE_HEALTH_NAME, True)
+                if sent >= BATCH_SIZE:
+                    continue
+                self._wake.clear()
+                if sent:
+                    continue
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
-                continue
-            if sent >= BATCH_SIZE:
-                continue
-            self._wake.clear()
-            if sent:
-                continue
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_seconds)
+        finally:
+            self.broker_connected = False
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
         return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in EXCHANGES}
@@ -135,6 +148,23 @@ class OutboxRelay:
             return len(rows)
 
     async def _publish(self, exchanges: dict[str, AbstractExchange], row: OutboxMessage) -> None:
+        """Publish one row and wait for its confirm; any broker failure becomes BrokerLost, so it is
+        never taken for a database error (aiormq's ConnectionClosed is an OSError)."""
+        try:
+            await asyncio.wait_for(self._publish_unguarded(exchanges, row), timeout=PUBLISH_TIMEOUT)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            raise BrokerLost("a publish was cancelled by the closing channel") from None
+        except aio_pika.exceptions.DeliveryError:
+            raise
+        except Exception as exc:
+            if is_broker_error(exc):
+                raise BrokerLost(describe(exc)) from exc
+            raise
+
+    async def _publish_unguarded(self, exchanges: dict[str, AbstractExchange], row: OutboxMessage) -> None:
         await exchanges[row.exchange].publish(
             aio_pika.Message(
                 body=json.dumps(row.body).encode(),
@@ -163,9 +193,9 @@ class OutboxRelay:
                 finally:
                     with suppress(Exception):
                         await conn.close()
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("outbox listener: %s", exc)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # never end: a lost listener only slows the relay to its poll
+                log.warning("outbox listener: %s", describe(exc))
+                await sleep_unless(self._stop, 1.0)
 
 
 async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:

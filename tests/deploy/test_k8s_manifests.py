@@ -845,12 +845,8 @@ def test_probes_use_the_health_endpoints_on_the_configured_ports(
             port = get["port"]
             return get["path"], p[port] if isinstance(port, str) else port
 
-        if component(deployment) == "api":
-            port = settings.api_port
-            assert probe("readinessProbe") == ("/readyz", port)
-        else:
-            port = settings.health_port
-            assert probe("readinessProbe") == ("/healthz", port)
+        port = settings.api_port if component(deployment) == "api" else settings.health_port
+        assert probe("readinessProbe") == ("/readyz", port)
         assert probe("livenessProbe") == ("/healthz", port)
         # qiskit imports take seconds: a startup probe keeps liveness from killing a booting pod.
         assert probe("startupProbe") == ("/healthz", port)

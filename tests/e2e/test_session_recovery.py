@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 
 from tests.stack import BELL_QASM2, EventRecorder, Stack, layered_qasm, sampler_job, wait_for
 
-SLOW = layered_qasm(20, 20)  # half a second or more each: 30 outlast the max_ttl
-MAX_TTL = 10
-INTERACTIVE_TTL = 2
+SLOW = layered_qasm(20, 20)  # half a second or more each: 60 outlast the max_ttl
+# Long enough that a loaded machine still kills the leader while both timers are pending: the idle
+# session's interactive_ttl outlasts the checks after its job, the max_ttl the standby's takeover.
+MAX_TTL = 25
+INTERACTIVE_TTL = 5
 
 
 def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(make_stack: type[Stack]) -> None:
@@ -42,17 +44,25 @@ def test_timers_fire_and_nothing_is_dispatched_twice_across_scheduler_deaths(mak
                 body = sampler_job(backend, circuit, shots, session_id=session_id)
                 return str(client.post("/api/v1/jobs", json=body).json()["id"])
 
+            # No aer_simulator executor while the jobs are submitted: the max_ttl clock starts with
+            # the first job, so it must not start before the last submission, however slow.
+            stack.kill("executor-aer_simulator", signal.SIGTERM)
             expiring = session("aer_simulator", max_ttl=MAX_TTL)
+            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(60)]
+            stack.start_executor("aer_simulator", name="executor-aer_simulator-2")
+            wait_for(lambda: view(expiring)["state"] == "active", 90, "the session to start")
             idle = session("fake_manila")
             idle_job = submit("fake_manila", idle, BELL_QASM2, 200)
-            jobs = [submit("aer_simulator", expiring, SLOW, 20_000) for _ in range(30)]
-            wait_for(lambda: view(expiring)["state"] == "active", 60, "the session to start")
             stack.wait_final([idle_job], timeout=60)
             assert view(idle)["state"] == "active"
 
             # Both timers pending: kill the leader outright; the standby takes over.
             stack.kill("scheduler", signal.SIGKILL)
-            wait_for(lambda: view(idle)["state"] == "inactive", 15, "interactive_ttl after the takeover")
+            wait_for(
+                lambda: view(idle)["state"] == "inactive",
+                INTERACTIVE_TTL + 15,
+                "interactive_ttl after the takeover",
+            )
             idle_view = view(idle)
             deadline = _at(idle_view["last_job_completed"]) + timedelta(seconds=INTERACTIVE_TTL)
             inactive_at = _at(idle_view["timestamps"][-1]["timestamp"])

@@ -328,7 +328,11 @@ def hold_backend(stack: Stack, client: httpx.Client) -> str:
 def test_a_batch_of_small_jobs_shares_dispatches_and_results_split_back(
     stack: Stack, client: httpx.Client
 ) -> None:
-    holder = hold_backend(stack, client)
+    # The holder runs a long job while the batch is submitted, so that its hold cannot lapse
+    # (interactive_ttl) however slowly the submissions go; cancelling that job ends the hold.
+    holder = create(client, owner="holder")
+    holding = submit(client, holder, owner="holder", circuit=layered_qasm(20, 400), shots=100)
+    wait_for(lambda: job_view(client, holding)["state"]["status"] == "Running", 60, "the holder's job to run")
     batch = create(client, mode="batch")
     jobs = []
     for i in range(12):
@@ -339,6 +343,7 @@ def test_a_batch_of_small_jobs_shares_dispatches_and_results_split_back(
         jobs.append(response.json()["id"])
     assert all(_queued_undispatched(stack, j) for j in jobs)
     client.patch(f"/api/v1/sessions/{holder}", json={"accepting_jobs": False})
+    assert client.post(f"/api/v1/jobs/{holding}/cancel").status_code == 204
 
     assert set(stack.wait_final(jobs).values()) == {"DONE"}
     for i, job_id in enumerate(jobs):

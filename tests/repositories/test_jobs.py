@@ -269,3 +269,35 @@ async def test_time_out(db):
     assert timed_out.status is C and timed_out.reason_code == int(ErrorCode.RAN_TOO_LONG)
     assert timed_out.execution_seconds == 9.0
     assert await jobs.time_out(job.id, "ex-1", "again", 9.0) is None
+
+
+async def test_a_result_completes_only_the_job_whose_input_it_was_computed_from(db):
+    import hashlib
+
+    from shared.db.repositories.jobs import params_digest
+
+    jobs = JobRepository(db)
+    mine = await add_job(db, status=R, executor_id="ex-1", params='{"pubs": [["mine"]], "version": 2}')
+    other_input = '{"pubs": [["other"]], "version": 2}'
+    digest = hashlib.sha256(mine.params.encode()).hexdigest()
+    assert await db.scalar(select(params_digest()).where(Job.id == mine.id)) == digest
+    assert await jobs.input_matches(mine.id, digest) is True
+    wrong = hashlib.sha256(other_input.encode()).hexdigest()
+    assert await jobs.input_matches(mine.id, wrong) is False
+    # Another job's result (another input's digest) changes nothing; the job's own completes it.
+    assert await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=wrong) is None
+    assert await status_of(db, mine.id) is R
+    assert (await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=digest)) is not None
+    await jobs.add_result(mine.id, "{}", input_digest=digest)
+    await db.flush()
+    stored = await db.scalar(select(JobResult.input_digest).where(JobResult.job_id == mine.id))
+    assert stored == digest
+
+
+async def test_requeue_running_here_only_for_this_executors_running_job(db):
+    jobs = JobRepository(db)
+    job = await add_job(db, status=R, executor_id="ex-1", dispatch_id=uuid.uuid4())
+    assert await jobs.requeue_running_here(job.id, "ex-2") is None  # held by another executor
+    back = await jobs.requeue_running_here(job.id, "ex-1")
+    assert back is not None and back.status is Q and back.executor_id is None and back.dispatch_id is None
+    assert await jobs.requeue_running_here(job.id, "ex-1") is None  # no longer running

@@ -5,6 +5,7 @@ from pydantic import BaseModel, Field
 from services.api.apidocs.spec import documented
 from services.api.dependencies import context
 from shared.db.repositories.probes import database_answers
+from shared.kit.supervision import process_health
 
 router = APIRouter(tags=["health"])
 
@@ -23,12 +24,14 @@ class Readiness(BaseModel):
     response_model=Alive,
     **documented(
         "Alive",
-        "The process answers. No dependency is checked, so a broker outage never restarts the pod.",
+        "The process answers, unless it is broken and not recovering (a background task given up "
+        "on, or stalled): then 503. No dependency is checked, so a broker outage never restarts the pod.",
         example={"status": "ok"},
     ),
 )
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> JSONResponse:
+    alive, body = process_health.live()
+    return JSONResponse(body, 200 if alive else 503)
 
 
 @router.get(
@@ -49,7 +52,7 @@ async def readyz(request: Request) -> JSONResponse:
         # A circuit parser is warm (the parse workers' fork server imports qiskit when it starts).
         "parsers": ctx.jobs.pool.warmed > 0,
     }
-    ready = all(checks.values())
+    ready = all(checks.values()) and process_health.fatal is None
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )

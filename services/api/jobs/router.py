@@ -8,6 +8,7 @@ from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.boundary import INT32_MAX, check_tag
 from services.api.dependencies import job_service
+from services.api.idempotency import idempotency_of
 from shared.db.repositories.jobs import JobFilter
 from shared.kit.errors import ErrorCode as E
 
@@ -48,7 +49,8 @@ Jobs = Annotated[JobService, Depends(job_service)]
 )
 async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) -> JobCreated:
     # The body is read raw: circuits arrive as RuntimeEncoder-tagged QPY and are decoded with its codec.
-    return await jobs.submit(await request.body(), principal)
+    idempotency = await idempotency_of(request, principal, "jobs")
+    return await jobs.submit(await request.body(), principal, idempotency)
 
 
 @router.get(

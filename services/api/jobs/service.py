@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.boundary import describe_validation
+from services.api.idempotency import IdempotentRequest, Replay, claim_or_replay, remember_answer
 from services.api.ids import is_wellformed_id, new_id
 from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
@@ -105,23 +106,29 @@ class JobService:
         self.changes = changes or ChangeFeed()
         self.wait_limit_seconds = wait_limit_seconds
 
-    async def submit(self, body: bytes, principal: Principal) -> JobCreated:
+    async def submit(
+        self, body: bytes, principal: Principal, idempotency: IdempotentRequest | None = None
+    ) -> JobCreated:
         # Decoding and parsing the circuits is the sender's CPU and memory, spent in a worker process.
         request, params, backend_name = await self.pool.run(
             prepare_submission, body, self.catalog, self.limits
         )
         backend = self.backend(backend_name)
-        job = await self.enqueue(
-            principal,
-            program_id=request.program_id,
-            backend=backend.name,
-            params=params,
-            priority=request.priority,
-            tags=request.tags or [],
-            session_id=request.session_id,
-            max_execution_time=request.cost,
-            log_level=request.log_level,
-        )
+        try:
+            job = await self.enqueue(
+                principal,
+                program_id=request.program_id,
+                backend=backend.name,
+                params=params,
+                priority=request.priority,
+                tags=request.tags or [],
+                session_id=request.session_id,
+                max_execution_time=request.cost,
+                log_level=request.log_level,
+                idempotency=idempotency,
+            )
+        except Replay as replay:
+            return JobCreated.model_validate(replay.response)
         return JobCreated(id=job.id, backend=job.backend)
 
     def backend(self, name: str) -> BackendInfo:
@@ -142,8 +149,10 @@ class JobService:
         deployment_id: str | None = None,
         job_type: str | None = None,
         name: str | None = None,
+        idempotency: IdempotentRequest | None = None,
     ) -> Job:
-        """Store a validated job as QUEUED and announce it, in one transaction."""
+        """Store a validated job as QUEUED and announce it, in one transaction (with its
+        Idempotency-Key and answer, if any; raises Replay when the key was used for this before)."""
         if principal.instance_id is None:
             raise InvalidInput(
                 ErrorCode.INVALID_REQUEST,
@@ -170,11 +179,13 @@ class JobService:
             name=name,
         )
         async with unit_of_work(self.sessions) as session:
+            await claim_or_replay(session, idempotency)
             if session_id is not None:
                 await self._check_session(session, session_id, backend, principal)
             await self._check_concurrency(IdentityRepository(session), principal.instance_id)
             await JobRepository(session).add(job)
             await job_changed(session, job)
+            await remember_answer(session, idempotency, {"id": job.id, "backend": job.backend})
         return job
 
     async def _check_session(

@@ -1,11 +1,12 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.boundary import INT32_MAX
 from services.api.dependencies import runtime_session_service
+from services.api.idempotency import idempotency_of
 from shared.db.repositories.sessions import SessionFilter
 from shared.kit.errors import ErrorCode as E
 from shared.sessions.states import SessionMode, SessionState
@@ -52,8 +53,10 @@ Sessions = Annotated[RuntimeSessionService, Depends(runtime_session_service)]
         refusals=[E.BACKEND_NOT_FOUND],
     ),
 )
-async def create_session(body: SessionCreate, sessions: Sessions, principal: CurrentPrincipal) -> SessionView:
-    return await sessions.create(body, principal)
+async def create_session(
+    request: Request, body: SessionCreate, sessions: Sessions, principal: CurrentPrincipal
+) -> SessionView:
+    return await sessions.create(body, principal, await idempotency_of(request, principal, "sessions"))
 
 
 @router.get(

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.idempotency import IdempotentRequest, Replay, claim_or_replay, remember_answer
 from services.api.ids import is_wellformed_id, new_id
 from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
@@ -65,7 +66,9 @@ class RuntimeSessionService:
         self.catalog = catalog
         self.settings = settings
 
-    async def create(self, request: SessionCreate, principal: Principal) -> SessionView:
+    async def create(
+        self, request: SessionCreate, principal: Principal, idempotency: IdempotentRequest | None = None
+    ) -> SessionView:
         if request.backend not in self.catalog:
             raise InvalidInput(
                 ErrorCode.BACKEND_NOT_FOUND,
@@ -93,10 +96,16 @@ class RuntimeSessionService:
             user_id=principal.user_id,
             instance_id=principal.instance_id,
         )
-        async with unit_of_work(self.database) as db:
-            await RuntimeSessionRepository(db).add(runtime_session)
-            await announce_session_state(OutboxRepository(db), runtime_session)
-        return to_view(runtime_session, 0.0)
+        try:
+            async with unit_of_work(self.database) as db:
+                await claim_or_replay(db, idempotency)
+                await RuntimeSessionRepository(db).add(runtime_session)
+                await announce_session_state(OutboxRepository(db), runtime_session)
+                view = to_view(runtime_session, 0.0)
+                await remember_answer(db, idempotency, view.model_dump(mode="json", by_alias=True))
+        except Replay as replay:
+            return SessionView.model_validate(replay.response)
+        return view
 
     async def view(self, session_id: str, principal: Principal) -> SessionView:
         async with unit_of_work(self.database) as db:

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -340,6 +341,16 @@ class JobRepository:
             executor_id=None,
         )
 
+    async def requeue_running_here(self, job_id: str, executor_id: str) -> Job | None:
+        """RUNNING on this executor -> QUEUED, undispatched (its simulator died under it)."""
+        return await self._transition(
+            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING),
+            JobStatus.QUEUED,
+            dispatch_id=None,
+            dispatched_at=None,
+            executor_id=None,
+        )
+
     async def fail(self, where_job: Job, reason: str, reason_code: int) -> Job | None:
         return await self._transition(
             and_(Job.id == where_job.id, Job.status == where_job.status),
@@ -386,10 +397,16 @@ class JobRepository:
         execution_seconds: float | None,
         reason: str | None = None,
         reason_code: int | None = None,
+        input_digest: str | None = None,
     ) -> Job | None:
-        """RUNNING (held by this executor) -> DONE or ERROR. None when someone else decided first."""
+        """RUNNING (held by this executor) -> DONE or ERROR. None when someone else decided first, or
+        when `input_digest` (SHA-256 hex of the input the result was computed from) is not the digest
+        of this job's stored input: a result is only ever written to the job it was computed for."""
+        where = and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING)
+        if input_digest is not None:
+            where = and_(where, params_digest() == input_digest)
         return await self._transition(
-            and_(Job.id == job_id, Job.executor_id == executor_id, Job.status == JobStatus.RUNNING),
+            where,
             target,
             reason=reason,
             reason_code=reason_code,
@@ -408,6 +425,16 @@ class JobRepository:
             finished_at=func.now(),
         )
 
-    async def add_result(self, job_id: str, body: str) -> None:
+    async def add_result(self, job_id: str, body: str, input_digest: str | None = None) -> None:
         # Inserted at the next flush, together with the results of the other jobs of a dispatch.
-        self.session.add(JobResult(job_id=job_id, body=body))
+        self.session.add(JobResult(job_id=job_id, body=body, input_digest=input_digest))
+
+    async def input_matches(self, job_id: str, input_digest: str) -> bool:
+        """Whether the job's stored input has this digest (used to explain a refused completion)."""
+        found = await self.session.scalar(select(params_digest() == input_digest).where(Job.id == job_id))
+        return bool(found)
+
+
+def params_digest() -> Any:
+    """SHA-256 (hex) of a job's stored input, computed by PostgreSQL (see executor/protocol.py)."""
+    return func.encode(func.sha256(func.convert_to(Job.params, "UTF8")), "hex")

@@ -86,6 +86,9 @@ async def test_paths_tree_and_their_refusals(client, people):
     ]
     refused(await client.get(f"{API}paths/nowhere", headers=h), 404, 3451)
     refused(await client.put(f"{API}paths/bad name!", headers=h), 400, 1255)
+    # `points` and `events` cannot name a path: they would make GET ambiguous.
+    refused(await client.put(f"{API}paths/lab/points", headers=h), 400, 1255, "points")
+    refused(await client.put(f"{API}sequences/lab/events", json=scan(), headers=h), 400, 1255, "events")
     refused(await client.delete(f"{API}paths/", headers=h), 400, 1255, "root")
     refused(await client.post(f"{API}paths/lab/move", json={"to": "/lab/rabi/in"}, headers=h), 400, 1255)
     refused(await client.post(f"{API}paths/lab/rabi/move", json={"to": "/lab"}, headers=h), 409, 3452)
@@ -334,6 +337,18 @@ async def test_transactions_are_all_or_nothing(client, people):
         await client.post(
             url,
             json={
+                "operations": [{"method": "PUT", "path": "global-parameters", "body": {"parameters": {}}}],
+                "preconditions": [{"path": "global-parameters", "etag": '"7"'}],
+            },
+            headers=h,
+        ),
+        409,
+        3456,
+    )
+    refused(
+        await client.post(
+            url,
+            json={
                 "operations": [{"method": "PATCH", "path": "sequences/a/s", "body": {"shots": 5}}],
                 "preconditions": [{"path": "sequences/a/s", "version": version + 1}],
             },
@@ -342,3 +357,28 @@ async def test_transactions_are_all_or_nothing(client, people):
         409,
         3456,
     )
+
+
+async def test_conflicts_that_persist_are_3460_and_apply_nothing(client, people, db_engine):
+    """Another transaction commits the instance's global parameters after this test's snapshot: every
+    retry of the PUT meets the same serialization failure (its snapshot is the test's), so the answer is
+    409 with 3460 rather than a 500."""
+    instance_id = people.alice.instance.id
+    async with db_engine.begin() as other:
+        await other.execute(
+            text(
+                "INSERT INTO experiment_global_parameters (instance_id, parameters, version) "
+                "VALUES (:i, '{}', 1)"
+            ),
+            {"i": instance_id},
+        )
+    try:
+        response = await client.put(
+            f"{API}global-parameters", json={"parameters": {"f": "1"}}, headers=people.alice.headers
+        )
+        refused(response, 409, 3460, "nothing was applied")
+    finally:
+        async with db_engine.begin() as other:
+            await other.execute(
+                text("DELETE FROM experiment_global_parameters WHERE instance_id = :i"), {"i": instance_id}
+            )

@@ -116,6 +116,9 @@ class Stack:
         self.dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + self.database
         self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.api_port}"
+        # The api serves /metrics on a listener of its own.
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.log_dir = Path(os.environ.get("QRUNTIME_TEST_LOGS", "/tmp/qruntime-test-logs")) / self.tag
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -128,6 +131,7 @@ class Stack:
                 "QRUNTIME_AMQP_URL": AMQP_URL,
                 "QRUNTIME_NAMESPACE": self.namespace,
                 "QRUNTIME_API_PORT": str(self.api_port),
+                "QRUNTIME_METRICS_PORT": str(self.metrics_port),
                 "QRUNTIME_BACKENDS": ",".join(self.backends),
                 # Many stacks share one PostgreSQL server (max_connections 100) during a test run.
                 "QRUNTIME_DB_POOL_SIZE": "3",
@@ -239,7 +243,7 @@ class Stack:
         self.start_api()
         self.wait_for_executors(len(self.backends))
 
-    def wait_for_api(self, require_ready: bool = True, timeout: float = 60) -> None:
+    def wait_for_api(self, require_ready: bool = True, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         path = "/readyz" if require_ready else "/healthz"
         while time.monotonic() < deadline:

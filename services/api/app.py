@@ -15,22 +15,26 @@ from services.api.apidocs.spec import install_openapi
 from services.api.auth import current_principal
 from services.api.backends.router import router as backends_router
 from services.api.backends.service import BackendService
+from services.api.boundary import InputBoundary
 from services.api.console.router import install_console
 from services.api.dependencies import AppContext
 from services.api.deployments.router import router as deployments_router
 from services.api.deployments.service import DeploymentService
 from services.api.errors import install_error_handlers
+from services.api.events.hub import EventHub, StreamSlots
 from services.api.events.router import public_router as events_public_router
 from services.api.events.router import router as events_router
 from services.api.experiments.router import router as experiments_router
 from services.api.experiments.service import ExperimentService
 from services.api.health.router import router as health_router
 from services.api.identity.router import router as identity_router
+from services.api.identity.throttle import AuthThrottle
 from services.api.jobs.router import router as jobs_router
 from services.api.jobs.service import JobService
 from services.api.limits import BodySizeLimit
-from services.api.metrics import RequestMetrics, remember_route
+from services.api.metrics import RequestMetrics, metrics_app, refresh_state_gauges_forever, remember_route
 from services.api.metrics import router as metrics_router
+from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits
 from services.api.providers.router import router as providers_router
 from services.api.providers.secrets_box import SecretsBox
@@ -41,6 +45,7 @@ from services.api.usage.router import router as usage_router
 from shared.backends.catalog import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
+from shared.kit.health import HealthServer
 from shared.kit.settings import Settings
 from shared.messaging.relay import OutboxRelay
 
@@ -65,19 +70,25 @@ def api_router() -> APIRouter:
 
 
 def build_context(
-    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    pool: ParsePool,
 ) -> AppContext:
-    """The services the routers reach through request state, over one engine and sessionmaker (the
-    lifespan builds it; in-process tests build it over their rolled-back transaction)."""
+    """The services the routers reach through request state, over one engine, sessionmaker and parse
+    pool (the lifespan builds it and starts what runs in the background; in-process tests build it
+    over their rolled-back transaction)."""
     catalog = build_catalog(settings.backends, settings.aer_max_qubits)
     limits = Limits(
         max_shots=settings.max_shots,
         max_circuits=settings.max_circuits,
         max_decoded_bytes=settings.max_decoded_bytes,
         default_shots=settings.default_shots,
+        max_circuit_qubits=settings.max_circuit_qubits,
+        max_circuit_clbits=settings.max_circuit_clbits,
     )
     relay = OutboxRelay(settings, sessions)
-    jobs = JobService(sessions, catalog, limits, relay.changes, settings.job_wait_limit_seconds)
+    jobs = JobService(sessions, catalog, limits, pool, relay.changes, settings.job_wait_limit_seconds)
     backends = BackendService(settings, sessions, catalog)
     return AppContext(
         settings=settings,
@@ -90,25 +101,51 @@ def build_context(
         deployments=DeploymentService(sessions, jobs, limits),
         providers=ProviderService(sessions, backends, SecretsBox(settings.encryption_key)),
         runtime_sessions=RuntimeSessionService(sessions, catalog, settings),
+        event_hub=EventHub(sessions, relay.changes),
+        stream_slots=StreamSlots(settings.sse_max_streams_per_user),
+        auth_throttle=AuthThrottle(
+            settings.auth_failures_per_address,
+            settings.auth_failures_per_key,
+            settings.auth_failure_window_seconds,
+        ),
         experiments=ExperimentService(sessions, catalog, limits, settings),
     )
 
 
 def create_app(settings: Settings) -> FastAPI:
     settings.check_signing_secret()
+    settings = settings.with_development_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        app.state.context = build_context(settings, engine, create_session_factory(engine))
+        sessions = create_session_factory(engine)
+        pool = ParsePool(settings.parse_workers, settings.parse_timeout_seconds, settings.parse_memory_mb)
+        pool.start()
+        app.state.context = build_context(settings, engine, sessions, pool)
         relay = app.state.context.relay
+        hub = app.state.context.event_hub
         relay_task = asyncio.create_task(relay.run())
+        hub_task = asyncio.create_task(hub.run())
+        exported = settings.metrics_port is not None or settings.metrics_token is not None
+        gauges = asyncio.create_task(refresh_state_gauges_forever(sessions, settings)) if exported else None
+        listener = (
+            HealthServer(settings.metrics_port, settings.metrics_host, metrics_app())
+            if settings.metrics_port is not None
+            else None
+        )
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
+            if gauges is not None:
+                gauges.cancel()
+            hub_task.cancel()
             await relay.stop()
             with suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(relay_task, timeout=5)
+            await pool.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -131,6 +168,10 @@ def create_app(settings: Settings) -> FastAPI:
     install_console(app)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
+    # Inside the size limit: the boundary reads bodies only as far as the limit lets them come.
+    app.add_middleware(
+        InputBoundary, max_json_depth=settings.max_json_depth, max_number_length=settings.max_number_length
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     # Outermost, so that refusals by the size limit are counted too.
     app.add_middleware(RequestMetrics)

@@ -1,23 +1,53 @@
 """Who is calling: every /api/v1 route depends on `current_principal`."""
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
 from services.api.dependencies import context
+from services.api.identity.throttle import key_id_of
 from shared.identity.service import Principal
-from shared.kit.errors import Forbidden
+from shared.kit.errors import Forbidden, QRuntimeError, Unauthorized
+
+T = TypeVar("T")
 
 
 async def current_principal(request: Request) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = await context(request).identity.authenticate(
-        request.headers.get("authorization"), request.headers.get("service-crn")
+    ctx = context(request)
+    authorization = request.headers.get("authorization")
+    principal = await guarded(
+        request, authorization, ctx.identity.authenticate(authorization, request.headers.get("service-crn"))
     )
     request.state.principal = principal
     return principal
+
+
+async def guarded(request: Request, credential: str | None, attempt: Awaitable[T]) -> T:
+    """Run an authentication attempt under the failure throttle: refused at once (429) when this
+    address is throttled, and a 401 is logged and counted."""
+    throttle = context(request).auth_throttle
+    address = request.client.host if request.client else "-"
+    key_id = key_id_of(credential)
+    try:
+        throttle.check(address, key_id)
+    except QRuntimeError:
+        close_unawaited(attempt)
+        raise
+    try:
+        return await attempt
+    except Unauthorized as exc:
+        throttle.failed(address, key_id, exc.message)
+        raise
+
+
+def close_unawaited(attempt: Awaitable[object]) -> None:
+    close = getattr(attempt, "close", None)
+    if close is not None:
+        close()
 
 
 async def current_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

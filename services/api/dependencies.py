@@ -7,7 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.backends.service import BackendService
 from services.api.deployments.service import DeploymentService
+from services.api.events.hub import EventHub, StreamSlots
 from services.api.experiments.service import ExperimentService
+from services.api.identity.throttle import AuthThrottle
 from services.api.jobs.service import JobService
 from services.api.providers.service import ProviderService
 from services.api.sessions.service import RuntimeSessionService
@@ -28,6 +30,9 @@ class AppContext:
     deployments: DeploymentService
     providers: ProviderService
     runtime_sessions: RuntimeSessionService
+    event_hub: EventHub
+    stream_slots: StreamSlots
+    auth_throttle: AuthThrottle
     experiments: ExperimentService
 
 

@@ -1,21 +1,24 @@
 """One handler renders every refusal as {"errors": [{"code", "message"}]}; nothing else reaches the client."""
 
 import logging
+import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.kit.errors import ErrorCode, QRuntimeError
+from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
 
 log = logging.getLogger(__name__)
 
 
 def error_response(error: QRuntimeError) -> JSONResponse:
-    return JSONResponse(error.as_body(), status_code=error.status)
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(error.as_body(), status_code=error.status, headers=headers)
 
 
 def _describe(errors: list[dict[str, object]]) -> str:
@@ -60,8 +63,24 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         )
 
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: DataError) -> JSONResponse:
+        # A backstop: the input boundary and the schemas bound values before they reach storage.
+        log.warning("refused a value the database cannot store on %s %s", request.method, request.url.path)
+        return error_response(
+            InvalidInput(
+                ErrorCode.INVALID_REQUEST,
+                "A value is out of range, too long, or holds characters that cannot be stored.",
+            )
+        )
+
     @app.exception_handler(DBAPIError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Where it happened, never what it held: no exception text (it may quote a circuit or a value).
+        where = "\n".join(
+            f"  {frame.filename}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(exc.__traceback__)
+        )
+        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.url.path, where)
         return error_response(QRuntimeError(ErrorCode.INTERNAL, "An internal error occurred.", 500))

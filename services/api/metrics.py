@@ -1,12 +1,22 @@
 """Prometheus figures of the api (requests by route template and status) and its access log."""
 
+import asyncio
+import hmac
 import logging
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.kit.errors import Unauthorized
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "qruntime_http_requests_total", "HTTP requests answered by the api", ["method", "route", "status"]
@@ -21,19 +31,62 @@ access_log = logging.getLogger("qruntime.access")
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
 router = APIRouter(tags=["health"])
+SNAPSHOT_SECONDS = 1.0
+
+
+class MetricsSnapshot:
+    """What a scrape returns: the exposition text, rendered at most once a second. The state gauges
+    behind it are refreshed from the database on a timer (`QRUNTIME_METRICS_REFRESH_SECONDS`), so a
+    scrape never runs a query or opens a broker connection, however often it comes."""
+
+    def __init__(self) -> None:
+        self._body = b""
+        self._rendered_at = -SNAPSHOT_SECONDS
+
+    def body(self) -> bytes:
+        now = time.monotonic()
+        if now - self._rendered_at >= SNAPSHOT_SECONDS:
+            self._body = generate_latest()
+            self._rendered_at = now
+        return self._body
+
+
+SNAPSHOT = MetricsSnapshot()
+
+
+async def refresh_state_gauges_forever(sessions: Any, settings: Any) -> None:
+    from shared.kit.metrics import refresh_state_gauges
+
+    while True:
+        try:
+            await refresh_state_gauges(sessions, settings)
+        except Exception as exc:  # the last values stay
+            log.debug("metrics refresh failed: %s", exc)
+        await asyncio.sleep(settings.metrics_refresh_seconds)
+
+
+def metrics_app() -> Starlette:
+    """The separate metrics listener (`QRUNTIME_METRICS_HOST`:`QRUNTIME_METRICS_PORT`)."""
+
+    async def scrape(_: Request) -> Response:
+        return Response(SNAPSHOT.body(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", scrape)])
 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
+    """On the API port only with the configured bearer token (`QRUNTIME_METRICS_TOKEN`)."""
     from services.api.dependencies import context
-    from shared.kit.metrics import refresh_state_gauges
 
-    ctx = context(request)
-    try:
-        await refresh_state_gauges(ctx.sessions, ctx.settings)
-    except Exception:
-        pass  # a scrape never fails because the database hiccups; the last values stay
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    token = context(request).settings.metrics_token
+    if token is None:
+        raise StarletteHTTPException(status_code=404)
+    offered = request.headers.get("authorization", "").encode()
+    expected = b"Bearer " + token.get_secret_value().encode()
+    if not hmac.compare_digest(offered, expected):
+        raise Unauthorized("Scraping /metrics here needs the metrics token as a bearer token.")
+    return Response(SNAPSHOT.body(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
 PREFIXES = ("/experimental/api/v1", "/api/v1")

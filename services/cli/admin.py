@@ -7,8 +7,10 @@ so scripts can capture it: KEY=$(qruntime admin create-key alice | tail -n1).
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from services.cli.client import CLIENT_ENV_FILE, DEV_CREDENTIALS, client_variables, render_exports, server_url
 from shared.db.engine import create_engine, create_session_factory
@@ -190,16 +192,45 @@ def run_bootstrap(settings: Settings) -> int:
         created.append(await bootstrap(identity))
 
     asyncio.run(_with_service(settings, action))
+    keep_development_secrets(settings)
     if created[0] is not None:
         # Development convenience: the plain key is kept in a private file so a restart can show it again.
-        DEV_CREDENTIALS.write_text(created[0])
-        os.chmod(DEV_CREDENTIALS, 0o600)
+        _write_private(DEV_CREDENTIALS, created[0] + _secret_lines(DEV_CREDENTIALS))
         print(_instructions(settings, created[0]))
-    elif DEV_CREDENTIALS.exists():
+    elif DEV_CREDENTIALS.exists() and "QRUNTIME_DEV_API_KEY=" in DEV_CREDENTIALS.read_text():
         print(_instructions(settings, DEV_CREDENTIALS.read_text()))
     else:
         print("users exist already; create a key with: qruntime admin create-key <user>")
     return 0
+
+
+_SECRET_NAMES = ("QRUNTIME_JWT_SECRET", "QRUNTIME_SECRETS_KEY")
+
+
+def _secret_lines(path: Path) -> str:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return "".join(line + "\n" for line in lines if line.split("=", 1)[0] in _SECRET_NAMES)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def keep_development_secrets(settings: Settings) -> None:
+    """Random JWT and encryption secrets, generated once into the development env file (unless the
+    environment configures them), so every process started here signs and decrypts alike."""
+    configured = {"QRUNTIME_JWT_SECRET": settings.jwt_secret, "QRUNTIME_SECRETS_KEY": settings.secrets_key}
+    text = DEV_CREDENTIALS.read_text() if DEV_CREDENTIALS.exists() else ""
+    present = {line.split("=", 1)[0] for line in text.splitlines()}
+    missing = [name for name in _SECRET_NAMES if configured[name] is None and name not in present]
+    if missing:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += "".join(f"{name}={secrets.token_urlsafe(48)}\n" for name in missing)
+        _write_private(DEV_CREDENTIALS, text)
 
 
 def _instructions(settings: Settings, env: str) -> str:

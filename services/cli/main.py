@@ -70,6 +70,7 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        server_header=False,  # no banner naming the server software
         # Keep the process's own logging configuration (text or JSON) for uvicorn's records too.
         log_config=None,
     )

@@ -11,7 +11,12 @@ from shared.kit.settings import Settings
 def create_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
     pool_size = settings.db_pool_size or pool_size
     return create_async_engine(
-        settings.database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        settings.database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # Errors name the statement, never its parameters (circuits, ids, names of users' data).
+        hide_parameters=True,
     )
 
 

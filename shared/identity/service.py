@@ -25,7 +25,7 @@ from shared.kit.errors import Conflict, ErrorCode, Forbidden, InvalidInput, NotF
 from shared.kit.settings import Settings
 
 ROLES = ("user", "admin")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Usage:
 
 
 def _check_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
             ErrorCode.INVALID_REQUEST,
             f"A {what} name must be 1-128 letters, digits or . _ @ - and start with a letter or digit.",

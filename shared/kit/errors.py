@@ -18,11 +18,17 @@ class ErrorCode(IntEnum):
     MALFORMED_CIRCUIT = 1201
     PAYLOAD_TOO_LARGE = 1202
     TOO_MANY_CIRCUITS = 1203
+    # Parsing the circuits ran over its time or memory budget.
+    PARSE_BUDGET_EXCEEDED = 1204
     OPTION_NOT_SUPPORTED = 1250  # a primitive option this runtime cannot honour (named in the message)
-    UNKNOWN_OPTION = 1251  # an option name the program does not have
+    UNKNOWN_OPTION = 1256  # an option name the program does not have
     MAX_CONCURRENT_JOBS = 1012
+    # Too many open event streams for one user (429).
+    TOO_MANY_STREAMS = 1013
     UNAUTHORIZED = 3200
     INVALID_API_KEY = 3201
+    # Too many failed authentications from an address or for a key id (429 with Retry-After).
+    AUTH_THROTTLED = 3202
     ACCESS_NOT_ALLOWED = 3207
     NOT_FOUND = 3404
     DEPLOYMENT_NOT_FOUND = 3405

@@ -25,8 +25,11 @@ def health_app() -> Starlette:
 
 
 class HealthServer:
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
-        self.server = uvicorn.Server(uvicorn.Config(health_app(), host=host, port=port, log_level="warning"))
+    def __init__(self, port: int, host: str = "0.0.0.0", app: Starlette | None = None) -> None:
+        config = uvicorn.Config(
+            app or health_app(), host=host, port=port, log_level="warning", server_header=False
+        )
+        self.server = uvicorn.Server(config)
         # The process's own signal handlers stay in charge of shutdown.
         self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self.task = asyncio.create_task(self.server.serve())

@@ -1,14 +1,21 @@
 """The one configuration class of qruntime. Every process reads its settings here and nowhere else."""
 
+import logging
+import secrets
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+DEVELOPMENT_ENV_FILE = ".qruntime-dev.env"
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QRUNTIME_", env_file=".env", extra="ignore")
+    # The development env file holds the random secrets `qruntime admin bootstrap` generated.
+    model_config = SettingsConfigDict(
+        env_prefix="QRUNTIME_", env_file=(".env", DEVELOPMENT_ENV_FILE), extra="ignore"
+    )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/qruntime"
     # Connections each process keeps open (and as many more under load); unset, each role uses its
@@ -36,6 +43,17 @@ class Settings(BaseSettings):
     # Width of the ideal `aer_simulator` (a statevector of 2^n amplitudes must fit in memory).
     aer_max_qubits: int = Field(default=28, gt=0, le=40)
     default_shots: int = Field(default=4096, gt=0)
+    # The widest circuit any request may declare where no backend is named yet (deployments are
+    # parsed at creation) and the most classical bits of any circuit.
+    max_circuit_qubits: int = Field(default=1024, gt=0, le=1_000_000)
+    max_circuit_clbits: int = Field(default=4096, gt=0, le=1_000_000)
+    # Circuits are parsed in worker processes, each task within a time and a memory budget.
+    parse_workers: int = Field(default=2, gt=0, le=64)
+    parse_timeout_seconds: float = Field(default=20.0, gt=0)
+    parse_memory_mb: int = Field(default=2048, ge=0)
+    # JSON request bodies: deepest nesting of arrays/objects, longest number literal (digits).
+    max_json_depth: int = Field(default=64, gt=0, le=1000)
+    max_number_length: int = Field(default=64, gt=0, le=4000)
 
     # Scheduling and recovery.
     dispatch_per_executor: int = Field(default=2, gt=0)
@@ -77,6 +95,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # "text" for a terminal, "json" (one object per line, with job and session ids) for log shippers.
     log_format: Literal["text", "json"] = "text"
+
+    # The api serves /metrics on its own listener, not on the API port. Port None: no metrics
+    # listener. A configured token is then required as `Authorization: Bearer <token>`.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_token: SecretStr | None = None
+    # Server-Sent Events: open streams per user in one api process; a stream with no event for
+    # this long ends (the client reconnects with Last-Event-ID and loses nothing).
+    sse_max_streams_per_user: int = Field(default=20, gt=0)
+    sse_idle_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Failed authentications: at most this many per source address, and per key id from one
+    # address, within the window; beyond it that address gets 429 with Retry-After.
+    auth_failures_per_address: int = Field(default=30, gt=0)
+    auth_failures_per_key: int = Field(default=10, gt=0)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
 
     # Identity. In production a real JWT secret is mandatory (the server refuses to start without one).
     environment: Literal["development", "production"] = "development"
@@ -122,27 +155,43 @@ class Settings(BaseSettings):
             ("QRUNTIME_SECRETS_KEY", self.secrets_key),
         ):
             secret = value.get_secret_value() if value else ""
-            if len(secret) < 32 or secret == DEVELOPMENT_JWT_SECRET:
+            if len(secret) < 32:
                 raise ValueError(
                     f"{name} must be set to a random string of at least 32 characters "
                     "when QRUNTIME_ENVIRONMENT=production"
                 )
 
+    def with_development_secrets(self) -> "Settings":
+        """In development mode, random secrets for whatever is not configured. They last as long as
+        the process unless kept in the development env file (`qruntime admin bootstrap`, run by
+        `make run`, writes them there). There is no constant secret anywhere."""
+        if self.environment != "development":
+            return self
+        updates = {
+            name: SecretStr(secrets.token_urlsafe(48))
+            for name in ("jwt_secret", "secrets_key")
+            if getattr(self, name) is None or not getattr(self, name).get_secret_value()
+        }
+        if updates:
+            logging.getLogger(__name__).warning(
+                "development mode: random %s for this process only; run `qruntime admin bootstrap` "
+                "to keep them in %s",
+                " and ".join(f"QRUNTIME_{n.upper()}" for n in updates),
+                DEVELOPMENT_ENV_FILE,
+            )
+        return self.model_copy(update=updates)
+
     @property
     def encryption_key(self) -> str:
-        if self.secrets_key is not None:
-            return self.secrets_key.get_secret_value()
-        return DEVELOPMENT_JWT_SECRET + "-secrets"
+        if self.secrets_key is None:
+            raise RuntimeError("QRUNTIME_SECRETS_KEY is not configured")
+        return self.secrets_key.get_secret_value()
 
     @property
     def signing_secret(self) -> str:
-        if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
-        return DEVELOPMENT_JWT_SECRET
-
-
-# Only ever used in development mode, where tokens must survive an api restart without configuration.
-DEVELOPMENT_JWT_SECRET = "qruntime-development-only-secret-do-not-use-in-production"
+        if self.jwt_secret is None:
+            raise RuntimeError("QRUNTIME_JWT_SECRET is not configured")
+        return self.jwt_secret.get_secret_value()
 
 
 @lru_cache

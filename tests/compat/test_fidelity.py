@@ -159,7 +159,7 @@ def test_twirled_sampler_keeps_the_bell_state(seen: dict[str, Any]) -> None:
         ("kerneled", "1250", "execution.meas_type"),
         ("pec", "1250", "resilience.pec_mitigation"),
         ("pea", "1250", "resilience.zne.amplifier"),
-        ("unknown", "1251", "bogus_option"),
+        ("unknown", "1256", "bogus_option"),
         ("private", "1250", "environment.private"),
     ],
 )

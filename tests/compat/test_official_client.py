@@ -221,7 +221,7 @@ def test_no_request_got_a_server_error(compat_stack: Stack) -> None:
     """Runs last in this module: every request the clients made above was answered below 500."""
     import httpx
 
-    text = httpx.get(compat_stack.url + "/metrics", timeout=10).text
+    text = httpx.get(compat_stack.metrics_url, timeout=10).text
     answered = [line for line in text.splitlines() if line.startswith("qruntime_http_requests_total{")]
     assert any('route="/experimental/api/v1/backends"' in line for line in answered)
     server_errors = [line for line in answered if 'status="5' in line]

@@ -142,8 +142,10 @@ def test_ports_and_health_checks_match_the_settings(
         port, path = healthcheck_url(service)
         if role == "api":
             assert settings.api_host == "0.0.0.0", "the api must listen beyond the container's loopback"
-            published = [str(p).rsplit(":", 1) for p in service["ports"]]
+            published = [str(p).split(":") for p in service["ports"]]
             assert [[str(settings.api_port), str(settings.api_port)]] == [p[-2:] for p in published]
+            # Development mode is published on this machine's loopback only, unless told otherwise.
+            assert [p[0] for p in published] == ["127.0.0.1"]
             assert (port, path) in {(settings.api_port, "/healthz"), (settings.api_port, "/readyz")}
         else:
             assert settings.health_port is not None, f"{name}: set QRUNTIME_HEALTH_PORT for its health check"

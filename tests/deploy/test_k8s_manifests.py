@@ -981,3 +981,36 @@ def test_no_placeholder_is_left(objects: list[dict]) -> None:
             assert not (isinstance(value, str) and "BACKEND" in value), (
                 f"{obj['kind']}/{obj['metadata']['name']}"
             )
+
+
+def test_the_api_serves_metrics_on_a_port_of_its_own_for_monitoring_only(
+    objects: list[dict], settings_from_env: Callable[[dict[str, str]], Settings]
+) -> None:
+    """Issue 12: /metrics is not on the API port; its port is open to the monitoring namespace only."""
+    (api,) = [d for d in of_kind(objects, "Deployment") if is_app(d) and component(d) == "api"]
+    (container,) = pod_spec(api)["containers"]
+    env = {e["name"]: e["value"] for e in env_list(container) if "value" in e}
+    settings = settings_from_env({**app_config(objects), **env})
+    assert settings.metrics_port is not None and settings.metrics_port != settings.api_port
+    assert settings.metrics_host == "0.0.0.0" and settings.metrics_token is None
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == settings.metrics_port
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.metrics_port)
+    service = named(objects, "Service", "qruntime-api")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"], "the Service exposes no metrics"
+    pod_labels = api["spec"]["template"]["metadata"]["labels"]
+    for policy in of_kind(objects, "NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"], pod_labels):
+            continue
+        for rule in policy["spec"].get("ingress") or []:
+            named_ports = {p["port"] for p in rule["ports"]}
+            if "metrics" in named_ports:
+                assert rule["from"] == [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                ]
+            else:
+                assert named_ports == {"http"}
+    # The parse workers' memory budget fits in the container's limit, with the api beside them.
+    limit_mib = int(container["resources"]["limits"]["memory"].removesuffix("Gi")) * 1024
+    assert settings.parse_workers * settings.parse_memory_mb + 512 <= limit_mib

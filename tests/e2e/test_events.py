@@ -188,7 +188,7 @@ def test_every_process_exports_metrics(observed_stack: tuple[Stack, int, int]) -
                 "the scheduler's gauges to count the finished jobs",
                 poll=0.2,
             )
-            api = httpx.get(stack.url + "/metrics", timeout=10).text
+            api = httpx.get(stack.metrics_url, timeout=10).text
             scheduler = httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
             executor = httpx.get(f"http://127.0.0.1:{executor_port}/metrics", timeout=10).text
             client.delete(f"/api/v1/sessions/{session_id}/close")

@@ -135,4 +135,4 @@ def test_health_endpoints(stack: Stack) -> None:
     with stack.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz").json()
-        assert ready["checks"] == {"database": True, "broker": True}
+        assert ready["checks"] == {"database": True, "broker": True, "parsers": True}

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.api.app import build_context, create_app
+from services.api.programs.pool import ParsePool
 from shared.db.models import Instance, InstanceMember, Job, OutboxMessage, User
 from shared.kit.settings import Settings
 from tests.inprocess import add_instance, add_key, add_user
@@ -29,6 +30,7 @@ def api_settings(migrated_database_url: str) -> Settings:
         _env_file=None,
         database_url=migrated_database_url,
         jwt_secret=TEST_JWT_SECRET,
+        secrets_key="test-encryption-key-of-the-in-process-suite-0123",
         backends=["aer_simulator", "fake_manila"],
         max_request_bytes=MAX_REQUEST_BYTES,
         max_shots=100_000,
@@ -41,12 +43,27 @@ def api_settings(migrated_database_url: str) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+async def parse_pool() -> AsyncIterator[ParsePool]:
+    """The api's parse workers, started once for the run (each forks from a server that imported
+    qiskit, which takes seconds)."""
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    pool = ParsePool(defaults.parse_workers, defaults.parse_timeout_seconds, defaults.parse_memory_mb)
+    pool.start()
+    await pool.wait_ready()
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture
 def app(
-    api_settings: Settings, db_engine: AsyncEngine, db_factory: async_sessionmaker[AsyncSession]
+    api_settings: Settings,
+    db_engine: AsyncEngine,
+    db_factory: async_sessionmaker[AsyncSession],
+    parse_pool: ParsePool,
 ) -> FastAPI:
     application = create_app(api_settings)
-    application.state.context = build_context(api_settings, db_engine, db_factory)
+    application.state.context = build_context(api_settings, db_engine, db_factory, parse_pool)
     return application
 
 

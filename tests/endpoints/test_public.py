@@ -3,6 +3,7 @@ and the one error shape for unknown routes and methods."""
 
 import time
 
+import httpx
 import jwt
 import pytest
 
@@ -73,8 +74,19 @@ async def test_probes_metrics_and_event_contract(client):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     # The database answers; no relay runs in-process, so the broker check is false and the api not ready.
-    assert ready.status_code == 503 and ready.json()["checks"] == {"database": True, "broker": False}
-    metrics = await client.get("/metrics")
+    assert ready.status_code == 503 and ready.json()["checks"] == {
+        "database": True,
+        "broker": False,
+        "parsers": True,
+    }
+    # Metrics are not on the API port (no token configured); they are on a listener of their own.
+    assert (await client.get("/metrics")).status_code == 404
+    from services.api.metrics import metrics_app
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=metrics_app()), base_url="http://metrics.test"
+    ) as scraper:
+        metrics = await scraper.get("/metrics")
     assert metrics.status_code == 200 and "qruntime_http_requests_total" in metrics.text
     contract = (await client.get("/asyncapi.json")).json()
     assert contract["asyncapi"].startswith("2.") and contract["channels"]
@@ -87,7 +99,7 @@ async def test_unknown_routes_and_methods_have_the_error_shape(client, people):
     assert experimental.status_code == 200 and experimental.json()["count"] == 0
 
 
-async def test_an_unreachable_database_is_503_not_500(api_settings):
+async def test_an_unreachable_database_is_503_not_500(api_settings, parse_pool):
     import httpx
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -95,7 +107,7 @@ async def test_an_unreachable_database_is_503_not_500(api_settings):
 
     dead = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
     app = create_app(api_settings)
-    app.state.context = build_context(api_settings, dead, async_sessionmaker(dead))
+    app.state.context = build_context(api_settings, dead, async_sessionmaker(dead), parse_pool)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://q.test"

@@ -73,3 +73,20 @@ async def test_of_sequence_reads_an_experiment_sequences_events(db):
     found = await events.of_sequence("seq-a", after=0)
     assert [r.job_id for r in found] == ["sq1"]
     assert await events.of_sequence("seq-b", after=0) == []
+
+
+async def test_latest_id_and_owners_since_tell_the_hub_what_changed(db):
+    events = EventRepository(db)
+    before = await events.latest_id()
+    await events.add(job_event("hub-j1", "queued", "hub-s1"), "u1")
+    await events.add(job_event("hub-j2", "queued"), "u1")
+    await db.flush()
+    latest = await events.latest_id()
+    assert latest >= before + 2
+    owners = await events.owners_since(before, [], limit=10)
+    assert [(job, session) for _, job, session, _ in owners] == [("hub-j1", "hub-s1"), ("hub-j2", None)]
+    first_id = owners[0][0]
+    # An id below the point is read again when asked for (its transaction may have committed late).
+    again = await events.owners_since(latest, [first_id], limit=10)
+    assert [row[1] for row in again] == ["hub-j1"]
+    assert await events.owners_since(before, [], limit=1) == owners[:1]

@@ -31,9 +31,9 @@ def test_the_docs_show_every_row_of_the_table() -> None:
 @pytest.mark.parametrize(
     ("params", "context", "code", "named"),
     [
-        ({"options": {"bogus": 1}}, MANILA, 1251, "bogus"),
-        ({"options": {"twirling": {"bogus": 1}}}, MANILA, 1251, "twirling.bogus"),
-        ({"options": {"default_precision": 0.1}}, MANILA_SAMPLER, 1251, "default_precision"),
+        ({"options": {"bogus": 1}}, MANILA, 1256, "bogus"),
+        ({"options": {"twirling": {"bogus": 1}}}, MANILA, 1256, "twirling.bogus"),
+        ({"options": {"default_precision": 0.1}}, MANILA_SAMPLER, 1256, "default_precision"),
         ({"options": {"execution": {"rep_delay": 0.01}}}, MANILA, 1250, "execution.rep_delay"),
         ({"options": {"execution": {"meas_type": "kerneled"}}}, MANILA_SAMPLER, 1250, "meas_type"),
         ({"options": {"resilience": {"pec_mitigation": True}}}, MANILA, 1250, "pec_mitigation"),

@@ -19,7 +19,7 @@ FIVE_QUBITS = BackendInfo("fake_manila", 5, simulator=False)
 
 def test_parses_both_qasm_versions() -> None:
     for text in (BELL_QASM2, BELL_QASM3):
-        circuit = parse_circuit(text, "pub 0")
+        circuit = parse_circuit(text, "pub 0", LIMITS.on(FIVE_QUBITS))
         assert circuit.num_qubits == 2
         assert [r.name for r in circuit.cregs] == ["c"]
 
@@ -73,3 +73,30 @@ def test_decoder_refuses_payloads_that_inflate_past_the_budget() -> None:
     with pytest.raises(QRuntimeError) as refused:
         decode_body(body, max_decoded_bytes=1 << 20)
     assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("OPENQASM 2.0;\nqreg a[3];\nqreg b[3];\n", "6 qubits"),  # registers add up
+        ("OPENQASM 2.0;\nqreg q[2];\ncreg c[5000];\n", "5000 classical bits"),
+        ("OPENQASM 3.0;\nqreg/**/q[99999999999999999999];\n", "qubits"),
+        ("OPENQASM 3.0;\nqubit a;\nqubit b;\nqubit[4] c;\n", "6 qubits"),
+        ("OPENQASM 3.0;\ninput bit[9000] c;\nqubit q;\n", "9000 classical bits"),
+        ("OPENQASM 3.0;\nqubit[2*8] q;\n", "whole-number literals"),
+        ('OPENQASM 2.0;\ninclude "qelib1.inc" ;\ninclude "../x.inc";\nqreg q[1];\n', "may include only"),
+        ("OPENQASM 2.0;\ninclude '/etc/passwd';\nqreg q[1];\n", "may include only"),
+        ('OPENQASM 3.0;\ninclude "qelib1.inc";\nqubit q;\n', "stdgates.inc"),
+    ],
+)
+def test_declared_sizes_and_includes_are_checked_before_parsing(text: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_circuit(text, "pub 0", LIMITS.on(FIVE_QUBITS))
+    assert words in refused.value.message
+
+
+def test_comments_neither_hide_nor_invent_declarations() -> None:
+    text = "OPENQASM 2.0;\n// qreg huge[100000000];\nqreg q[2];\ncreg c[2];\n"
+    assert parse_circuit(text, "pub 0", LIMITS.on(FIVE_QUBITS)).num_qubits == 2
+    text = "OPENQASM 3.0;\n/* qubit[100000000] q;\n */ qubit[2] q; // bit[99999999] c;\nbit[2] c;\n"
+    assert parse_circuit(text, "pub 0", LIMITS.on(FIVE_QUBITS)).num_qubits == 2

@@ -2,9 +2,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from services.api.boundary import INT32_MAX, SafeText
+
 
 class UserCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+    name: SafeText = Field(min_length=1, max_length=128)
     admin: bool = False
 
 
@@ -32,9 +34,9 @@ class KeyView(BaseModel):
 
 
 class InstanceCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    usage_allocation_seconds: float | None = Field(default=None, ge=0)
-    max_concurrent_jobs: int | None = Field(default=None, ge=1)
+    name: SafeText = Field(min_length=1, max_length=128)
+    usage_allocation_seconds: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class InstanceView(BaseModel):
@@ -47,9 +49,9 @@ class InstanceView(BaseModel):
 
 
 class MemberAdd(BaseModel):
-    user: str = Field(min_length=1, max_length=128, description="user name or id")
+    user: SafeText = Field(min_length=1, max_length=128, description="user name or id")
 
 
 class InstanceLimits(BaseModel):
-    usage_allocation_seconds: float | None = Field(default=None, ge=0)
-    max_concurrent_jobs: int | None = Field(default=None, ge=1)
+    usage_allocation_seconds: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=INT32_MAX)

@@ -223,7 +223,10 @@ async def job_events(job_id: str, request: Request) -> Response:
     ctx = context(request)
     await ctx.jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the page
     after = _resume_point(request.headers.get("last-event-id"))
-    frames = stream(ctx.sessions, ctx.relay.changes, "job", job_id, after)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions, ctx.event_hub, slot, "job", job_id, after, ctx.settings.sse_idle_timeout_seconds
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -274,7 +277,10 @@ async def session_events(session_id: str, request: Request) -> Response:
     ctx = context(request)
     await ctx.runtime_sessions.view(session_id, principal)
     after = _resume_point(request.headers.get("last-event-id"))
-    frames = stream(ctx.sessions, ctx.relay.changes, "session", session_id, after)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions, ctx.event_hub, slot, "session", session_id, after, ctx.settings.sse_idle_timeout_seconds
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -352,7 +358,16 @@ async def sequence_events(request: Request, path: str = "") -> Response:
     ctx = context(request)
     sequence = await ctx.experiments.view_sequence(principal, normalize_path(path))  # the page's 404
     after = _resume_point(request.headers.get("last-event-id"))
-    frames = stream(ctx.sessions, ctx.relay.changes, "sequence", sequence["id"], after)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions,
+        ctx.event_hub,
+        slot,
+        "sequence",
+        sequence["id"],
+        after,
+        ctx.settings.sse_idle_timeout_seconds,
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from services.api.dependencies import AppContext
-from services.api.events.service import KEEPALIVE_SECONDS, POLL_SECONDS, sse_frame
+from services.api.events.service import KEEPALIVE_SECONDS, sse_frame
 from services.api.jobs.schemas import JobView
 from services.api.sessions.schemas import SessionView
 from shared.backends import catalog as catalog_data
@@ -35,6 +35,8 @@ from shared.sessions.states import SessionState
 
 from . import charts
 from .results import plots_of_result, summarize_inputs
+
+POLL_SECONDS = 1.0  # the console's own event stream still polls (the API's streams use the EventHub)
 
 PAGE_SIZE = 25
 JOB_STATUS_BY_NAME = {name: status.value for status, name in IBM_STATUS_NAMES.items()}

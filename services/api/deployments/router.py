@@ -2,6 +2,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
+from services.api.boundary import INT32_MAX
 from services.api.dependencies import context
 from services.api.jobs.schemas import JobCreated
 from shared.kit.errors import ErrorCode as E
@@ -73,7 +74,7 @@ async def list_deployments(
     principal: CurrentPrincipal,
     name: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> DeploymentList:
     return await context(request).deployments.find(principal, name, limit, offset)
 

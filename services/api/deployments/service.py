@@ -12,6 +12,7 @@ from services.api.jobs.schemas import JobCreated
 from services.api.jobs.service import JobService
 from services.api.programs.formats import parse_program
 from services.api.programs.validation import Limits, NormalizedParams, normalize_estimator, normalize_sampler
+from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import Deployment, QuantumProgram
 from shared.db.repositories.deployments import DeploymentRepository
@@ -35,27 +36,28 @@ class DeploymentService:
         self.jobs = jobs
         self.limits = limits
 
-    def _programs(self, deployment_id: str, body: DeploymentCreate) -> list[QuantumProgram]:
+    async def _programs(self, deployment_id: str, body: DeploymentCreate) -> list[QuantumProgram]:
         if len(body.programs) > self.limits.max_circuits:
             raise InvalidInput(
                 ErrorCode.TOO_MANY_CIRCUITS,
                 f"A deployment holds at most {self.limits.max_circuits} programs, not {len(body.programs)}.",
             )
-        programs = []
-        for index, program in enumerate(body.programs):
-            circuit = parse_program(program.quantum_circuit, program.assembler_language, f"program {index}")
-            programs.append(
-                QuantumProgram(
-                    id=secrets.token_hex(10),
-                    deployment_id=deployment_id,
-                    position=index,
-                    assembler_language=program.assembler_language.upper(),
-                    quantum_circuit=program.quantum_circuit,
-                    num_qubits=circuit.num_qubits,
-                    registers=registers_of(circuit),
-                )
+        sources = [(p.quantum_circuit, p.assembler_language) for p in body.programs]
+        shapes = await self.jobs.pool.run(describe_programs, sources, self.limits)
+        return [
+            QuantumProgram(
+                id=secrets.token_hex(10),
+                deployment_id=deployment_id,
+                position=index,
+                assembler_language=program.assembler_language.upper(),
+                quantum_circuit=program.quantum_circuit,
+                num_qubits=num_qubits,
+                registers=registers,
             )
-        return programs
+            for index, (program, (num_qubits, registers)) in enumerate(
+                zip(body.programs, shapes, strict=True)
+            )
+        ]
 
     async def create(self, body: DeploymentCreate, principal: Principal) -> DeploymentView:
         deployment = Deployment(
@@ -64,7 +66,7 @@ class DeploymentService:
             user_id=principal.user_id,
             instance_id=principal.instance_id,
         )
-        programs = self._programs(deployment.id, body)
+        programs = await self._programs(deployment.id, body)
         async with unit_of_work(self.sessions) as session:
             await DeploymentRepository(session).add(deployment, programs)
         return await self.view(deployment.id, principal)
@@ -92,7 +94,7 @@ class DeploymentService:
         self, deployment_id: str, body: DeploymentCreate, principal: Principal
     ) -> DeploymentView:
         """Replace the name and every program (the programs get new ids)."""
-        programs = self._programs(deployment_id, body)
+        programs = await self._programs(deployment_id, body)
         async with unit_of_work(self.sessions) as session:
             repo = DeploymentRepository(session)
             await self._get(repo, deployment_id, principal)
@@ -123,29 +125,16 @@ class DeploymentService:
             deployment = await self._get(repo, deployment_id, principal)
             programs = await repo.programs(deployment_id)
         backend = self.jobs.backend(body.device)
-        circuits = [
-            parse_program(p.quantum_circuit, p.assembler_language, f"program {p.position}") for p in programs
-        ]
-        if body.type == "ESTIMATOR":
-            observables = _observables_per_program(body.observables, len(circuits))
-            params = normalize_estimator(
-                {
-                    "pubs": [[c, o] for c, o in zip(circuits, observables, strict=True)],
-                    # Shots set the estimator's precision: standard error ~ 1/sqrt(shots).
-                    "options": {"default_precision": 1 / max(1, body.shots) ** 0.5},
-                },
-                backend,
-                self.limits,
+        if not 1 <= body.shots <= self.limits.max_shots:
+            shown = body.shots if abs(body.shots) < 10**30 else "a number of over 30 digits"
+            raise InvalidInput(
+                ErrorCode.SHOTS_OUT_OF_RANGE,
+                f"shots is {shown}; it must be between 1 and {self.limits.max_shots}.",
             )
-            program_id = "estimator"
-        else:
-            sampled = normalize_sampler(
-                {"pubs": [[c, None, body.shots] for c in circuits]}, backend, self.limits
-            )
-            if body.type == "SAMPLER":
-                params, program_id = sampled, "sampler"
-            else:
-                params, program_id = _runner_params(sampled, [p.id for p in programs]), "runner"
+        sources = [(p.quantum_circuit, p.assembler_language, p.position, p.id) for p in programs]
+        params, program_id = await self.jobs.pool.run(
+            run_params, sources, body.type, body.shots, body.observables, backend, self.limits
+        )
         job = await self.jobs.enqueue(
             principal,
             program_id=program_id,
@@ -164,6 +153,48 @@ class DeploymentService:
         if deployment is None or not (principal.is_admin or deployment.user_id == principal.user_id):
             raise NotFound(ErrorCode.DEPLOYMENT_NOT_FOUND, f"Deployment {deployment_id} was not found.")
         return deployment
+
+
+def describe_programs(
+    sources: list[tuple[str, str]], limits: Limits
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Parse a deployment's programs (in a parse worker): their width and classical registers."""
+    shapes = []
+    for index, (text, language) in enumerate(sources):
+        circuit = parse_program(text, language, f"program {index}", limits.anywhere())
+        shapes.append((circuit.num_qubits, registers_of(circuit)))
+    return shapes
+
+
+def run_params(
+    sources: list[tuple[str, str, int, str]],
+    job_type: str,
+    shots: int,
+    observables: Any,
+    backend: BackendInfo,
+    limits: Limits,
+) -> tuple[NormalizedParams, str]:
+    """A deployment job's normalised params and program id (in a parse worker)."""
+    width = limits.on(backend)
+    circuits = [
+        parse_program(text, language, f"program {position}", width) for text, language, position, _ in sources
+    ]
+    if job_type == "ESTIMATOR":
+        per_program = _observables_per_program(observables, len(circuits))
+        params = normalize_estimator(
+            {
+                "pubs": [[c, o] for c, o in zip(circuits, per_program, strict=True)],
+                # Shots set the estimator's precision: standard error ~ 1/sqrt(shots).
+                "options": {"default_precision": 1 / shots**0.5},
+            },
+            backend,
+            limits,
+        )
+        return params, "estimator"
+    sampled = normalize_sampler({"pubs": [[c, None, shots] for c in circuits]}, backend, limits)
+    if job_type == "SAMPLER":
+        return sampled, "sampler"
+    return _runner_params(sampled, [program_id for *_, program_id in sources]), "runner"
 
 
 def _runner_params(sampled: NormalizedParams, program_ids: list[str]) -> NormalizedParams:

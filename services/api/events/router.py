@@ -39,7 +39,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def _resume_point(last_event_id: str | None) -> int:
     if last_event_id is None or last_event_id == "":
         return 0
-    if not last_event_id.isdigit():
+    if not (last_event_id.isascii() and last_event_id.isdigit() and len(last_event_id) <= 18):
         raise InvalidInput(
             ErrorCode.INVALID_REQUEST, "Last-Event-ID must be the id of an event this stream sent."
         )
@@ -65,7 +65,11 @@ async def job_events(
 ) -> StreamingResponse:
     ctx = context(request)
     await ctx.jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the job itself
-    frames = stream(ctx.sessions, ctx.relay.changes, "job", job_id, _resume_point(last_event_id))
+    after = _resume_point(last_event_id)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions, ctx.event_hub, slot, "job", job_id, after, ctx.settings.sse_idle_timeout_seconds
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -87,7 +91,11 @@ async def session_events(
 ) -> StreamingResponse:
     ctx = context(request)
     await ctx.runtime_sessions.view(session_id, principal)
-    frames = stream(ctx.sessions, ctx.relay.changes, "session", session_id, _resume_point(last_event_id))
+    after = _resume_point(last_event_id)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions, ctx.event_hub, slot, "session", session_id, after, ctx.settings.sse_idle_timeout_seconds
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

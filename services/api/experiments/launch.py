@@ -8,6 +8,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.primitives.containers.observables_array import ObservablesArray
 
+from services.api.programs.bounds import WidthLimit
 from services.api.programs.formats import parse_program
 from services.api.programs.validation import (
     Limits,
@@ -22,6 +23,8 @@ from shared.experiments.expressions import ExpressionError, evaluate_namespace
 from shared.experiments.iteration import IterationError, TooManyPoints, iterate_points, validate_iteration
 from shared.kit.errors import ErrorCode, InvalidInput
 
+MAX_CLBITS = 4096  # as QRUNTIME_MAX_CIRCUIT_CLBITS's default
+
 
 @dataclass(frozen=True)
 class BoundPoints:
@@ -31,11 +34,13 @@ class BoundPoints:
 
 def load_circuit(text: str, backend: BackendInfo, where: str = "circuit") -> QuantumCircuit:
     """OpenQASM 2 or 3 text, or one circuit in QPY (base64)."""
+    # Declared sizes and includes are checked before anything is built (see programs/bounds.py).
+    width = WidthLimit(backend.num_qubits, MAX_CLBITS, backend.name)
     if text.lstrip().startswith("OPENQASM"):
-        circuit = parse_circuit(text, where)
+        circuit = parse_circuit(text, where, width)
     else:
-        circuit = parse_program(text, "QPY", where)
-    return check_width(circuit, backend, where)
+        circuit = parse_program(text, "QPY", where, width)
+    return check_width(circuit, width, where)
 
 
 def check_iteration(iteration: Any) -> None:

@@ -144,7 +144,17 @@ async def sequence_events(
 ) -> StreamingResponse:
     ctx = context(request)
     sequence = await ctx.experiments.view_sequence(principal, path)  # the same 404 as the sequence
-    frames = stream(ctx.sessions, ctx.relay.changes, "sequence", sequence["id"], _resume_point(last_event_id))
+    after = _resume_point(last_event_id)
+    slot = ctx.stream_slots.acquire(principal.user_id)
+    frames = stream(
+        ctx.sessions,
+        ctx.event_hub,
+        slot,
+        "sequence",
+        sequence["id"],
+        after,
+        ctx.settings.sse_idle_timeout_seconds,
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -43,7 +43,12 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
-    checks = {"database": await database_answers(ctx.engine), "broker": ctx.relay.broker_connected}
+    checks = {
+        "database": await database_answers(ctx.engine),
+        "broker": ctx.relay.broker_connected,
+        # A circuit parser is warm (the parse workers' fork server imports qiskit when it starts).
+        "parsers": ctx.jobs.pool.warmed > 0,
+    }
     ready = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from services.api.apidocs.spec import documented
+from services.api.auth import guarded
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode, InvalidInput
 
@@ -60,7 +61,7 @@ async def exchange_api_key(request: Request) -> TokenResponse:
             ErrorCode.INVALID_REQUEST,
             f"Send a form body with grant_type={APIKEY_GRANT} and apikey=<your API key>.",
         )
-    issued = await context(request).identity.exchange_key(apikey)
+    issued = await guarded(request, apikey, context(request).identity.exchange_key(apikey))
     return TokenResponse(
         access_token=issued.access_token,
         # The client stores a refresh token but never uses it; it asks for a new grant instead.

@@ -6,6 +6,7 @@ from fastapi.responses import PlainTextResponse
 
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
+from services.api.boundary import INT32_MAX, check_tag
 from services.api.dependencies import job_service
 from shared.db.repositories.jobs import JobFilter
 from shared.kit.errors import ErrorCode as E
@@ -65,7 +66,7 @@ async def list_jobs(
     jobs: Jobs,
     principal: CurrentPrincipal,
     limit: int = Query(default=10, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
     backend: str | None = None,
     pending: bool | None = None,
     program: str | None = None,
@@ -87,7 +88,7 @@ async def list_jobs(
         statuses=parse_states(state),
         pending=pending,
         program_id=program,
-        tags=tuple(tags or ()),
+        tags=tuple(check_tag(tag) for tag in tags or ()),
         session_id=session_id,
         created_after=created_after,
         created_before=created_before,

@@ -5,6 +5,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from services.api.boundary import SafeText, Tags
+
 # What `params` holds, for the OpenAPI document; the service validates it with the program's rules.
 PARAMS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,14 +38,14 @@ class JobCreate(BaseModel):
     # The client also sends fields qruntime has no use for (runtime, private, calibration_id, ...).
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
 
-    program_id: str = Field(min_length=1, max_length=64, description="sampler or estimator")
-    backend: str = Field(min_length=1, max_length=128, description="e.g. aer_simulator or fake_manila")
+    program_id: SafeText = Field(min_length=1, max_length=64, description="sampler or estimator")
+    backend: SafeText = Field(min_length=1, max_length=128, description="e.g. aer_simulator or fake_manila")
     params: Annotated[Any, WithJsonSchema(PARAMS_SCHEMA)] = None
-    session_id: str | None = Field(default=None, max_length=64, description="join this session or batch")
-    tags: list[str] | None = Field(default=None, max_length=64)
+    session_id: SafeText | None = Field(default=None, max_length=64, description="join this session or batch")
+    tags: Tags | None = Field(default=None, description="printable labels, at most 50 of 256 characters")
     # The client's `max_execution_time` arrives as `cost` (seconds).
     cost: int | None = Field(default=None, gt=0, le=2**31 - 1)
-    log_level: str | None = Field(default=None, max_length=16)
+    log_level: SafeText | None = Field(default=None, max_length=16)
     priority: int = Field(default=0, ge=-10, le=10)
     private: bool | None = None  # the client's environment.private (refused, see JobService.submit)
 
@@ -98,7 +100,7 @@ class JobList(BaseModel):
 
 
 class JobTags(BaseModel):
-    tags: list[str] = Field(max_length=64)
+    tags: Tags
 
 
 class JobTimestamps(BaseModel):

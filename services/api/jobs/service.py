@@ -4,9 +4,12 @@ import asyncio
 import json
 from dataclasses import replace
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.boundary import describe_validation
 from services.api.ids import is_wellformed_id, new_id
+from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
 from shared.backends.catalog import BackendInfo, device_of_mock, rep_delay_range
 from shared.db.engine import unit_of_work
@@ -41,44 +44,73 @@ def new_job_id() -> str:
     return new_id()
 
 
+def find_backend(catalog: dict[str, BackendInfo], name: str) -> BackendInfo:
+    backend = catalog.get(name)
+    if backend is None:
+        raise InvalidInput(
+            ErrorCode.BACKEND_NOT_FOUND,
+            f"Backend '{name}' is not served here; available: {', '.join(catalog)}.",
+        )
+    return backend
+
+
+def prepare_submission(
+    body: bytes, catalog: dict[str, BackendInfo], limits: Limits
+) -> tuple[JobCreate, NormalizedParams, str]:
+    """Decode, validate and normalise a submission (runs in a parse worker, see ParsePool); returns
+    the request without its params, the normalised params and the backend that runs the job."""
+    raw = decode_body(body, limits.max_decoded_bytes, limits.anywhere())
+    if not isinstance(raw, dict):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
+    try:
+        request = JobCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, describe_validation(exc)) from exc
+    if request.private:
+        # A private job's inputs and results must not be kept; qruntime keeps them until the job
+        # is deleted, so it says so rather than run the job as if it were private.
+        raise InvalidInput(
+            ErrorCode.OPTION_NOT_SUPPORTED,
+            "Option environment.private=True is refused: qruntime keeps a job's inputs and results "
+            "until the job is deleted (DELETE /jobs/{id}); submit it without private and delete it "
+            "once you have read its result.",
+        )
+    device = device_of_mock(request.backend)
+    backend = device if device in catalog else request.backend
+    params = normalize(request.program_id, request.params, find_backend(catalog, backend), limits)
+    if device is not None:
+        # A dry run (mock device): its device's executor answers it without simulating.
+        stored = json.loads(params.encoded)
+        stored["dry_run"] = True
+        params = replace(params, encoded=json.dumps(stored))
+    # The decoded circuits stay here: only the normalised (encoded) params travel back.
+    return request.model_copy(update={"params": None}), params, backend
+
+
 class JobService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: dict[str, BackendInfo],
         limits: Limits,
+        pool: ParsePool,
         changes: ChangeFeed | None = None,
         wait_limit_seconds: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.limits = limits
+        self.pool = pool
         # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
         self.changes = changes or ChangeFeed()
         self.wait_limit_seconds = wait_limit_seconds
 
     async def submit(self, body: bytes, principal: Principal) -> JobCreated:
-        raw = decode_body(body, self.limits.max_decoded_bytes)
-        if not isinstance(raw, dict):
-            raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
-        request = JobCreate.model_validate(raw)
-        if request.private:
-            # A private job's inputs and results must not be kept; qruntime keeps them until the job
-            # is deleted, so it says so rather than run the job as if it were private.
-            raise InvalidInput(
-                ErrorCode.OPTION_NOT_SUPPORTED,
-                "Option environment.private=True is refused: qruntime keeps a job's inputs and results "
-                "until the job is deleted (DELETE /jobs/{id}); submit it without private and delete it "
-                "once you have read its result.",
-            )
-        device = device_of_mock(request.backend)
-        backend = self.backend(device if device in self.catalog else request.backend)
-        params = normalize(request.program_id, request.params, backend, self.limits)
-        if device is not None:
-            # A dry run (mock device): its device's executor answers it without simulating.
-            stored = json.loads(params.encoded)
-            stored["dry_run"] = True
-            params = replace(params, encoded=json.dumps(stored))
+        # Decoding and parsing the circuits is the sender's CPU and memory, spent in a worker process.
+        request, params, backend_name = await self.pool.run(
+            prepare_submission, body, self.catalog, self.limits
+        )
+        backend = self.backend(backend_name)
         job = await self.enqueue(
             principal,
             program_id=request.program_id,
@@ -93,13 +125,7 @@ class JobService:
         return JobCreated(id=job.id, backend=job.backend)
 
     def backend(self, name: str) -> BackendInfo:
-        backend = self.catalog.get(name)
-        if backend is None:
-            raise InvalidInput(
-                ErrorCode.BACKEND_NOT_FOUND,
-                f"Backend '{name}' is not served here; available: {', '.join(self.catalog)}.",
-            )
-        return backend
+        return find_backend(self.catalog, name)
 
     async def enqueue(
         self,

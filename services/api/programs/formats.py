@@ -6,7 +6,8 @@ import io
 
 from qiskit import QuantumCircuit, qpy
 
-from services.api.programs.validation import parse_circuit
+from services.api.programs.bounds import QPY_HEADER_BYTES, WidthLimit, check_qpy_header
+from services.api.programs.validation import check_width, parse_circuit
 from shared.kit.errors import ErrorCode, InvalidInput
 
 LANGUAGES = ("QASM2", "QASM3", "QPY")
@@ -22,7 +23,8 @@ PYTHON_LANGUAGES = {
 }
 
 
-def parse_program(text: str, language: str, where: str) -> QuantumCircuit:
+def parse_program(text: str, language: str, where: str, width: WidthLimit) -> QuantumCircuit:
+    """Parse a stored program, refusing one wider than `width` before it is built."""
     language = language.upper()
     if language in PYTHON_LANGUAGES:
         raise InvalidInput(
@@ -36,18 +38,19 @@ def parse_program(text: str, language: str, where: str) -> QuantumCircuit:
             f"{where}: assembler_language must be one of {', '.join(LANGUAGES)}, not {language!r}.",
         )
     if language == "QPY":
-        return _load_qpy(text, where)
+        return check_width(_load_qpy(text, where, width), width, where)
     header = "OPENQASM 3" if language == "QASM3" else "OPENQASM 2"
     if not text.lstrip().startswith(header):
         raise InvalidInput(MALFORMED, f"{where}: a {language} program must start with '{header}'.")
-    return parse_circuit(text, where)
+    return check_width(parse_circuit(text, where, width), width, where)
 
 
-def _load_qpy(text: str, where: str) -> QuantumCircuit:
+def _load_qpy(text: str, where: str, width: WidthLimit) -> QuantumCircuit:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(MALFORMED, f"{where}: QPY programs must be base64 text.") from exc
+    check_qpy_header(raw[:QPY_HEADER_BYTES], width, where)
     try:
         circuits = qpy.load(io.BytesIO(raw))
     except Exception as exc:

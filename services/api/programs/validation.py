@@ -20,6 +20,13 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
+from services.api.programs.bounds import (
+    QPY_HEADER_BYTES,
+    WidthLimit,
+    check_counts,
+    check_program_text,
+    check_qpy_header,
+)
 from shared.backends.catalog import BackendInfo, rep_delay_range
 from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
@@ -35,6 +42,15 @@ class Limits:
     max_circuits: int
     max_decoded_bytes: int
     default_shots: int
+    # Where no backend is known yet (decoding, deployments): the widest circuit accepted at all.
+    max_circuit_qubits: int = 1024
+    max_circuit_clbits: int = 4096
+
+    def anywhere(self) -> WidthLimit:
+        return WidthLimit(self.max_circuit_qubits, self.max_circuit_clbits, "this server")
+
+    def on(self, backend: BackendInfo) -> WidthLimit:
+        return WidthLimit(backend.num_qubits, self.max_circuit_clbits, backend.name)
 
 
 @dataclass(frozen=True)
@@ -44,8 +60,9 @@ class NormalizedParams:
     total_shots: int
 
 
-def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
-    """Parse a request body with RuntimeDecoder, refusing compressed payloads that inflate too far."""
+def decode_body(body: bytes, max_decoded_bytes: int, width: WidthLimit | None = None) -> Any:
+    """Parse a request body with RuntimeDecoder, refusing compressed payloads that inflate too far
+    and encoded circuits whose QPY header declares more bits than `width` allows."""
     decoder = RuntimeDecoder()
     budget = [max_decoded_bytes]
 
@@ -53,6 +70,8 @@ def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
         kind = obj.get("__type__")
         value = obj.get("__value__")
         if kind in _COMPRESSED_TYPES and isinstance(value, str):
+            if width is not None and kind in ("QuantumCircuit", "Instruction"):
+                check_qpy_header(_inflated_prefix(value, QPY_HEADER_BYTES), width, f"a {kind} value")
             budget[0] -= _inflated_size(value, budget[0])
             if budget[0] < 0:
                 raise QRuntimeError(
@@ -72,9 +91,25 @@ def decode_body(body: bytes, max_decoded_bytes: int) -> Any:
             ) from exc
 
     try:
-        return json.loads(body, object_hook=hook)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"The request body is not valid JSON: {exc}") from exc
+        return json.loads(body, object_hook=hook, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number too long to convert
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST, f"The request body is not valid JSON: {short_message(exc, 200)}"
+        ) from exc
+    except RecursionError as exc:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body is nested too deeply.") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{name} is not a number JSON allows.")
+
+
+def _inflated_prefix(value: str, size: int) -> bytes:
+    try:
+        raw = base64.standard_b64decode(value[: 4 * 1024])
+        return zlib.decompressobj().decompress(raw, size)
+    except (binascii.Error, ValueError, zlib.error):
+        return b""  # not compressed base64: the decoder will complain in its own words
 
 
 def _inflated_size(value: str, limit: int) -> int:
@@ -96,7 +131,9 @@ def _inflated_size(value: str, limit: int) -> int:
     return size
 
 
-def parse_circuit(value: Any, where: str) -> QuantumCircuit:
+def parse_circuit(value: Any, where: str, width: WidthLimit) -> QuantumCircuit:
+    """A circuit from OpenQASM 2/3 text or a decoded QuantumCircuit; text is checked against
+    `width` and for includes before it is parsed, and never reads a file."""
     if isinstance(value, QuantumCircuit):
         return value
     if not isinstance(value, str):
@@ -108,9 +145,17 @@ def parse_circuit(value: Any, where: str) -> QuantumCircuit:
     head = value.lstrip()
     try:
         if head.startswith("OPENQASM 3"):
+            check_program_text(value, "3", width, where)
             return qasm3.loads(value)
         if head.startswith("OPENQASM 2"):
-            return qasm2.loads(value, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+            check_program_text(value, "2", width, where)
+            return qasm2.loads(value, include_path=(), custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+    except QRuntimeError:
+        raise
+    except RecursionError as exc:
+        raise InvalidInput(
+            ErrorCode.MALFORMED_CIRCUIT, f"{where}: the program is nested too deeply."
+        ) from exc
     except Exception as exc:
         version = "3" if head.startswith("OPENQASM 3") else "2"
         raise InvalidInput(
@@ -123,21 +168,50 @@ def parse_circuit(value: Any, where: str) -> QuantumCircuit:
     )
 
 
-def check_width(circuit: QuantumCircuit, backend: BackendInfo, where: str) -> QuantumCircuit:
-    if circuit.num_qubits > backend.num_qubits:
+def check_width(circuit: QuantumCircuit, width: WidthLimit, where: str) -> QuantumCircuit:
+    if circuit.num_qubits == 0:
+        raise InvalidInput(ErrorCode.MALFORMED_CIRCUIT, f"{where}: the circuit has no qubits.")
+    if circuit.num_qubits > width.max_qubits:
         raise InvalidInput(
             ErrorCode.INVALID_FOR_BACKEND,
-            f"{where}: the circuit uses {circuit.num_qubits} qubits but {backend.name} has {backend.num_qubits}.",
+            f"{where}: the circuit uses {circuit.num_qubits} qubits but {width.source} has {width.max_qubits}.",
+        )
+    check_counts(circuit.num_qubits, circuit.num_clbits, width, where)
+    return circuit
+
+
+def check_samples(circuit: QuantumCircuit, where: str) -> QuantumCircuit:
+    """A sampled circuit needs a classical register to hold what it samples."""
+    if not circuit.cregs:
+        raise InvalidInput(
+            ErrorCode.MALFORMED_CIRCUIT,
+            f"{where}: the circuit has no classical register, so sampling it would return nothing; "
+            "measure into a register (for example measure_all).",
         )
     return circuit
 
 
+def _number(value: int) -> str:
+    """An integer for a message (str() of a huge one raises, and echoing it helps nobody)."""
+    return str(value) if abs(value) < 10**30 else ("-" if value < 0 else "") + "a number of over 30 digits"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, int):
+        return _number(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _positive_int(value: Any, what: str, limits: Limits) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} must be a whole number, not {value!r}.")
+        raise InvalidInput(
+            ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} must be a whole number, not {_show(value)}."
+        )
     if not 1 <= value <= limits.max_shots:
         raise InvalidInput(
-            ErrorCode.SHOTS_OUT_OF_RANGE, f"{what} is {value}; it must be between 1 and {limits.max_shots}."
+            ErrorCode.SHOTS_OUT_OF_RANGE,
+            f"{what} is {_number(value)}; it must be between 1 and {limits.max_shots}.",
         )
     return value
 
@@ -162,7 +236,8 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
             raise InvalidInput(
                 ErrorCode.INVALID_REQUEST, f"{where}: a sampler pub is [circuit, parameter_values?, shots?]."
             )
-        circuit = check_width(parse_circuit(items[0], where), backend, where)
+        width = limits.on(backend)
+        circuit = check_samples(check_width(parse_circuit(items[0], where, width), width, where), where)
         values = items[1] if len(items) > 1 else None
         shots = items[2] if len(items) > 2 and items[2] is not None else default_shots
         shots = _positive_int(shots, f"{where}: shots", limits)
@@ -183,8 +258,16 @@ def _positive_precision(value: Any, what: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{what} must be a positive number, not {value!r}.")
-    return float(value)
+        raise InvalidInput(
+            ErrorCode.INVALID_REQUEST, f"{what} must be a positive number, not {_show(value)}."
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{what} must be a finite number.")
+    return number
 
 
 def _pubs_and_options(params: Any, limits: Limits) -> tuple[list[Any], dict[str, Any]]:
@@ -220,7 +303,8 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
                 ErrorCode.INVALID_REQUEST,
                 f"{where}: an estimator pub is [circuit, observables, parameter_values?, precision?].",
             )
-        circuit = check_width(parse_circuit(items[0], where), backend, where)
+        width = limits.on(backend)
+        circuit = check_width(parse_circuit(items[0], where, width), width, where)
         values = items[2] if len(items) > 2 else None
         precision = _positive_precision(items[3] if len(items) > 3 else None, f"{where}: precision")
         try:
@@ -265,7 +349,7 @@ def normalize_executor(params: Any, backend: BackendInfo, limits: Limits) -> Nor
         )
     shots = _positive_int(program.shots, "quantum_program.shots", limits)
     for index, circuit in enumerate(circuits):
-        check_width(circuit, backend, f"item {index}")
+        check_width(circuit, limits.on(backend), f"item {index}")
     return NormalizedParams(
         encoded=json.dumps(params, cls=RuntimeEncoder),
         num_pubs=len(program.items),
@@ -296,8 +380,9 @@ def normalize_noise_learner(params: Any, backend: BackendInfo, limits: Limits) -
     if not isinstance(params.get("options") or {}, dict):
         raise InvalidInput(ErrorCode.INVALID_REQUEST, "params.options must be an object.")
     check_options(params, option_context_for("noise-learner", params, backend))
+    width = limits.on(backend)
     parsed = [
-        check_width(parse_circuit(circuit, f"circuit {index}"), backend, f"circuit {index}")
+        check_width(parse_circuit(circuit, f"circuit {index}", width), width, f"circuit {index}")
         for index, circuit in enumerate(circuits)
     ]
     normalized = {"circuits": parsed, "options": params.get("options") or {}}

@@ -1,7 +1,8 @@
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
+from services.api.boundary import INT32_MAX
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode as E
 
@@ -105,7 +106,7 @@ async def delete_credential(name: str, request: Request, principal: CurrentPrinc
 async def list_devices(
     request: Request,
     provider: str | None = None,
-    min_qubits: int | None = None,
+    min_qubits: int | None = Query(default=None, ge=0, le=INT32_MAX),
     is_simulator: bool | None = None,
     is_local: bool | None = None,
 ) -> DeviceList:

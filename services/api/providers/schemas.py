@@ -2,6 +2,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from services.api.boundary import SafeText
+
 
 class ProviderView(BaseModel):
     name: str
@@ -29,7 +31,7 @@ class DeviceList(BaseModel):
 
 
 class CredentialPut(BaseModel):
-    token: str = Field(min_length=1, max_length=4096)
+    token: SafeText = Field(min_length=1, max_length=4096)
 
 
 class CredentialStatus(BaseModel):

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
+from services.api.boundary import INT32_MAX
 from services.api.dependencies import runtime_session_service
 from shared.db.repositories.sessions import SessionFilter
 from shared.kit.errors import ErrorCode as E
@@ -73,7 +74,7 @@ async def list_sessions(
     state: SessionState | None = None,
     accepting_jobs: bool | None = None,
     limit: int = Query(default=10, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> SessionList:
     where = SessionFilter(backend=backend, mode=mode, state=state, accepting_jobs=accepting_jobs)
     return await sessions.search(where, limit, offset, principal)

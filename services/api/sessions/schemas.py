@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from services.api.boundary import SafeText
 from shared.sessions.states import SessionMode, SessionState
 
 
@@ -13,7 +14,7 @@ class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     mode: SessionMode
-    backend: str = Field(min_length=1, max_length=128)
+    backend: SafeText = Field(min_length=1, max_length=128)
     # Seconds, or a duration such as "2h 30m 40s"; the deployment's default when absent.
     max_ttl: StrictInt | StrictStr | None = None
 

@@ -32,6 +32,8 @@ def new_session_id() -> str:
 def parse_max_ttl(value: int | str, limit: int) -> int:
     """Seconds from an int, a digit string or a duration such as "2h 30m 40s" (the client's max_time),
     between 1 and the system maximum."""
+    if isinstance(value, str) and len(value) > 64:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, "max_ttl is longer than 64 characters.")
     if isinstance(value, int):
         seconds = value
     elif value.strip().isdigit():
@@ -41,12 +43,13 @@ def parse_max_ttl(value: int | str, limit: int) -> int:
     else:
         raise InvalidInput(
             ErrorCode.INVALID_REQUEST,
-            f"max_ttl {value!r} is neither a number of seconds nor a duration like '2h 30m 40s'.",
+            f"max_ttl {value.strip()[:64]!r} is neither a number of seconds nor a duration like '2h 30m 40s'.",
         )
     if not 1 <= seconds <= limit:
+        shown = seconds if abs(seconds) < 10**18 else "more than 10^18"
         raise InvalidInput(
             ErrorCode.INVALID_REQUEST,
-            f"max_ttl is {seconds} s; it must be between 1 s and the system maximum of {limit} s.",
+            f"max_ttl is {shown} s; it must be between 1 s and the system maximum of {limit} s.",
         )
     return seconds
 

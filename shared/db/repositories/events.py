@@ -1,6 +1,6 @@
 """SQL for the event log."""
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import EventRecord
@@ -40,6 +40,30 @@ class EventRepository:
             select(EventRecord).where(belongs, EventRecord.id > after).order_by(EventRecord.id).limit(limit)
         )
         return list(rows)
+
+    async def latest_id(self) -> int:
+        return int(await self.session.scalar(select(func.coalesce(func.max(EventRecord.id), 0))) or 0)
+
+    async def owners_since(
+        self, after: int, also: list[int], limit: int
+    ) -> list[tuple[int, str | None, str | None, str | None]]:
+        """Ids and owning job, session and experiment sequence of events above `after` (and of the
+        ids in `also`, events whose transaction may commit after a higher id did)."""
+        where = EventRecord.id > after
+        if also:
+            where = or_(where, EventRecord.id.in_(also))
+        rows = await self.session.execute(
+            select(
+                EventRecord.id,
+                EventRecord.job_id,
+                EventRecord.session_id,
+                EventRecord.body["sequence_id"].astext,
+            )
+            .where(where)
+            .order_by(EventRecord.id)
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def delete_older_than(self, days: float) -> None:
         cutoff = seconds_ago(days * 86400)

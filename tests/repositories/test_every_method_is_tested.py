@@ -48,7 +48,7 @@ def called_names(path: Path) -> set[str]:
 def test_the_scan_sees_every_repository():
     modules = public_sql()
     assert {"jobs", "sessions", "outbox", "events", "identity", "deployments", "credentials"} <= set(modules)
-    assert {"overview", "executors", "locks", "clock"} <= set(modules)
+    assert {"overview", "executors", "locks", "clock", "console", "experiments"} <= set(modules)
     assert {"claim", "mark_dispatched", "close_expired", "deactivate_idle", "close_drained"} <= (
         modules["jobs"] | modules["sessions"]
     )
@@ -56,7 +56,7 @@ def test_the_scan_sees_every_repository():
 
 # Repositories merged from other branches after this layer was written, and still without tests here.
 # The list may only shrink: a name that gets a test, or disappears, must be taken off it.
-NOT_YET_TESTED = {"console", "experiments"}
+NOT_YET_TESTED: set[str] = set()
 
 
 def test_every_public_repository_method_has_a_test_that_calls_it():

@@ -9,9 +9,7 @@ re-sends rather than loses (consumers are idempotent).
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine
 from contextlib import suppress
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -26,7 +24,7 @@ from shared.db.repositories.idempotency import IdempotencyRepository
 from shared.db.repositories.locks import try_relay_lock
 from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
 from shared.kit.settings import Settings
-from shared.kit.supervision import process_health, sleep_unless
+from shared.kit.supervision import first_of, process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
 from shared.messaging.topology import EXCHANGES, Topology
 
@@ -189,19 +187,10 @@ class OutboxRelay:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                     await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._on_notify())
-                    await _first_of(lost.wait(), self._stop.wait())
+                    await first_of(lost.wait(), self._stop.wait())
                 finally:
                     with suppress(Exception):
                         await conn.close()
             except Exception as exc:  # never end: a lost listener only slows the relay to its poll
                 log.warning("outbox listener: %s", describe(exc))
                 await sleep_unless(self._stop, 1.0)
-
-
-async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

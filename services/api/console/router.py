@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from services.api.dependencies import context
-from services.api.events.router import SSE_HEADERS, _resume_point
+from services.api.events.router import SSE_HEADERS, _resume_point, event_stream
 from services.api.events.service import stream
 from services.api.experiments.schemas import normalize_path
 from services.api.sessions.schemas import SessionUpdate
@@ -355,20 +355,10 @@ async def sequence_body(request: Request, path: str = "") -> Response:
 @page
 async def sequence_events(request: Request, path: str = "") -> Response:
     principal = await auth.signed_in(request)
-    ctx = context(request)
-    sequence = await ctx.experiments.view_sequence(principal, normalize_path(path))  # the page's 404
-    after = _resume_point(request.headers.get("last-event-id"))
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions,
-        ctx.event_hub,
-        slot,
-        "sequence",
-        sequence["id"],
-        after,
-        ctx.settings.sse_idle_timeout_seconds,
+    sequence = await context(request).experiments.view_sequence(principal, normalize_path(path))  # 404
+    return event_stream(
+        request, principal.user_id, "sequence", sequence["id"], request.headers.get("last-event-id")
     )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 # --- administration --------------------------------------------------------------------------------

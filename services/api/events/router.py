@@ -46,6 +46,21 @@ def _resume_point(last_event_id: str | None) -> int:
     return int(last_event_id)
 
 
+def event_stream(
+    request: Request, user_id: str, kind: str, object_id: str, last_event_id: str | None
+) -> StreamingResponse:
+    """The Server-Sent Events answer for `kind` ("job", "session", "sequence") `object_id`, resumed
+    after `Last-Event-ID`, in one of the user's stream slots (the caller has already checked that the
+    user may see the object)."""
+    ctx = context(request)
+    after = _resume_point(last_event_id)
+    slot = ctx.stream_slots.acquire(user_id)
+    frames = stream(
+        ctx.sessions, ctx.event_hub, slot, kind, object_id, after, ctx.settings.sse_idle_timeout_seconds
+    )
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
 @router.get(
     "/jobs/{job_id}/events",
     response_class=StreamingResponse,
@@ -63,14 +78,8 @@ async def job_events(
     principal: CurrentPrincipal,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    ctx = context(request)
-    await ctx.jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the job itself
-    after = _resume_point(last_event_id)
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions, ctx.event_hub, slot, "job", job_id, after, ctx.settings.sse_idle_timeout_seconds
-    )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+    await context(request).jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the job
+    return event_stream(request, principal.user_id, "job", job_id, last_event_id)
 
 
 @router.get(
@@ -89,14 +98,8 @@ async def session_events(
     principal: CurrentPrincipal,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    ctx = context(request)
-    await ctx.runtime_sessions.view(session_id, principal)
-    after = _resume_point(last_event_id)
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions, ctx.event_hub, slot, "session", session_id, after, ctx.settings.sse_idle_timeout_seconds
-    )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+    await context(request).runtime_sessions.view(session_id, principal)
+    return event_stream(request, principal.user_id, "session", session_id, last_event_id)
 
 
 @public_router.get(

@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.api.apidocs.spec import documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
-from services.api.events.router import SSE_HEADERS, _resume_point
-from services.api.events.service import stream
+from services.api.events.router import event_stream
 from shared.kit.errors import ErrorCode, InvalidInput
 
 from .service import Call, Reply
@@ -142,20 +141,8 @@ async def sequence_events(
     principal: CurrentPrincipal,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    ctx = context(request)
-    sequence = await ctx.experiments.view_sequence(principal, path)  # the same 404 as the sequence
-    after = _resume_point(last_event_id)
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions,
-        ctx.event_hub,
-        slot,
-        "sequence",
-        sequence["id"],
-        after,
-        ctx.settings.sse_idle_timeout_seconds,
-    )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+    sequence = await context(request).experiments.view_sequence(principal, path)  # the same 404
+    return event_stream(request, principal.user_id, "sequence", sequence["id"], last_event_id)
 
 
 @router.api_route(

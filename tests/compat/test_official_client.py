@@ -209,8 +209,11 @@ def test_examples_run_and_print_results(compat_stack: Stack, example: str, tmp_p
     if example == "session_vqe.py":
         assert "lowest energy found" in done.stdout
         energy = float(done.stdout.split("lowest energy found: ")[1].split()[0])
-        # The ground state is -1.857; the device's noise and few iterations keep it above.
-        assert energy < -1.5, done.stdout
+        first = float(done.stdout.split("iteration  1: energy ")[1].split()[0])
+        # The optimiser made progress from its random start and stayed physical: the ground state is
+        # -1.857, and the device's noise (unseeded, unmitigated) keeps a 40-step run above it by a
+        # varying amount (-1.37 to -1.79 seen), so no tighter bound holds on every run.
+        assert -1.857 - 0.1 < energy < first - 0.1, done.stdout
     elif example == "batch_sweep.py":
         assert done.stdout.count("P(1) =") == 8
     else:

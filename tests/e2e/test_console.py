@@ -147,6 +147,22 @@ def text_of(driver: Any, selector: str) -> str | None:
         return None
 
 
+def click(driver: Any, element_id: str) -> None:
+    """Click an element by id. A live page may swap the part holding it (a Server-Sent Event reloads
+    it) between finding and clicking, so a stale element is found again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked() -> bool:
+        try:
+            driver.find_element(By.ID, element_id).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(clicked, 30, f"#{element_id} to stay put long enough to be clicked", poll=0.1)
+
+
 def accept_confirmation(driver: Any) -> None:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -226,7 +242,7 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
         queued_id = client.post("/api/v1/jobs", json=sampler_job("aer_simulator")).json()["id"]
     driver.get(f"{stack.url}/console/jobs/{queued_id}")
     assert driver.find_element(By.ID, "job-status").text == "Queued"
-    driver.find_element(By.ID, "cancel-job").click()
+    click(driver, "cancel-job")
     accept_confirmation(driver)
     wait_for(lambda: text_of(driver, "#job-status") == "Cancelled", 30, "the job to show Cancelled")
     with api(stack, owner) as client:
@@ -241,7 +257,7 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     assert driver.find_elements(By.CSS_SELECTOR, "#session svg rect.running")
     shot(driver, "session")
     audit(driver, "session")
-    driver.find_element(By.ID, "cancel-session").click()
+    click(driver, "cancel-session")
     accept_confirmation(driver)
     wait_for(lambda: text_of(driver, "#session-state") == "Closed", 30, "the batch to show Closed")
 

@@ -180,14 +180,17 @@ def test_every_process_exports_metrics(observed_stack: tuple[Stack, int, int]) -
             ).json()["id"]
             stack.wait_final(ids)
             done_gauge = 'qruntime_jobs{backend="aer_simulator",state="done"} 5.0'
-            wait_for(  # a refresh of the scheduler's gauges after the jobs finished
-                lambda: (
-                    done_gauge in httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
-                ),
-                60,
-                "the scheduler's gauges to count the finished jobs",
-                poll=0.2,
-            )
+            # A refresh of each process's gauges after the jobs finished (each refreshes on its own timer).
+            for where, url in (
+                ("scheduler", f"http://127.0.0.1:{scheduler_port}/metrics"),
+                ("api", stack.metrics_url),
+            ):
+                wait_for(
+                    lambda url=url: done_gauge in httpx.get(url, timeout=10).text,
+                    60,
+                    f"the {where}'s gauges to count the finished jobs",
+                    poll=0.2,
+                )
             api = httpx.get(stack.metrics_url, timeout=10).text
             scheduler = httpx.get(f"http://127.0.0.1:{scheduler_port}/metrics", timeout=10).text
             executor = httpx.get(f"http://127.0.0.1:{executor_port}/metrics", timeout=10).text

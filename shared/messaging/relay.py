@@ -1,15 +1,20 @@
 """The outbox relay: publishes committed outbox rows with publisher confirms, then marks them sent.
 
-Every process runs one, but only one relays at a time (a transaction-scoped advisory lock), so a
-job's events leave in the order they were committed. Woken by LISTEN/NOTIFY, with a slow poll as a
-fallback. A message is marked sent only after the broker confirmed it, so a crash at any point
-re-sends rather than loses (consumers are idempotent).
+Every process runs one. It publishes the rows its own process has just committed, right after the
+commit (handed over by `hand_over_after_commit`): a job's messages cross no extra hop. A sweep,
+which only one relay runs at a time (a transaction-scoped advisory lock), publishes in commit order
+every row still unsent after a grace period: rows of a process that died after its commit, of a
+broker that was away, or of a process without a relay. A message is marked sent only after the
+broker confirmed it, so a crash at any point re-sends rather than loses (consumers are idempotent).
+The outbox NOTIFY no longer wakes the relay; it wakes the waiters of this process's ChangeFeed.
 """
 
 import asyncio
 import json
 import logging
+from collections import deque
 from contextlib import suppress
+from typing import Protocol
 
 import aio_pika
 import asyncpg
@@ -18,11 +23,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.engine import asyncpg_dsn, unit_of_work
-from shared.db.models import OutboxMessage
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.idempotency import IdempotencyRepository
 from shared.db.repositories.locks import try_relay_lock
-from shared.db.repositories.outbox import NOTIFY_CHANNEL, OutboxRepository
+from shared.db.repositories.outbox import (
+    NOTIFY_CHANNEL,
+    CommittedMessage,
+    OutboxRepository,
+    hand_over_after_commit,
+)
 from shared.kit.settings import Settings
 from shared.kit.supervision import first_of, process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
@@ -31,6 +40,11 @@ from shared.messaging.topology import EXCHANGES, Topology
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# What the committing processes publish themselves is swept only after this: a row younger than it
+# is on its way. Longer than a publish with confirm takes, short enough that nothing waits long.
+SWEEP_GRACE_SECONDS = 1.0
+# Rows handed over while the broker is away, or beyond this many, are left to the sweep.
+MAX_HANDED_OVER = 10_000
 KEEP_SENT_SECONDS = 3600.0
 PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600.0
@@ -54,6 +68,19 @@ class ChangeFeed:
             await asyncio.wait_for(self._event.wait(), timeout=at_most)
 
 
+class OutboxRow(Protocol):
+    @property
+    def message_id(self) -> object: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def body(self) -> dict[str, object]: ...
+    @property
+    def priority(self) -> int: ...
+
+
 class OutboxRelay:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -63,14 +90,25 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self.broker_connected = False
         self.changes = ChangeFeed()
+        self._handed_over: deque[CommittedMessage] = deque()
+
+    def publish_after_commit(self) -> None:
+        """From now on, this process's commits hand their outbox rows to this relay."""
+        hand_over_after_commit(self.sessions, self._take_committed)
+
+    def _take_committed(self, messages: list[CommittedMessage]) -> None:
+        if not self.broker_connected or len(self._handed_over) + len(messages) > MAX_HANDED_OVER:
+            return  # the sweep sends them
+        self._handed_over.extend(messages)
+        self._wake.set()
 
     def _on_notify(self) -> None:
-        self._wake.set()
         self.changes.notify()
 
     async def run(self) -> None:
         """Relay until stop(). The broker connection is kept by `keep_connected` (a lost broker is
         logged and reconnected with backoff); a lost database is retried on the same channel."""
+        self.publish_after_commit()
         listener = asyncio.create_task(self._listen())
         try:
             await keep_connected(self.settings.amqp_url, self._stop, HEALTH_NAME, self._relay_until_broken)
@@ -93,23 +131,25 @@ class OutboxRelay:
             exchanges = await self._exchanges(channel)
             self.broker_connected = True
             last_cleanup = 0.0
+            next_sweep = 0.0
             loop = asyncio.get_running_loop()
             while not self._stop.is_set():
                 process_health.beat(HEALTH_NAME)
                 if channel.is_closed:
                     raise BrokerLost("the relay's channel is closed")
+                self._wake.clear()
                 try:
-                    sent = await self.relay_once(exchanges)
-                    if loop.time() - last_cleanup > 60:
-                        last_cleanup = loop.time()
-                        async with unit_of_work(self.sessions) as session:
-                            await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
-                            await EventRepository(session).delete_older_than(
-                                self.settings.event_retention_days
-                            )
-                            await IdempotencyRepository(session).delete_older_than(
-                                IDEMPOTENCY_RETENTION_SECONDS
-                            )
+                    if self._handed_over:
+                        await self._publish_handed_over(exchanges)
+                        continue
+                    if loop.time() >= next_sweep:
+                        sent = await self.relay_once(exchanges)
+                        next_sweep = loop.time() + (
+                            0.0 if sent >= BATCH_SIZE else self.settings.outbox_poll_seconds
+                        )
+                        if loop.time() - last_cleanup > 60:
+                            last_cleanup = loop.time()
+                            await self._clean_up()
                 except BrokerLost:
                     raise
                 except (DBAPIError, asyncpg.PostgresError, OSError) as exc:
@@ -119,15 +159,31 @@ class OutboxRelay:
                     await sleep_unless(self._stop, 1.0)
                     continue
                 process_health.report(DATABASE_HEALTH_NAME, True)
-                if sent >= BATCH_SIZE:
-                    continue
-                self._wake.clear()
-                if sent:
+                if self._handed_over:
                     continue
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - loop.time()))
         finally:
             self.broker_connected = False
+            self._handed_over.clear()  # the sweep sends them
+
+    async def _clean_up(self) -> None:
+        async with unit_of_work(self.sessions) as session:
+            await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
+            await EventRepository(session).delete_older_than(self.settings.event_retention_days)
+            await IdempotencyRepository(session).delete_older_than(IDEMPOTENCY_RETENTION_SECONDS)
+
+    async def _publish_handed_over(self, exchanges: dict[str, AbstractExchange]) -> None:
+        """Publish what this process just committed, in commit order, then mark it sent. A row whose
+        publish failed is left unsent for the sweep (a lost broker leaves all of them)."""
+        batch = [self._handed_over.popleft() for _ in range(min(BATCH_SIZE, len(self._handed_over)))]
+        try:
+            await asyncio.gather(*(self._publish(exchanges, row) for row in batch))
+        except aio_pika.exceptions.DeliveryError as exc:
+            log.error("a message could not be routed (%s); the sweep retries it", describe(exc))
+            return
+        async with unit_of_work(self.sessions) as session:
+            await OutboxRepository(session).mark_sent([row.id for row in batch])
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
         return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in EXCHANGES}
@@ -137,7 +193,7 @@ class OutboxRelay:
             if not await try_relay_lock(session):
                 return 0
             outbox = OutboxRepository(session)
-            rows = await outbox.lock_unsent(BATCH_SIZE)
+            rows = await outbox.lock_unsent(BATCH_SIZE, older_than_seconds=SWEEP_GRACE_SECONDS)
             if not rows:
                 return 0
             # Confirms are pipelined: publish the whole batch, then wait for every ack.
@@ -145,7 +201,7 @@ class OutboxRelay:
             await outbox.mark_sent([row.id for row in rows])
             return len(rows)
 
-    async def _publish(self, exchanges: dict[str, AbstractExchange], row: OutboxMessage) -> None:
+    async def _publish(self, exchanges: dict[str, AbstractExchange], row: OutboxRow) -> None:
         """Publish one row and wait for its confirm; any broker failure becomes BrokerLost, so it is
         never taken for a database error (aiormq's ConnectionClosed is an OSError)."""
         try:
@@ -162,7 +218,7 @@ class OutboxRelay:
                 raise BrokerLost(describe(exc)) from exc
             raise
 
-    async def _publish_unguarded(self, exchanges: dict[str, AbstractExchange], row: OutboxMessage) -> None:
+    async def _publish_unguarded(self, exchanges: dict[str, AbstractExchange], row: OutboxRow) -> None:
         await exchanges[row.exchange].publish(
             aio_pika.Message(
                 body=json.dumps(row.body).encode(),

@@ -1,9 +1,11 @@
 """OutboxRepository: rows written with the change they announce, one NOTIFY per transaction."""
 
+import pytest
 from sqlalchemy import func, select, update
 
+from shared.db.engine import unit_of_work
 from shared.db.models import OutboxMessage
-from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.outbox import CommittedMessage, OutboxRepository, hand_over_after_commit
 from shared.events.document import Event
 from shared.messaging.messages import JobSubmitted
 from tests.inprocess import ago
@@ -62,3 +64,46 @@ async def test_one_notify_per_transaction(db):
     assert db.info["outbox_notified_in"] is marker
     # Still within the one transaction: the rows are there, the NOTIFY waits for commit.
     assert len(await unsent(db)) == 2
+
+
+async def test_committed_rows_are_handed_over_and_rolled_back_ones_are_not(db_factory):
+    received: list[CommittedMessage] = []
+    hand_over_after_commit(db_factory, received.extend)
+    async with unit_of_work(db_factory) as db:
+        outbox = OutboxRepository(db)
+        await outbox.add("commands", "a", JobSubmitted(job_id="a", backend="b"), priority=2)
+        await outbox.add("dispatch", "b", JobSubmitted(job_id="b", backend="b"))
+        assert received == []  # not before the commit
+    assert [(m.exchange, m.routing_key, m.priority, m.body["job_id"]) for m in received] == [
+        ("commands", "a", 2, "a"),
+        ("dispatch", "b", 0, "b"),
+    ]
+    async with unit_of_work(db_factory) as db:
+        stored = {m.id: m.message_id for m in await unsent(db)}
+    assert {m.id: m.message_id for m in received} == stored
+
+    received.clear()
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(db_factory) as db:
+            await OutboxRepository(db).add("commands", "c", JobSubmitted(job_id="c", backend="b"))
+            raise RuntimeError("the unit of work fails")
+    async with unit_of_work(db_factory) as db:
+        await db.execute(update(OutboxMessage).values(sent_at=ago(0)))  # a commit without outbox rows
+    assert received == []
+
+
+async def test_lock_unsent_leaves_young_rows_to_their_publisher(db):
+    outbox = OutboxRepository(db)
+    await outbox.add("commands", "old", JobSubmitted(job_id="old", backend="b"))
+    await outbox.add("commands", "young", JobSubmitted(job_id="young", backend="b"))
+    await db.flush()
+    await db.execute(
+        update(OutboxMessage).where(OutboxMessage.routing_key == "old").values(created_at=ago(5))
+    )
+    assert [m.routing_key for m in await outbox.lock_unsent(10, older_than_seconds=2)] == ["old"]
+    # mark_sent leaves a row that was already marked (by another publisher) as it was.
+    first = (await outbox.lock_unsent(10))[0]
+    earlier = ago(100)
+    await db.execute(update(OutboxMessage).where(OutboxMessage.id == first.id).values(sent_at=earlier))
+    await outbox.mark_sent([first.id])
+    assert await db.scalar(select(OutboxMessage.sent_at).where(OutboxMessage.id == first.id)) == earlier

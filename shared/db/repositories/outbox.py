@@ -1,10 +1,18 @@
-"""The transactional outbox: messages written in the same transaction as the state change they announce."""
+"""The transactional outbox: messages written in the same transaction as the state change they announce.
+
+After the transaction commits, its rows are handed to the committing process's publisher (when one
+is running) so they leave at once; the relay's sweep publishes whatever was not confirmed within a
+grace period (a process that died after its commit, a broker that was away, a process without a
+publisher such as the CLI)."""
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, event, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from shared.db.models import OutboxMessage
 from shared.db.repositories.clock import seconds_ago
@@ -13,6 +21,48 @@ from shared.messaging.messages import Message
 
 NOTIFY_CHANNEL = "qruntime_outbox"
 _NOTIFIED_KEY = "outbox_notified_in"
+_WRITTEN_KEY = "outbox_written"
+_AFTER_COMMIT_KEY = "outbox_after_commit"
+
+
+@dataclass(frozen=True)
+class CommittedMessage:
+    """An outbox row as it was committed: what a publisher needs, detached from any session."""
+
+    id: int
+    message_id: uuid.UUID
+    exchange: str
+    routing_key: str
+    body: dict[str, Any]
+    priority: int
+
+
+def hand_over_after_commit(
+    sessions: async_sessionmaker[AsyncSession], receive: Callable[[list[CommittedMessage]], None]
+) -> None:
+    """Every transaction of `sessions` that writes outbox rows hands them to `receive` once it has
+    committed (never for a rolled-back one). `receive` runs on the event loop and must not block."""
+    info = dict(sessions.kw.get("info") or {})
+    info[_AFTER_COMMIT_KEY] = receive
+    sessions.configure(info=info)
+
+
+@event.listens_for(Session, "after_commit")
+def _hand_over_committed(session: Session) -> None:
+    written: list[OutboxMessage] | None = session.info.pop(_WRITTEN_KEY, None)
+    receive = session.info.get(_AFTER_COMMIT_KEY)
+    if written and receive is not None:
+        receive(
+            [
+                CommittedMessage(m.id, m.message_id, m.exchange, m.routing_key, m.body, m.priority)
+                for m in written
+            ]
+        )
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_WRITTEN_KEY, None)
 
 
 class OutboxRepository:
@@ -30,26 +80,27 @@ class OutboxRepository:
     async def _add(
         self, message_id: uuid.UUID, exchange: str, routing_key: str, body: dict[str, Any], priority: int
     ) -> None:
-        self.session.add(
-            OutboxMessage(
-                message_id=message_id,
-                exchange=exchange,
-                routing_key=routing_key,
-                body=body,
-                priority=priority,
-            )
+        message = OutboxMessage(
+            message_id=message_id, exchange=exchange, routing_key=routing_key, body=body, priority=priority
         )
-        # Delivered on commit: wakes the relays at once. One per transaction is enough, and leaves the
-        # rows to be inserted together at the next flush instead of one by one before each NOTIFY.
+        self.session.add(message)
+        if _AFTER_COMMIT_KEY in self.session.info:
+            self.session.info.setdefault(_WRITTEN_KEY, []).append(message)
+        # Delivered on commit: wakes what waits for changes (event streams, `?wait`). One per
+        # transaction is enough, and leaves the rows to be inserted together at the next flush.
         transaction = self.session.sync_session.get_transaction()
         if self.session.info.get(_NOTIFIED_KEY) is not transaction:
             self.session.info[_NOTIFIED_KEY] = transaction
             await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
-    async def lock_unsent(self, limit: int) -> list[OutboxMessage]:
+    async def lock_unsent(self, limit: int, older_than_seconds: float = 0.0) -> list[OutboxMessage]:
+        """The oldest unsent rows committed at least `older_than_seconds` ago (younger ones are still
+        being published by the process that committed them), locked for this transaction."""
         rows = await self.session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.sent_at.is_(None))
+            .where(
+                OutboxMessage.sent_at.is_(None), OutboxMessage.created_at <= seconds_ago(older_than_seconds)
+            )
             .order_by(OutboxMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -58,7 +109,9 @@ class OutboxRepository:
 
     async def mark_sent(self, ids: list[int]) -> None:
         await self.session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=text("now()"))
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.sent_at.is_(None))
+            .values(sent_at=text("now()"))
         )
 
     async def delete_sent_before(self, seconds: float) -> int:

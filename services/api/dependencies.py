@@ -41,9 +41,11 @@ def context(request: Request) -> AppContext:
     return ctx
 
 
-def job_service(request: Request) -> JobService:
+# Dependencies are coroutines: FastAPI runs a plain function dependency in a worker thread, a
+# thread hop on every request for an attribute read.
+async def job_service(request: Request) -> JobService:
     return context(request).jobs
 
 
-def runtime_session_service(request: Request) -> RuntimeSessionService:
+async def runtime_session_service(request: Request) -> RuntimeSessionService:
     return context(request).runtime_sessions

@@ -40,7 +40,13 @@ from shared.kit.metrics import DISPATCH_LATENCY, refresh_state_gauges
 from shared.kit.settings import Settings
 from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
 from shared.messaging.connection import keep_connected
-from shared.messaging.messages import Dispatch, DispatchGroup, Message, scheduler_command_adapter
+from shared.messaging.messages import (
+    Dispatch,
+    DispatchGroup,
+    Message,
+    SessionChanged,
+    scheduler_command_adapter,
+)
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
 from shared.sessions.lifecycle import TimerPass, fire_due_timers
@@ -48,6 +54,11 @@ from shared.sessions.lifecycle import TimerPass, fire_due_timers
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 1.0
+# Session timers are looked at when a deadline is due, when a command concerned a session, and at
+# least this often (a job start in a session, which sends no command, can set a new deadline).
+TIMER_CHECK_SECONDS = 1.0
+# The policy's estimate of a job's run time is a mean over the last 100 jobs: it moves slowly.
+COST_ESTIMATE_SECONDS = 5.0
 # Never sleep less than this, even when a deadline is overdue (it fires on the next pass).
 _MIN_SLEEP_SECONDS = 0.02
 
@@ -73,6 +84,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._next_housekeeping = 0.0
+        self._next_timer_check = 0.0
+        self._costs: dict[str, tuple[float, float]] = {}  # backend -> (estimate, valid until)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -185,11 +198,19 @@ class Scheduler:
                 # Leases are seconds long: looking for dead executors' jobs once a second is enough.
                 self._next_housekeeping = now + HOUSEKEEPING_SECONDS
                 await self.reap_orphans()
+            timers_due = now >= self._next_timer_check
+            fired, next_deadline = TimerPass([], [], []), None
             async with unit_of_work(self.sessions) as session:
-                fired = await fire_due_timers(session)
-                next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
-                # Last, so that the dispatches commit (and wake the relay) as soon as they are written.
+                if timers_due:
+                    fired = await fire_due_timers(session)
+                    next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                # Last, so that the dispatches commit (and leave) as soon as they are written.
                 dispatched = await self._dispatch_in(session)
+            if timers_due:
+                wait = (
+                    TIMER_CHECK_SECONDS if next_deadline is None else min(TIMER_CHECK_SECONDS, next_deadline)
+                )
+                self._next_timer_check = now + max(0.0, wait)
             if dispatched:
                 self._wake.set()  # another pass fills what this one could not (it finds nothing, cheaply)
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
@@ -199,11 +220,11 @@ class Scheduler:
             log.exception("scheduler pass failed")
             return None
         _log_fired(fired)
-        return next_deadline
+        return max(0.0, self._next_timer_check - now)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         try:
-            scheduler_command_adapter.validate_json(message.body)
+            command = scheduler_command_adapter.validate_json(message.body)
         except ValidationError:
             log.error("dead-lettering an unreadable command %s", message.message_id)
             await message.reject(requeue=False)
@@ -212,6 +233,8 @@ class Scheduler:
         # applies it with conditional UPDATEs; a redelivered or duplicate command costs one more pass
         # and changes nothing, so no inbox of processed ids is kept.
         await message.ack()
+        if isinstance(command, SessionChanged) or command.session_id is not None:
+            self._next_timer_check = 0.0  # a session may have drained, closed or changed its deadlines
         self._wake.set()
 
     async def _dispatch_in(self, session: AsyncSession) -> int:
@@ -247,6 +270,14 @@ class Scheduler:
                     DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
         return dispatched
 
+    async def _cost_estimate(self, jobs: JobRepository, backend: str) -> float:
+        now = asyncio.get_running_loop().time()
+        estimate, valid_until = self._costs.get(backend, (1.0, 0.0))
+        if now >= valid_until:
+            estimate = await jobs.mean_run_seconds(backend) or 1.0
+            self._costs[backend] = (estimate, now + COST_ESTIMATE_SECONDS)
+        return estimate
+
     def _usage_window_start(self) -> datetime:
         return datetime.now(UTC) - timedelta(days=self.settings.usage_window_days)
 
@@ -266,7 +297,7 @@ class Scheduler:
         in_flight = await jobs.in_flight_sessions(backend)
         wanted = {row.session_id for row in rows if row.session_id is not None} | in_flight
         runtime_sessions = await RuntimeSessionRepository(session).for_scheduling(backend, wanted)
-        cost = await jobs.mean_run_seconds(backend) or 1.0
+        cost = await self._cost_estimate(jobs, backend)
         # Jobs on their way to an executor are not usage yet; count them at the estimated cost.
         projected = dict(usage)
         for instance, count in (await jobs.dispatched_unstarted_by_instance(backend)).items():

@@ -110,10 +110,14 @@ async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
     await publish_event(outbox.session, event, job.user_id)
     _log_on_commit(outbox.session, job, status)
     if status is JobStatus.QUEUED:
-        await outbox.add(COMMANDS, SCHEDULER_ROUTING_KEY, JobSubmitted(job_id=job.id, backend=job.backend))
+        await outbox.add(
+            COMMANDS,
+            SCHEDULER_ROUTING_KEY,
+            JobSubmitted(job_id=job.id, backend=job.backend, session_id=job.session_id),
+        )
     elif status.is_final:
         await outbox.add(
             COMMANDS,
             SCHEDULER_ROUTING_KEY,
-            JobFinished(job_id=job.id, backend=job.backend, status=status.value),
+            JobFinished(job_id=job.id, backend=job.backend, status=status.value, session_id=job.session_id),
         )

@@ -27,6 +27,9 @@ class JobSubmitted(Message):
     type: Literal["job.submitted"] = "job.submitted"
     job_id: str
     backend: str
+    # Which session the job is in (None: none, or a sender older than this field); the scheduler
+    # looks at session timers after a command about a session's job.
+    session_id: str | None = None
 
 
 class JobFinished(Message):
@@ -36,6 +39,7 @@ class JobFinished(Message):
     job_id: str
     backend: str
     status: str
+    session_id: str | None = None
 
 
 class Dispatch(Message):

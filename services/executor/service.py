@@ -54,6 +54,7 @@ class ClaimedJob:
     params: str
     time_limit: int  # seconds it may run before it is cancelled with reason code 1305
     attempts: int = 1  # starts so far, this one included
+    session_id: str | None = None
 
 
 class ExecutorService:
@@ -211,7 +212,14 @@ class ExecutorService:
                     continue
                 changed.append(job)
                 claimed.append(
-                    ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job), job.attempts)
+                    ClaimedJob(
+                        job.id,
+                        job.program_id,
+                        job.params,
+                        self._time_limit(job),
+                        job.attempts,
+                        job.session_id,
+                    )
                 )
             await jobs_changed(session, changed)
         if not claimed:
@@ -315,7 +323,8 @@ class ExecutorService:
             return
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
+            if any(job.session_id for job in claimed):  # no session, nothing to lock first
+                await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
             finished: list[Job] = []
             for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
                 if run.job_id and run.job_id != job.id:

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -178,7 +179,7 @@ class SimulationWorker:
         except (OSError, EOFError, ValueError):
             return self._crashed(process, started)
         while True:
-            if await asyncio.to_thread(conn.poll, _POLL_SECONDS):
+            if await _readable(conn, _POLL_SECONDS):
                 try:
                     reply = conn.recv()
                 except (EOFError, OSError):
@@ -210,6 +211,28 @@ class SimulationWorker:
             message=f"the simulator process died (exit code {process.exitcode}); the job may need more memory",
             seconds=time.perf_counter() - started,
         )
+
+
+async def _readable(conn: Connection, at_most: float) -> bool:
+    """Wait until the child's pipe has something to read (a reply, or EOF), at most `at_most`
+    seconds. The event loop watches the pipe itself: no thread hop between the reply and its reader."""
+    if conn.poll(0):
+        return True
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = conn.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(ready, at_most)
+    finally:
+        loop.remove_reader(fd)
+    return conn.poll(0)
 
 
 def _kill(process: Any, conn: Connection | None) -> None:

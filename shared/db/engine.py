@@ -31,6 +31,21 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+@asynccontextmanager
+async def single_statement(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for work that is one statement: the statement is its own transaction, without
+    BEGIN and COMMIT round trips around it (a status poll, marking outbox rows sent). Never for
+    more than one write: each statement commits on its own."""
+    async with factory() as session:
+        if not isinstance(session.bind, AsyncEngine):
+            # Bound to a connection already in a transaction (the in-process tests): work in it.
+            async with session.begin():
+                yield session
+            return
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 def asyncpg_dsn(database_url: str) -> str:
     """The plain libpq URL asyncpg.connect() wants (for LISTEN and CREATE DATABASE)."""
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)

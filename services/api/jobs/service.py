@@ -13,7 +13,7 @@ from services.api.ids import is_wellformed_id, new_id
 from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
 from shared.backends.catalog import BackendInfo, device_of_mock, rep_delay_range
-from shared.db.engine import unit_of_work
+from shared.db.engine import single_statement, unit_of_work
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter, JobRepository
@@ -246,7 +246,7 @@ class JobService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait, 0.0), self.wait_limit_seconds)
         while True:
-            async with unit_of_work(self.sessions) as session:
+            async with single_statement(self.sessions) as session:
                 job = await self._get(
                     JobRepository(session), job_id, principal, with_params=not exclude_params
                 )

@@ -25,6 +25,16 @@ ALLOCATION_HELP = (
 CONCURRENCY_HELP = "most jobs queued or running at once, e.g. 10; more are refused with code 1012"
 
 
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """The limits an instance is created with, or changed to: create-instance and set-limits."""
+    parser.add_argument(
+        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
+    )
+    parser.add_argument(
+        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
+    )
+
+
 def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     admin = sub.add_parser(
         "admin",
@@ -65,12 +75,7 @@ def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "--allocation-seconds 3600 --max-concurrent-jobs 10",
     )
     instance.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
-    instance.add_argument(
-        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
-    )
-    instance.add_argument(
-        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
-    )
+    _add_limit_options(instance)
     limits = commands.add_parser(
         "set-limits",
         help="change an instance's allocation or concurrency limit",
@@ -78,12 +83,7 @@ def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "--allocation-seconds 7200; qruntime admin set-limits lab-a --unlimited",
     )
     limits.add_argument("instance", help="instance name, id or CRN")
-    limits.add_argument(
-        "--allocation-seconds", type=float, default=None, metavar="SECONDS", help=ALLOCATION_HELP
-    )
-    limits.add_argument(
-        "--max-concurrent-jobs", type=int, default=None, metavar="JOBS", help=CONCURRENCY_HELP
-    )
+    _add_limit_options(limits)
     limits.add_argument("--unlimited", action="store_true", help="remove both limits")
     member = commands.add_parser(
         "add-member",

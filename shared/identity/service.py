@@ -5,6 +5,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +27,7 @@ from shared.kit.settings import Settings
 
 ROLES = ("user", "admin")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+Named = TypeVar("Named", User, Instance)
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,20 @@ class IdentityService:
 
     # --- administration -------------------------------------------------------------------
 
+    async def _add_named(self, row: Named, which: str) -> Named:
+        """Store a new user or instance; its name is unique, so a taken one is a conflict."""
+        try:
+            async with unit_of_work(self.sessions) as session:
+                await IdentityRepository(session).add(row)
+        except IntegrityError as exc:
+            raise Conflict(ErrorCode.ALREADY_EXISTS, f"{which} already exists.") from exc
+        return row
+
     async def create_user(self, name: str, role: str = "user") -> User:
         if role not in ROLES:
             raise InvalidInput(ErrorCode.INVALID_REQUEST, f"role must be one of {', '.join(ROLES)}.")
         user = User(id=secrets.token_hex(8), name=_check_name(name, "user"), role=role, active=True)
-        try:
-            async with unit_of_work(self.sessions) as session:
-                await IdentityRepository(session).add(user)
-        except IntegrityError as exc:
-            raise Conflict(ErrorCode.ALREADY_EXISTS, f"A user named {name} already exists.") from exc
-        return user
+        return await self._add_named(user, f"A user named {name}")
 
     async def create_key(self, user_ref: str) -> tuple[ApiKey, str]:
         """A new key for the user (by name or id); the plain key is returned once and never stored."""
@@ -142,12 +148,7 @@ class IdentityService:
             usage_allocation_seconds=allocation_seconds,
             max_concurrent_jobs=max_concurrent_jobs,
         )
-        try:
-            async with unit_of_work(self.sessions) as session:
-                await IdentityRepository(session).add(instance)
-        except IntegrityError as exc:
-            raise Conflict(ErrorCode.ALREADY_EXISTS, f"An instance named {name} already exists.") from exc
-        return instance
+        return await self._add_named(instance, f"An instance named {name}")
 
     async def set_limits(self, instance_ref: str, changes: dict[str, float | int | None]) -> Instance:
         """Change an instance's limits: keys present in `changes` are set (None removes a limit)."""

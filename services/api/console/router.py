@@ -12,11 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from services.api.dependencies import context
+from services.api.dependencies import AppContext, context
 from services.api.events.router import SSE_HEADERS, _resume_point, event_stream
-from services.api.events.service import stream
 from services.api.experiments.schemas import normalize_path
+from services.api.jobs.service import JobService
 from services.api.sessions.schemas import SessionUpdate
+from services.api.sessions.service import RuntimeSessionService
 from shared.identity.service import Principal
 from shared.kit.errors import ErrorCode, Forbidden, InvalidInput, QRuntimeError
 
@@ -197,45 +198,53 @@ async def my_events(request: Request) -> Response:
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-# --- jobs ------------------------------------------------------------------------------------------
+# --- jobs and sessions ----------------------------------------------------------------------------
 
 
-@router.get("/jobs/{job_id}")
-@page
-async def job_page(job_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    shown = await service(request).job(job_id, principal)
-    return render(request, "job.html", active="workloads", page=shown)
+def _page_or_body(request: Request, name: str, active: str, shown: Any) -> Response:
+    """A detail page, or at its path + /body the body alone: what the page fetches again when its
+    events say that it changed."""
+    if request.url.path.endswith("/body"):
+        return render(request, f"_{name}_body.html", page=shown)
+    return render(request, f"{name}.html", active=active, page=shown)
 
 
-@router.get("/jobs/{job_id}/body")
-@page
-async def job_body(job_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    shown = await service(request).job(job_id, principal)
-    return render(request, "_job_body.html", page=shown)
+def _workload_routes(
+    kind: str,
+    show: Callable[[ConsoleService, str, Principal], Awaitable[Any]],
+    api: Callable[[AppContext], JobService | RuntimeSessionService],
+    **view_options: bool,
+) -> None:
+    """A job's or a session's page (loaded by `show`), its body, its events and its cancel button,
+    alike for both kinds; `api` is the kind's API service, whose `view` answers the page's 404."""
+    path = f"/{kind}s/{{object_id}}"
+
+    @router.get(path)
+    @router.get(f"{path}/body")
+    @page
+    async def detail(object_id: str, request: Request) -> Response:
+        principal = await auth.signed_in(request)
+        return _page_or_body(request, kind, "workloads", await show(service(request), object_id, principal))
+
+    @router.get(f"{path}/events")
+    @page
+    async def events(object_id: str, request: Request) -> Response:
+        principal = await auth.signed_in(request)
+        await api(context(request)).view(object_id, principal, **view_options)
+        last = request.headers.get("last-event-id")
+        return event_stream(request, principal.user_id, kind, object_id, last)
+
+    @router.post(f"{path}/cancel")
+    @page
+    async def cancel_it(object_id: str, request: Request) -> Response:
+        principal, _ = await auth.checked_form(request)
+        await api(context(request)).cancel(object_id, principal)
+        return see_other(f"/console/{kind}s/{object_id}")
 
 
-@router.get("/jobs/{job_id}/events")
-@page
-async def job_events(job_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    ctx = context(request)
-    await ctx.jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the page
-    after = _resume_point(request.headers.get("last-event-id"))
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions, ctx.event_hub, slot, "job", job_id, after, ctx.settings.sse_idle_timeout_seconds
-    )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-@router.post("/jobs/{job_id}/cancel")
-@page
-async def cancel_job(job_id: str, request: Request) -> Response:
-    principal, _ = await auth.checked_form(request)
-    await context(request).jobs.cancel(job_id, principal)
-    return see_other(f"/console/jobs/{job_id}")
+# A job's events need not load its parameters (they can be large) to check that it may be seen.
+_workload_routes("job", ConsoleService.job, lambda ctx: ctx.jobs, exclude_params=True)
+_workload_routes("session", ConsoleService.session, lambda ctx: ctx.runtime_sessions)
 
 
 @router.post("/jobs/{job_id}/rerun")
@@ -251,53 +260,12 @@ async def rerun_job(job_id: str, request: Request) -> Response:
     return see_other(f"/console/jobs/{created.id}")
 
 
-# --- sessions --------------------------------------------------------------------------------------
-
-
-@router.get("/sessions/{session_id}")
-@page
-async def session_page(session_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    shown = await service(request).session(session_id, principal)
-    return render(request, "session.html", active="workloads", page=shown)
-
-
-@router.get("/sessions/{session_id}/body")
-@page
-async def session_body(session_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    shown = await service(request).session(session_id, principal)
-    return render(request, "_session_body.html", page=shown)
-
-
-@router.get("/sessions/{session_id}/events")
-@page
-async def session_events(session_id: str, request: Request) -> Response:
-    principal = await auth.signed_in(request)
-    ctx = context(request)
-    await ctx.runtime_sessions.view(session_id, principal)
-    after = _resume_point(request.headers.get("last-event-id"))
-    slot = ctx.stream_slots.acquire(principal.user_id)
-    frames = stream(
-        ctx.sessions, ctx.event_hub, slot, "session", session_id, after, ctx.settings.sse_idle_timeout_seconds
-    )
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 @router.post("/sessions/{session_id}/close")
 @page
 async def close_session(session_id: str, request: Request) -> Response:
     principal, _ = await auth.checked_form(request)
     update = SessionUpdate(accepting_jobs=False)
     await context(request).runtime_sessions.update(session_id, update, principal)
-    return see_other(f"/console/sessions/{session_id}")
-
-
-@router.post("/sessions/{session_id}/cancel")
-@page
-async def cancel_session(session_id: str, request: Request) -> Response:
-    principal, _ = await auth.checked_form(request)
-    await context(request).runtime_sessions.cancel(session_id, principal)
     return see_other(f"/console/sessions/{session_id}")
 
 
@@ -316,8 +284,7 @@ async def backends(request: Request) -> Response:
 @page
 async def usage(request: Request) -> Response:
     principal = await auth.signed_in(request)
-    rows = await service(request).usage(principal)
-    return render(request, "usage.html", active="usage", rows=rows)
+    return render(request, "usage.html", active="usage", rows=await service(request).usage(principal))
 
 
 # --- experiments -----------------------------------------------------------------------------------
@@ -336,19 +303,12 @@ async def experiments(request: Request) -> Response:
 
 
 @router.get("/sequence")
+@router.get("/sequence/body")
 @page
 async def sequence_page(request: Request, path: str = "") -> Response:
     principal = await auth.signed_in(request)
     shown = await _experiments(request).sequence(path, principal)
-    return render(request, "sequence.html", active="experiments", page=shown)
-
-
-@router.get("/sequence/body")
-@page
-async def sequence_body(request: Request, path: str = "") -> Response:
-    principal = await auth.signed_in(request)
-    shown = await _experiments(request).sequence(path, principal)
-    return render(request, "_sequence_body.html", page=shown)
+    return _page_or_body(request, "sequence", "experiments", shown)
 
 
 @router.get("/sequence/events")

@@ -65,6 +65,8 @@ from .schemas import (
 MAX_ATTEMPTS = 8
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
 T = TypeVar("T")
+# What defines a sequence: what a patch may change and a duplicate copies.
+DEFINITION = ("backend", "program", "circuit", "observables", "iteration", "shots", "device_configuration")
 
 
 @dataclass
@@ -470,6 +472,17 @@ class ExperimentService:
                 ErrorCode.EXPERIMENT_PATH_EXISTS,
                 f"{path} exists and is not a sequence; a sequence needs a path of its own.",
             )
+        return await self._new_draft(repo, principal, owner, path, definition)
+
+    async def _new_draft(
+        self,
+        repo: ExperimentRepository,
+        principal: Principal,
+        owner: str,
+        path: str,
+        definition: dict[str, Any],
+    ) -> Reply:
+        """A new sequence, a DRAFT at version 1, at `path` (created with its parents as needed)."""
         row, _ = await self._ensure_path(repo, owner, path)
         sequence = await repo.add_sequence(
             ExperimentSequence(
@@ -489,18 +502,7 @@ class ExperimentService:
         row, sequence = await self._sequence(repo, owner, text, lock=True)
         _check_draft(sequence, row.path)
         changes = patch.model_dump(include=patch.model_fields_set)
-        definition = {
-            name: changes.get(name, getattr(sequence, name))
-            for name in (
-                "backend",
-                "program",
-                "circuit",
-                "observables",
-                "iteration",
-                "shots",
-                "device_configuration",
-            )
-        }
+        definition = {name: changes.get(name, getattr(sequence, name)) for name in DEFINITION}
         self._check_definition(definition)
         edited = await repo.edit_draft(sequence.path_id, **changes)
         if edited is None:
@@ -802,25 +804,8 @@ class ExperimentService:
         target = normalize_path(parse_body(MoveBody, body, "duplicate").to)
         if await repo.get_path(owner, target) is not None:
             raise Conflict(ErrorCode.EXPERIMENT_PATH_EXISTS, f"{target} already exists.")
-        row, _ = await self._ensure_path(repo, owner, target)
-        copy = await repo.add_sequence(
-            ExperimentSequence(
-                path_id=row.id,
-                instance_id=owner,
-                state=SequenceState.DRAFT,
-                version=1,
-                created_by=principal.user_id,
-                backend=sequence.backend,
-                program=sequence.program,
-                circuit=sequence.circuit,
-                observables=sequence.observables,
-                iteration=sequence.iteration,
-                shots=sequence.shots,
-                device_configuration=sequence.device_configuration,
-            )
-        )
-        await announce_sequence_state(repo.session, copy, target, 0)
-        return Reply(201, await self._sequence_view(repo, row, copy))
+        definition = {name: getattr(sequence, name) for name in DEFINITION}
+        return await self._new_draft(repo, principal, owner, target, definition)
 
     # --- global parameters and device configurations -------------------------------------------
 

@@ -7,6 +7,7 @@ and only the standard include files are allowed. The parser that runs afterwards
 look for files (an empty include path), and runs in a worker process with time and memory budgets.
 """
 
+import itertools
 import re
 import struct
 from dataclasses import dataclass
@@ -64,25 +65,16 @@ def check_program_text(text: str, version: str, limit: WidthLimit, where: str) -
                 f"{where}: an OpenQASM {version} program may include only "
                 f"{' or '.join(sorted(allowed))}; no other file is ever read.",
             )
+    # qreg/creg and qubit/bit: the quantum keyword starts with q; a declaration without [size] is one.
+    declarations = [_LEGACY_REGISTER, *([_SIZED_DECLARATION, _SINGLE_DECLARATION] if version == "3" else [])]
     qubits = clbits = 0
-    for match in _LEGACY_REGISTER.finditer(code):
-        size = _size(match.group(2), where)
-        if match.group(1) == "qreg":
+    for match in itertools.chain.from_iterable(pattern.finditer(code) for pattern in declarations):
+        size = _size(match.group(2), where) if match.re.groups == 2 else 1
+        if match.group(1).startswith("q"):
             qubits += size
         else:
             clbits += size
     if version == "3":
-        for match in _SIZED_DECLARATION.finditer(code):
-            size = _size(match.group(2), where)
-            if match.group(1) == "qubit":
-                qubits += size
-            else:
-                clbits += size
-        for match in _SINGLE_DECLARATION.finditer(code):
-            if match.group(1) == "qubit":
-                qubits += 1
-            else:
-                clbits += 1
         physical = [
             int(m.group(1)) if len(m.group(1)) <= _MAX_DIGITS else 10**_MAX_DIGITS
             for m in _PHYSICAL_QUBIT.finditer(code)

@@ -4,8 +4,20 @@ repositories the API uses."""
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, literal, null, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    String,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,6 +67,53 @@ class KeyRow:
     revoked_at: datetime | None
 
 
+def _workload_branch(
+    model: type[Job] | type[RuntimeSession],
+    where: WorkloadFilter,
+    conditions: list[ColumnElement[bool]],
+    status: SQLColumnExpression[Any],
+    statuses: tuple[str, ...],
+    *,
+    kind: SQLColumnExpression[Any],
+    ended: SQLColumnExpression[Any],
+    reason: SQLColumnExpression[Any],
+    reason_code: SQLColumnExpression[Any],
+    tags: SQLColumnExpression[Any],
+    usage: SQLColumnExpression[Any],
+) -> Select[*tuple[Any, ...]]:
+    """Jobs or sessions as WorkloadRow columns (the keyword ones: those the two tables differ in),
+    newest first, filtered by `conditions` and what the filter asks of both: owner, backend, status
+    (the model's `status` column among `statuses`) and creation time."""
+    kept = list(conditions)
+    if where.user_id is not None:
+        kept.append(model.user_id == where.user_id)
+    if where.backend:
+        kept.append(model.backend == where.backend)
+    if statuses:
+        kept.append(status.in_(statuses))
+    if where.created_after:
+        kept.append(model.created_at >= where.created_after)
+    if where.created_before:
+        kept.append(model.created_at <= where.created_before)
+    return (
+        select(
+            model.id.label("id"),
+            kind.label("kind"),
+            model.created_at.label("created"),
+            ended.label("ended"),
+            model.backend.label("backend"),
+            model.instance_id.label("instance_id"),
+            cast(status, String).label("status"),
+            reason.label("reason"),
+            reason_code.label("reason_code"),
+            tags.label("tags"),
+            usage.label("usage"),
+        )
+        .where(*kept)
+        .order_by(model.created_at.desc(), model.id.desc())
+    )
+
+
 class ConsoleRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -65,69 +124,40 @@ class ConsoleRepository:
         modes = set(where.modes) or {JOB, SESSION, BATCH}
         filter_by_status = bool(where.job_statuses or where.session_states)
         if JOB in modes and not (filter_by_status and not where.job_statuses):
-            conditions: list[ColumnElement[bool]] = [Job.session_id.is_(None)]
-            if where.user_id is not None:
-                conditions.append(Job.user_id == where.user_id)
-            if where.backend:
-                conditions.append(Job.backend == where.backend)
-            if where.job_statuses:
-                conditions.append(Job.status.in_(where.job_statuses))
-            if where.created_after:
-                conditions.append(Job.created_at >= where.created_after)
-            if where.created_before:
-                conditions.append(Job.created_at <= where.created_before)
-            if where.tag:
-                conditions.append(Job.tags.contains([where.tag]))
-            parts.append(
-                select(
-                    Job.id.label("id"),
-                    literal(JOB).label("kind"),
-                    Job.created_at.label("created"),
-                    Job.finished_at.label("ended"),
-                    Job.backend.label("backend"),
-                    Job.instance_id.label("instance_id"),
-                    cast(Job.status, String).label("status"),
-                    Job.reason.label("reason"),
-                    Job.reason_code.label("reason_code"),
-                    Job.tags.label("tags"),
-                    Job.execution_seconds.label("usage"),
-                )
-                .where(*conditions)
-                .order_by(Job.created_at.desc(), Job.id.desc())
+            jobs = _workload_branch(
+                Job,
+                where,
+                [Job.session_id.is_(None)],
+                Job.status,
+                where.job_statuses,
+                kind=literal(JOB),
+                ended=Job.finished_at,
+                reason=Job.reason,
+                reason_code=Job.reason_code,
+                tags=Job.tags,
+                usage=Job.execution_seconds,
             )
+            parts.append(jobs.where(Job.tags.contains([where.tag])) if where.tag else jobs)
         session_modes = [_SESSION_MODES[m] for m in (SESSION, BATCH) if m in modes]
         # Sessions carry no tags: a tag filter leaves them out.
         if session_modes and not where.tag and not (filter_by_status and not where.session_states):
-            kept: list[ColumnElement[bool]] = [RuntimeSession.mode.in_(session_modes)]
-            if where.user_id is not None:
-                kept.append(RuntimeSession.user_id == where.user_id)
-            if where.backend:
-                kept.append(RuntimeSession.backend == where.backend)
-            if where.session_states:
-                kept.append(RuntimeSession.state.in_(where.session_states))
-            if where.created_after:
-                kept.append(RuntimeSession.created_at >= where.created_after)
-            if where.created_before:
-                kept.append(RuntimeSession.created_at <= where.created_before)
-            kind = func.coalesce(
-                func.nullif(cast(RuntimeSession.mode, String), "dedicated"), cast(literal(SESSION), String)
-            )
             parts.append(
-                select(
-                    RuntimeSession.id.label("id"),
-                    kind.label("kind"),
-                    RuntimeSession.created_at.label("created"),
-                    RuntimeSession.closed_at.label("ended"),
-                    RuntimeSession.backend.label("backend"),
-                    RuntimeSession.instance_id.label("instance_id"),
-                    cast(RuntimeSession.state, String).label("status"),
-                    RuntimeSession.close_reason.label("reason"),
-                    cast(null(), Job.reason_code.type).label("reason_code"),
-                    cast(literal("[]"), JSONB).label("tags"),
-                    RuntimeSession.elapsed_time.label("usage"),
+                _workload_branch(
+                    RuntimeSession,
+                    where,
+                    [RuntimeSession.mode.in_(session_modes)],
+                    RuntimeSession.state,
+                    where.session_states,
+                    kind=func.coalesce(
+                        func.nullif(cast(RuntimeSession.mode, String), "dedicated"),
+                        cast(literal(SESSION), String),
+                    ),
+                    ended=RuntimeSession.closed_at,
+                    reason=RuntimeSession.close_reason,
+                    reason_code=cast(null(), Job.reason_code.type),
+                    tags=cast(literal("[]"), JSONB),
+                    usage=RuntimeSession.elapsed_time,
                 )
-                .where(*kept)
-                .order_by(RuntimeSession.created_at.desc(), RuntimeSession.id.desc())
             )
         if not parts:
             return [], 0
@@ -145,22 +175,7 @@ class ConsoleRepository:
             .limit(where.limit)
             .offset(where.offset)
         )
-        found = [
-            WorkloadRow(
-                id=r.id,
-                kind=r.kind,
-                created=r.created,
-                ended=r.ended,
-                backend=r.backend,
-                instance_id=r.instance_id,
-                status=r.status,
-                reason=r.reason,
-                reason_code=r.reason_code,
-                tags=list(r.tags or []),
-                usage=r.usage,
-            )
-            for r in rows
-        ]
+        found = [WorkloadRow(**{**r._mapping, "tags": list(r.tags or [])}) for r in rows]
         return found, int(total or 0)
 
     async def events_after(self, user_id: str | None, after: int, limit: int = 100) -> list[EventRecord]:

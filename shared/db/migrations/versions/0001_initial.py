@@ -9,10 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0001", None, None, None
 
 
 def upgrade() -> None:

@@ -7,10 +7,7 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003i"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0003i", "0002", None, None
 
 
 def upgrade() -> None:

@@ -8,10 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0003s"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0003s", "0002", None, None
 
 
 def upgrade() -> None:

@@ -8,10 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0005d"
-down_revision = "0003i"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0005d", "0003i", None, None
 
 
 def upgrade() -> None:

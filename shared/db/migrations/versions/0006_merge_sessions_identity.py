@@ -4,10 +4,7 @@ Revision ID: 0006
 Revises: 0005d, 0003s
 """
 
-revision = "0006"
-down_revision = ("0005d", "0003s")
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0006", ("0005d", "0003s"), None, None
 
 
 def upgrade() -> None:

@@ -8,10 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0008"
-down_revision = "0007"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "0008", "0007", None, None
 
 
 def upgrade() -> None:

@@ -8,10 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "i15_experiments"
-down_revision = "0008"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "i15_experiments", "0008", None, None
 
 _TZ = sa.DateTime(timezone=True)
 

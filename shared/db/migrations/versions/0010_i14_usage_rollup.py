@@ -13,10 +13,7 @@ Revises: i15_experiments
 import sqlalchemy as sa
 from alembic import op
 
-revision = "i14_usage_rollup"
-down_revision = "i15_experiments"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "i14_usage_rollup", "i15_experiments", None, None
 
 # ran_seconds: every started job, what fair share counts (a cancelled job used the backend too).
 # billed_seconds: DONE and ERROR jobs' execution_seconds, what usage allocations count.

@@ -8,10 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "i11_idempotency"
-down_revision = "i14_usage_rollup"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "i11_idempotency", "i14_usage_rollup", None, None
 
 
 def upgrade() -> None:

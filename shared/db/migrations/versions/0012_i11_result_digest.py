@@ -7,10 +7,7 @@ Revises: i11_idempotency
 import sqlalchemy as sa
 from alembic import op
 
-revision = "i11_result_digest"
-down_revision = "i11_idempotency"
-branch_labels = None
-depends_on = None
+revision, down_revision, branch_labels, depends_on = "i11_result_digest", "i11_idempotency", None, None
 
 
 def upgrade() -> None:

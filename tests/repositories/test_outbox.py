@@ -1,11 +1,22 @@
-"""OutboxRepository: rows written with the change they announce, one NOTIFY per transaction."""
+"""OutboxRepository: rows written with the change they announce, one NOTIFY per transaction,
+handed to the committing process's publisher after the commit."""
 
+import asyncio
+import contextlib
+import uuid
+
+import asyncpg
 import pytest
 from sqlalchemy import func, select, update
 
-from shared.db.engine import unit_of_work
+from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
-from shared.db.repositories.outbox import CommittedMessage, OutboxRepository, hand_over_after_commit
+from shared.db.repositories.outbox import (
+    NOTIFY_CHANNEL,
+    CommittedMessage,
+    OutboxRepository,
+    hand_over_after_commit,
+)
 from shared.events.document import Event
 from shared.messaging.messages import JobSubmitted
 from tests.inprocess import ago
@@ -56,14 +67,28 @@ async def test_lock_unsent_mark_sent_and_prune(db):
     assert await outbox.delete_sent_before(3600) == 0
 
 
-async def test_one_notify_per_transaction(db):
-    outbox = OutboxRepository(db)
-    await outbox.add("commands", "a", JobSubmitted(job_id="a", backend="b"))
-    marker = db.info["outbox_notified_in"]
-    await outbox.add("commands", "b", JobSubmitted(job_id="b", backend="b"))
-    assert db.info["outbox_notified_in"] is marker
-    # Still within the one transaction: the rows are there, the NOTIFY waits for commit.
-    assert len(await unsent(db)) == 2
+async def test_a_committed_transaction_notifies_once_and_a_rolled_back_one_never(migrated_database_url):
+    """The statement trigger of the outbox: one notification per committing transaction, however
+    many rows and statements it wrote; none for a rollback."""
+    dsn = asyncpg_dsn(migrated_database_url)
+    listener, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    heard: list[str] = []
+    insert = "INSERT INTO outbox (message_id, exchange, routing_key, body, priority) VALUES ($1, 'commands', $2, '{}', 0)"
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(args[2]))
+        async with writer.transaction():
+            await writer.executemany(insert, [(uuid.uuid4(), "n1"), (uuid.uuid4(), "n2")])
+            await writer.execute(insert, uuid.uuid4(), "n3")
+        with contextlib.suppress(RuntimeError):
+            async with writer.transaction():
+                await writer.execute(insert, uuid.uuid4(), "n4")
+                raise RuntimeError("rolled back")
+        await asyncio.sleep(0.3)
+        assert heard == [NOTIFY_CHANNEL]
+    finally:
+        await writer.execute("DELETE FROM outbox WHERE routing_key IN ('n1', 'n2', 'n3', 'n4')")
+        await listener.close()
+        await writer.close()
 
 
 async def test_committed_rows_are_handed_over_and_rolled_back_ones_are_not(db_factory):

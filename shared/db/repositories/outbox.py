@@ -19,8 +19,8 @@ from shared.db.repositories.clock import seconds_ago
 from shared.events.document import Event
 from shared.messaging.messages import Message
 
+# A statement trigger on the outbox (migration i14_outbox_notify) notifies this channel on commit.
 NOTIFY_CHANNEL = "qruntime_outbox"
-_NOTIFIED_KEY = "outbox_notified_in"
 _WRITTEN_KEY = "outbox_written"
 _AFTER_COMMIT_KEY = "outbox_after_commit"
 
@@ -86,12 +86,6 @@ class OutboxRepository:
         self.session.add(message)
         if _AFTER_COMMIT_KEY in self.session.info:
             self.session.info.setdefault(_WRITTEN_KEY, []).append(message)
-        # Delivered on commit: wakes what waits for changes (event streams, `?wait`). One per
-        # transaction is enough, and leaves the rows to be inserted together at the next flush.
-        transaction = self.session.sync_session.get_transaction()
-        if self.session.info.get(_NOTIFIED_KEY) is not transaction:
-            self.session.info[_NOTIFIED_KEY] = transaction
-            await self.session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
     async def lock_unsent(self, limit: int, older_than_seconds: float = 0.0) -> list[OutboxMessage]:
         """The oldest unsent rows committed at least `older_than_seconds` ago (younger ones are still

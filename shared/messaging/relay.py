@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.engine import asyncpg_dsn, unit_of_work
+from shared.db.engine import asyncpg_dsn, single_statement, unit_of_work
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.idempotency import IdempotencyRepository
 from shared.db.repositories.locks import try_relay_lock
@@ -45,6 +45,9 @@ BATCH_SIZE = 200
 SWEEP_GRACE_SECONDS = 1.0
 # Rows handed over while the broker is away, or beyond this many, are left to the sweep.
 MAX_HANDED_OVER = 10_000
+# Published rows are marked sent together, at most this long after their publish (well within the
+# sweep's grace, so the sweep does not send them again): one UPDATE for many commits.
+MARK_SENT_DELAY_SECONDS = 0.1
 KEEP_SENT_SECONDS = 3600.0
 PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600.0
@@ -91,6 +94,8 @@ class OutboxRelay:
         self.broker_connected = False
         self.changes = ChangeFeed()
         self._handed_over: deque[CommittedMessage] = deque()
+        self._published: list[int] = []  # ids published and confirmed, not yet marked sent
+        self._mark_at = 0.0
 
     def publish_after_commit(self) -> None:
         """From now on, this process's commits hand their outbox rows to this relay."""
@@ -142,6 +147,10 @@ class OutboxRelay:
                     if self._handed_over:
                         await self._publish_handed_over(exchanges)
                         continue
+                    if self._published and (
+                        loop.time() >= self._mark_at or len(self._published) >= BATCH_SIZE
+                    ):
+                        await self._mark_published()
                     if loop.time() >= next_sweep:
                         sent = await self.relay_once(exchanges)
                         next_sweep = loop.time() + (
@@ -161,11 +170,14 @@ class OutboxRelay:
                 process_health.report(DATABASE_HEALTH_NAME, True)
                 if self._handed_over:
                     continue
+                until = min(next_sweep, self._mark_at) if self._published else next_sweep
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - loop.time()))
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, until - loop.time()))
         finally:
             self.broker_connected = False
             self._handed_over.clear()  # the sweep sends them
+            with suppress(Exception):  # else the sweep sends them again: a duplicate, not a loss
+                await asyncio.wait_for(self._mark_published(), timeout=2.0)
 
     async def _clean_up(self) -> None:
         async with unit_of_work(self.sessions) as session:
@@ -182,8 +194,20 @@ class OutboxRelay:
         except aio_pika.exceptions.DeliveryError as exc:
             log.error("a message could not be routed (%s); the sweep retries it", describe(exc))
             return
-        async with unit_of_work(self.sessions) as session:
-            await OutboxRepository(session).mark_sent([row.id for row in batch])
+        if not self._published:
+            self._mark_at = asyncio.get_running_loop().time() + MARK_SENT_DELAY_SECONDS
+        self._published.extend(row.id for row in batch)
+
+    async def _mark_published(self) -> None:
+        if not self._published:
+            return
+        ids, self._published = self._published, []
+        try:
+            async with single_statement(self.sessions) as session:
+                await OutboxRepository(session).mark_sent(ids)
+        except BaseException:
+            self._published = ids + self._published  # tried again on the next round
+            raise
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, AbstractExchange]:
         return {n: await channel.get_exchange(self.topology.exchange_name(n)) for n in EXCHANGES}

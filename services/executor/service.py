@@ -198,7 +198,8 @@ class ExecutorService:
         claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
+            if dispatch.any_in_session:
+                await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
             changed: list[Job] = []
             for job in await jobs.claim(job_ids, dispatch.dispatch_id, self.id, redelivered):
                 if job.attempts > self.settings.max_job_attempts:

@@ -257,11 +257,16 @@ class Scheduler:
                 job_ids = await jobs.mark_dispatched(group, dispatch_id)
                 if not job_ids:
                     continue
+                in_session = any(rows[job_id].session_id is not None for job_id in job_ids)
                 message: Message
                 if len(job_ids) == 1:
-                    message = Dispatch(dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend)
+                    message = Dispatch(
+                        dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend, any_in_session=in_session
+                    )
                 else:
-                    message = DispatchGroup(dispatch_id=dispatch_id, job_ids=job_ids, backend=backend)
+                    message = DispatchGroup(
+                        dispatch_id=dispatch_id, job_ids=job_ids, backend=backend, any_in_session=in_session
+                    )
                 top = max(rows[job_id].priority for job_id in job_ids)
                 await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
                 dispatched += 1

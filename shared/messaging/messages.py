@@ -49,6 +49,9 @@ class Dispatch(Message):
     dispatch_id: uuid.UUID
     job_id: str
     backend: str
+    # False when no job of the dispatch is in a session: its claim has no sessions to lock first.
+    # (A job's session never changes; a sender older than this field leaves it True.)
+    any_in_session: bool = True
 
 
 class DispatchGroup(Message):
@@ -60,6 +63,7 @@ class DispatchGroup(Message):
     dispatch_id: uuid.UUID
     job_ids: list[str] = Field(min_length=1)
     backend: str
+    any_in_session: bool = True
 
 
 class SessionChanged(Message):

@@ -205,14 +205,14 @@ class Scheduler:
                     fired = await fire_due_timers(session)
                     next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
                 # Last, so that the dispatches commit (and leave) as soon as they are written.
-                dispatched = await self._dispatch_in(session)
+                filled = await self._dispatch_in(session)
             if timers_due:
                 wait = (
                     TIMER_CHECK_SECONDS if next_deadline is None else min(TIMER_CHECK_SECONDS, next_deadline)
                 )
                 self._next_timer_check = now + max(0.0, wait)
-            if dispatched:
-                self._wake.set()  # another pass fills what this one could not (it finds nothing, cheaply)
+            if filled:
+                self._wake.set()  # every free slot of a backend was used: the next pass sees what is left
         except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
             log.warning("scheduler pass failed, retrying: %s", exc)
             return None
@@ -237,22 +237,25 @@ class Scheduler:
             self._next_timer_check = 0.0  # a session may have drained, closed or changed its deadlines
         self._wake.set()
 
-    async def _dispatch_in(self, session: AsyncSession) -> int:
+    async def _dispatch_in(self, session: AsyncSession) -> bool:
         """Dispatch queued jobs into free slots, in the policy's order, within the caller's
-        transaction; returns how many dispatches."""
-        dispatched = 0
+        transaction; returns whether some backend's free slots were all filled (then more may wait
+        for the next pass; else the policy left nothing it could place)."""
+        filled = False
         jobs = JobRepository(session)
         outbox = OutboxRepository(session)
         loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
         slots = free_slots(loads, self.settings.dispatch_per_executor)
         if not slots:
-            return 0
+            return False
         usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
         # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
         held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
         for backend, free in slots.items():
             snapshot, rows = await self._snapshot(session, backend, free, usage, held)
-            for group in plan_dispatches(snapshot, self.grouping):
+            planned = plan_dispatches(snapshot, self.grouping)
+            filled = filled or len(planned) >= free
+            for group in planned:
                 dispatch_id = uuid.uuid4()
                 job_ids = await jobs.mark_dispatched(group, dispatch_id)
                 if not job_ids:
@@ -269,11 +272,10 @@ class Scheduler:
                     )
                 top = max(rows[job_id].priority for job_id in job_ids)
                 await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
-                dispatched += 1
                 now = datetime.now(UTC)
                 for job_id in job_ids:
                     DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
-        return dispatched
+        return filled
 
     async def _cost_estimate(self, jobs: JobRepository, backend: str) -> float:
         now = asyncio.get_running_loop().time()

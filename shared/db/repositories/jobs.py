@@ -197,9 +197,11 @@ class JobRepository:
         waiting = (
             select(Job.backend).where(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_(None)).distinct()
         )
+        backends = (await self.session.scalars(waiting)).all()
+        if not backends:  # the usual answer after a job finished: nothing waits, nothing more to read
+            return []
         flights = dict((await self.session.execute(in_flight)).tuples().all())
         lives = await ExecutorRepository(self.session).live_per_backend(lease_seconds)
-        backends = (await self.session.scalars(waiting)).all()
         return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
 
     async def undispatched(

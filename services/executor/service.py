@@ -38,6 +38,8 @@ from shared.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
+# Dispatches taken from the queue at once: one in the simulator, one being claimed or recorded.
+PREFETCH = 2
 # How long the results of a finished run are kept trying to reach a database that is away.
 RECORD_RETRY_SECONDS = 120.0
 DATABASE_ERRORS = (DBAPIError, asyncpg.PostgresError, OSError)
@@ -68,7 +70,9 @@ class ExecutorService:
         self.relay = OutboxRelay(settings, sessions)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._turn = asyncio.Lock()  # one dispatch at a time, also across a reconnection
+        # Dispatches being handled here, by id: a copy redelivered after a reconnection waits for
+        # the one still running instead of running its jobs a second time.
+        self._handling: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def stop(self) -> None:
         self._stop.set()
@@ -133,8 +137,11 @@ class ExecutorService:
 
     async def _consume(self, connection: AbstractConnection) -> None:
         channel = await connection.channel()
-        # One dispatch at a time: ordering and fairness stay with the scheduler, not in a prefetch buffer.
-        await channel.set_qos(prefetch_count=1)
+        # Two at a time: one runs in the child while the next is claimed (and the previous one
+        # recorded), so the database work hides behind the simulation. The simulator itself runs one
+        # dispatch at a time; ordering and fairness stay with the scheduler, which keeps at most
+        # `dispatch_per_executor` dispatches in flight per executor.
+        await channel.set_qos(prefetch_count=PREFETCH)
         await self.topology.declare_exchanges(channel)
         queue = await self.topology.declare_executor_queue(channel, self.backend)
         tag = await queue.consume(self._on_dispatch)
@@ -158,7 +165,7 @@ class ExecutorService:
         # The dispatch runs in a task of its own: if the channel closes meanwhile (and aio-pika
         # cancels this callback), the run still finishes and writes its results; the message, never
         # acked, comes back and is then found stale.
-        task = asyncio.create_task(self._handle_in_turn(dispatch, bool(message.redelivered)))
+        task = asyncio.create_task(self._handle_once(dispatch, bool(message.redelivered)))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         try:
@@ -187,14 +194,25 @@ class ExecutorService:
             return
         await _settle(message.ack())
 
-    async def _handle_in_turn(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
-        async with self._turn:
+    async def _handle_once(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
+        earlier = self._handling.get(dispatch.dispatch_id)
+        if earlier is not None:  # a redelivered copy: the first one finishes, this one finds it stale
+            await asyncio.wait([earlier])
+        task = asyncio.current_task()
+        assert task is not None
+        self._handling[dispatch.dispatch_id] = task
+        try:
             await self.handle(dispatch, redelivered)
+        finally:
+            if self._handling.get(dispatch.dispatch_id) is task:
+                del self._handling[dispatch.dispatch_id]
 
     async def handle(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
         job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
-        # No claim without a working simulator (a dead child is replaced first, or this raises).
-        await self.worker.start()
+        # No claim without a working simulator (a dead child is replaced first, or this raises). A
+        # child busy with the previous dispatch is working: the claim does not wait for it.
+        if not self.worker.ready:
+            await self.worker.start()
         claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
@@ -238,11 +256,10 @@ class ExecutorService:
         return min(requested, self.settings.max_execution_time_limit)
 
     async def _run(self, dispatch_id: str, claimed: list[ClaimedJob]) -> None:
-        started = time.monotonic()
         outcome = await self.worker.run(
             dispatch_id,
             [JobInput(job.id, job.program_id, job.params) for job in claimed],
-            lambda: self._should_stop(claimed, started),
+            lambda elapsed: self._should_stop(claimed, elapsed),
         )
         if outcome.kind == "crashed" and len(claimed) > 1:
             # One job may have taken the simulator down: run each alone so the others still complete.
@@ -269,10 +286,10 @@ class ExecutorService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _should_stop(self, claimed: list[ClaimedJob], started: float) -> bool:
-        """Time out the jobs past their max execution time; True when none of the dispatch's jobs is
-        still running here (all cancelled, timed out or taken over), so the simulation must stop."""
-        elapsed = time.monotonic() - started
+    async def _should_stop(self, claimed: list[ClaimedJob], elapsed: float) -> bool:
+        """Time out the jobs past their max execution time (`elapsed`: seconds the simulator has
+        worked on them); True when none of the dispatch's jobs is still running here (all
+        cancelled, timed out or taken over), so the simulation must stop."""
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
             running = await jobs.running_here([job.id for job in claimed], self.id)

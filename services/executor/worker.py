@@ -151,10 +151,11 @@ class SimulationWorker:
         self,
         dispatch_id: str,
         jobs: list[JobInput],
-        should_stop: Callable[[], Awaitable[bool]],
+        should_stop: Callable[[float], Awaitable[bool]],
     ) -> Outcome:
-        """Run the jobs of one dispatch in one go; poll `should_stop` meanwhile and kill the child when
-        it says so (every job of the dispatch was cancelled, timed out or taken over)."""
+        """Run the jobs of one dispatch in one go; poll `should_stop(seconds since the child began)`
+        meanwhile and kill the child when it says so (every job of the dispatch was cancelled, timed
+        out or taken over). A run waits for the one before it to end."""
         async with self._lock:
             await self._ensure_child()
             finished = False
@@ -169,7 +170,7 @@ class SimulationWorker:
                     self._discard()
 
     async def _run(
-        self, dispatch_id: str, jobs: list[JobInput], should_stop: Callable[[], Awaitable[bool]]
+        self, dispatch_id: str, jobs: list[JobInput], should_stop: Callable[[float], Awaitable[bool]]
     ) -> Outcome:
         conn, process = self._conn, self._process
         assert conn is not None and process is not None
@@ -196,7 +197,7 @@ class SimulationWorker:
             if not process.is_alive():
                 return self._crashed(process, started)
             try:
-                stop = await should_stop()
+                stop = await should_stop(time.perf_counter() - started)
             except Exception as exc:
                 # The database may be restarting: keep simulating, ask again on the next poll.
                 log.warning("cannot check whether dispatch %s must stop: %s", dispatch_id, type(exc).__name__)

@@ -1,12 +1,21 @@
 """The outbox relay: publishes committed outbox rows with publisher confirms, then marks them sent.
 
-Every process runs one. It publishes the rows its own process has just committed, right after the
-commit (handed over by `hand_over_after_commit`): a job's messages cross no extra hop. A sweep,
-which only one relay runs at a time (a transaction-scoped advisory lock), publishes in commit order
-every row still unsent after a grace period: rows of a process that died after its commit, of a
-broker that was away, or of a process without a relay. A message is marked sent only after the
-broker confirmed it, so a crash at any point re-sends rather than loses (consumers are idempotent).
-The outbox NOTIFY no longer wakes the relay; it wakes the waiters of this process's ChangeFeed.
+Every process runs one, and rows leave by one of two ways:
+
+- Work (commands to the scheduler, dispatches to executors) is published by the process that
+  committed it, right after the commit (handed over by `hand_over_after_commit`): a job crosses no
+  extra hop. Work messages are wake-ups and claims that consumers check against the database, so
+  their order between processes does not matter.
+- Events go out in commit order, which subscribers rely on per object (a job's `running` before its
+  `done`, even when two processes changed it a moment apart). One relay at a time, the event relay
+  (a session advisory lock on its LISTEN connection, held while it has a broker), sweeps them in id
+  order each time the outbox NOTIFY says something committed; the other relays stay asleep.
+
+The event relay's sweep also publishes, in id order, any work row still unsent after a grace period
+(a process that died after its commit, a broker that was away, a process without a relay such as the
+CLI). Every sweep holds a transaction-scoped lock, so two never overlap. A message is marked sent only
+after the broker confirmed it, so a crash at any point re-sends rather than loses (consumers are
+idempotent).
 """
 
 import asyncio
@@ -25,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.engine import asyncpg_dsn, single_statement, unit_of_work
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.idempotency import IdempotencyRepository
-from shared.db.repositories.locks import try_relay_lock
+from shared.db.repositories.locks import release_event_relay_lock, try_event_relay_lock, try_relay_lock
 from shared.db.repositories.outbox import (
     NOTIFY_CHANNEL,
     CommittedMessage,
@@ -35,7 +44,7 @@ from shared.db.repositories.outbox import (
 from shared.kit.settings import Settings
 from shared.kit.supervision import first_of, process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
-from shared.messaging.topology import EXCHANGES, Topology
+from shared.messaging.topology import COMMANDS, DISPATCH, EVENTS, EXCHANGES, TENANT_EVENTS, Topology
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,10 @@ MAX_HANDED_OVER = 10_000
 # Published rows are marked sent together, at most this long after their publish (well within the
 # sweep's grace, so the sweep does not send them again): one UPDATE for many commits.
 MARK_SENT_DELAY_SECONDS = 0.1
+# Published by the process that commits them; everything else waits for the event relay's sweep.
+WORK_EXCHANGES = frozenset({COMMANDS, DISPATCH})
+EVENT_EXCHANGES = (EVENTS, TENANT_EVENTS)
+LEADERSHIP_RETRY_SECONDS = 1.0
 KEEP_SENT_SECONDS = 3600.0
 PUBLISH_TIMEOUT = 30.0  # a batch whose confirms do not come back within this is taken as a lost broker
 IDEMPOTENCY_RETENTION_SECONDS = 24 * 3600.0
@@ -96,19 +109,25 @@ class OutboxRelay:
         self._handed_over: deque[CommittedMessage] = deque()
         self._published: list[int] = []  # ids published and confirmed, not yet marked sent
         self._mark_at = 0.0
+        self.sweeping = False  # this relay is the event relay (holds the lock on its LISTEN connection)
+        self._committed_elsewhere = False  # a NOTIFY came since the last sweep
 
     def publish_after_commit(self) -> None:
         """From now on, this process's commits hand their outbox rows to this relay."""
         hand_over_after_commit(self.sessions, self._take_committed)
 
     def _take_committed(self, messages: list[CommittedMessage]) -> None:
-        if not self.broker_connected or len(self._handed_over) + len(messages) > MAX_HANDED_OVER:
+        work = [m for m in messages if m.exchange in WORK_EXCHANGES]
+        if not work or not self.broker_connected or len(self._handed_over) + len(work) > MAX_HANDED_OVER:
             return  # the sweep sends them
-        self._handed_over.extend(messages)
+        self._handed_over.extend(work)
         self._wake.set()
 
     def _on_notify(self) -> None:
         self.changes.notify()
+        if self.sweeping:
+            self._committed_elsewhere = True
+            self._wake.set()
 
     async def run(self) -> None:
         """Relay until stop(). The broker connection is kept by `keep_connected` (a lost broker is
@@ -151,7 +170,8 @@ class OutboxRelay:
                         loop.time() >= self._mark_at or len(self._published) >= BATCH_SIZE
                     ):
                         await self._mark_published()
-                    if loop.time() >= next_sweep:
+                    if self.sweeping and (self._committed_elsewhere or loop.time() >= next_sweep):
+                        self._committed_elsewhere = False
                         sent = await self.relay_once(exchanges)
                         next_sweep = loop.time() + (
                             0.0 if sent >= BATCH_SIZE else self.settings.outbox_poll_seconds
@@ -168,11 +188,15 @@ class OutboxRelay:
                     await sleep_unless(self._stop, 1.0)
                     continue
                 process_health.report(DATABASE_HEALTH_NAME, True)
-                if self._handed_over:
+                if self._handed_over or self._committed_elsewhere:
                     continue
-                until = min(next_sweep, self._mark_at) if self._published else next_sweep
+                # Asleep until woken (rows handed over, a NOTIFY for the event relay, leadership),
+                # or until a sweep or the marking of published rows is due.
+                due = [next_sweep] if self.sweeping else [loop.time() + LEADERSHIP_RETRY_SECONDS]
+                if self._published:
+                    due.append(self._mark_at)
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, until - loop.time()))
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(due) - loop.time()))
         finally:
             self.broker_connected = False
             self._handed_over.clear()  # the sweep sends them
@@ -217,7 +241,9 @@ class OutboxRelay:
             if not await try_relay_lock(session):
                 return 0
             outbox = OutboxRepository(session)
-            rows = await outbox.lock_unsent(BATCH_SIZE, older_than_seconds=SWEEP_GRACE_SECONDS)
+            rows = await outbox.lock_unsent(
+                BATCH_SIZE, older_than_seconds=SWEEP_GRACE_SECONDS, any_age_on=EVENT_EXCHANGES
+            )
             if not rows:
                 return 0
             # Confirms are pipelined: publish the whole batch, then wait for every ack.
@@ -258,7 +284,9 @@ class OutboxRelay:
         )
 
     async def _listen(self) -> None:
-        """LISTEN for outbox inserts; reconnects quietly, the poll covers the gaps."""
+        """LISTEN for outbox commits, and be the event relay when no other relay is (only while this
+        one has a broker to publish to). Reconnects quietly; a relay without its listener only
+        publishes what its own process commits, and another relay takes the sweeping over."""
         dsn = asyncpg_dsn(self.settings.database_url)
         while not self._stop.is_set():
             try:
@@ -267,10 +295,30 @@ class OutboxRelay:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                     await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._on_notify())
-                    await first_of(lost.wait(), self._stop.wait())
+                    while not (lost.is_set() or self._stop.is_set()):
+                        await self._hold_or_seek_sweeping(conn)
+                        await first_of(
+                            lost.wait(), self._stop.wait(), asyncio.sleep(LEADERSHIP_RETRY_SECONDS)
+                        )
                 finally:
+                    self._stop_sweeping()
                     with suppress(Exception):
-                        await conn.close()
-            except Exception as exc:  # never end: a lost listener only slows the relay to its poll
+                        await conn.close()  # also releases the lock
+            except Exception as exc:  # never end: a lost listener only leaves the sweeping to another
                 log.warning("outbox listener: %s", describe(exc))
+                self._stop_sweeping()
                 await sleep_unless(self._stop, 1.0)
+
+    async def _hold_or_seek_sweeping(self, conn: asyncpg.Connection) -> None:
+        if self.sweeping and not self.broker_connected:
+            self._stop_sweeping()
+            await release_event_relay_lock(conn)  # a relay with a broker takes over
+        elif not self.sweeping and self.broker_connected and await try_event_relay_lock(conn):
+            log.info("this process's relay now publishes the events")
+            self.sweeping = True
+            self._committed_elsewhere = True  # sweep what waits at once
+            self._wake.set()
+
+    def _stop_sweeping(self) -> None:
+        self.sweeping = False
+        self._committed_elsewhere = False

@@ -3,7 +3,13 @@
 import asyncpg
 
 from shared.db.engine import asyncpg_dsn
-from shared.db.repositories.locks import leader_present, try_leader_lock, try_relay_lock
+from shared.db.repositories.locks import (
+    leader_present,
+    release_event_relay_lock,
+    try_event_relay_lock,
+    try_leader_lock,
+    try_relay_lock,
+)
 
 
 async def test_relay_lock_is_held_until_the_transaction_ends(db, db_engine):
@@ -31,3 +37,20 @@ async def test_leader_lock_belongs_to_one_connection(db, db_engine):
         await rival.close()
         if not leader.is_closed():
             await leader.close()
+
+
+async def test_event_relay_lock_is_one_connection_s_until_released(db_engine):
+    dsn = asyncpg_dsn(db_engine.url.render_as_string(hide_password=False))
+    first, rival = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        assert await try_event_relay_lock(first) is True
+        assert await try_event_relay_lock(rival) is False
+        await release_event_relay_lock(first)  # e.g. its broker is gone: another relay takes over
+        assert await try_event_relay_lock(rival) is True
+        assert await try_event_relay_lock(first) is False
+        await rival.close()
+        assert await try_event_relay_lock(first) is True
+    finally:
+        await first.close()
+        if not rival.is_closed():
+            await rival.close()

@@ -126,6 +126,13 @@ async def test_lock_unsent_leaves_young_rows_to_their_publisher(db):
         update(OutboxMessage).where(OutboxMessage.routing_key == "old").values(created_at=ago(5))
     )
     assert [m.routing_key for m in await outbox.lock_unsent(10, older_than_seconds=2)] == ["old"]
+    # Events leave in commit order whatever their age; young work is its committer's to publish.
+    await outbox.add_event(
+        "events", "job.e", Event(type="job.state_changed", job_id="e", backend="b", state="queued")
+    )
+    await db.flush()
+    swept = await outbox.lock_unsent(10, older_than_seconds=2, any_age_on=("events", "tenant-events"))
+    assert [m.routing_key for m in swept] == ["old", "job.e"]
     # mark_sent leaves a row that was already marked (by another publisher) as it was.
     first = (await outbox.lock_unsent(10))[0]
     earlier = ago(100)

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one outbox relay at a time per database (events in commit order)
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch": one scheduler leads per database
+EVENT_RELAY_KEY = 0x71_65_76_74  # "qevt": one relay publishes events as they commit, in commit order
 
 
 async def try_relay_lock(session: AsyncSession) -> bool:
@@ -18,6 +19,15 @@ async def try_relay_lock(session: AsyncSession) -> bool:
 async def try_leader_lock(connection: asyncpg.Connection) -> bool:
     """Held as long as `connection` lives: a dead leader's lock vanishes with its connection."""
     return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY))
+
+
+async def try_event_relay_lock(connection: asyncpg.Connection) -> bool:
+    """Held as long as `connection` lives, or until released."""
+    return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", EVENT_RELAY_KEY))
+
+
+async def release_event_relay_lock(connection: asyncpg.Connection) -> None:
+    await connection.fetchval("SELECT pg_advisory_unlock($1)", EVENT_RELAY_KEY)
 
 
 async def leader_present(session: AsyncSession) -> bool:

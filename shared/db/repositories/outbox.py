@@ -6,11 +6,11 @@ grace period (a process that died after its commit, a broker that was away, a pr
 publisher such as the CLI)."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, select, text, update
+from sqlalchemy import delete, event, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -87,13 +87,18 @@ class OutboxRepository:
         if _AFTER_COMMIT_KEY in self.session.info:
             self.session.info.setdefault(_WRITTEN_KEY, []).append(message)
 
-    async def lock_unsent(self, limit: int, older_than_seconds: float = 0.0) -> list[OutboxMessage]:
-        """The oldest unsent rows committed at least `older_than_seconds` ago (younger ones are still
-        being published by the process that committed them), locked for this transaction."""
+    async def lock_unsent(
+        self, limit: int, older_than_seconds: float = 0.0, any_age_on: Sequence[str] = ()
+    ) -> list[OutboxMessage]:
+        """The oldest unsent rows, locked for this transaction: those of the exchanges `any_age_on`
+        whatever their age, the others only once committed at least `older_than_seconds` ago
+        (younger ones are still being published by the process that committed them)."""
+        old_enough = OutboxMessage.created_at <= seconds_ago(older_than_seconds)
         rows = await self.session.scalars(
             select(OutboxMessage)
             .where(
-                OutboxMessage.sent_at.is_(None), OutboxMessage.created_at <= seconds_ago(older_than_seconds)
+                OutboxMessage.sent_at.is_(None),
+                or_(old_enough, OutboxMessage.exchange.in_(any_age_on)) if any_age_on else old_enough,
             )
             .order_by(OutboxMessage.id)
             .limit(limit)

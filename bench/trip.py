@@ -7,13 +7,16 @@ from the client's clock and the timestamps the processes leave in PostgreSQL (on
 clock):
 
     POST             client: request sent -> id received (api: auth, validation, one transaction)
-    api -> relay     job created (api transaction) -> its job.submitted outbox row picked by a relay
-    sched            relay pick-up -> job dispatched (publish, consume, the scheduling pass)
-    dispatch hop     dispatched -> the dispatch outbox row picked by a relay
-    executor claim   dispatch relayed -> job started (executor consumed and claimed it)
-    run + record     started -> finished (child round trip, simulation, record transaction start)
+    to dispatch      job created (api transaction) -> dispatched (the api's commit, its publish of
+                     job.submitted, the scheduler's consume and scheduling pass)
+    to claim         dispatched -> started (the pass's commit, its publish of the dispatch, the
+                     executor's consume and claim)
+    run + record     started -> finished (claim commit, child round trip, simulation, record start)
     finished -> seen finished -> the client's poll that saw the final state
     result GET       client: final state seen -> result fetched
+
+(Work messages leave right after their commit from the process that committed them, so there is no
+relay hop to time; outbox rows are marked sent in batches, so `sent_at` says nothing about a hop.)
 
 PostgreSQL's now() is the start of the transaction that wrote a timestamp, so each hop includes the
 writer's own transaction start but not its commit. Medians over the N jobs are printed.
@@ -31,7 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,10 +53,8 @@ from batch_grouping import BELL_QASM2, BenchStack
 
 HOPS = (
     "POST",
-    "api -> relay",
-    "sched",
-    "dispatch hop",
-    "executor claim",
+    "to dispatch",
+    "to claim",
     "run + record",
     "finished -> seen",
     "result GET",
@@ -93,6 +97,38 @@ def one_job(client: httpx.Client, backend: str, poll: float) -> Trip:
     return trip
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_of_user(user: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def process_groups(stack: BenchStack) -> dict[str, list[int]]:
+    """The stack's processes with their children (simulator child, parse workers), and the
+    PostgreSQL and RabbitMQ servers (all their processes: the whole server, other databases too)."""
+    groups: dict[str, list[int]] = {}
+    for role, process in stack.roles.items():
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        groups[role] = [process.pid, *(int(child) for child in children)]
+    groups["postgresql"] = _pids_of_user("postgres")
+    groups["rabbitmq"] = _pids_of_user("rabbitmq")
+    return groups
+
+
+def cpu_now(groups: dict[str, list[int]]) -> dict[str, float]:
+    used = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    used["client (this bench)"] = own.ru_utime + own.ru_stime
+    return used
+
+
 STATS_FLUSH_SECONDS = 11.0  # PostgreSQL 15 backends report their counters when idle, within 10 s
 
 
@@ -120,16 +156,8 @@ async def server_times(dsn: str, trips: list[Trip]) -> None:
     try:
         for trip in trips:
             job = await conn.fetchrow(
-                "SELECT created_at, dispatched_at, started_at, finished_at, dispatch_id FROM jobs WHERE id = $1",
+                "SELECT created_at, dispatched_at, started_at, finished_at FROM jobs WHERE id = $1",
                 trip.job_id,
-            )
-            submitted = await conn.fetchrow(
-                "SELECT message_id, sent_at FROM outbox WHERE body->>'type' = 'job.submitted' "
-                "AND body->>'job_id' = $1",
-                trip.job_id,
-            )
-            dispatch_sent = await conn.fetchval(
-                "SELECT sent_at FROM outbox WHERE body->>'dispatch_id' = $1", str(job["dispatch_id"])
             )
 
             def ts(value: object) -> float:
@@ -137,10 +165,8 @@ async def server_times(dsn: str, trips: list[Trip]) -> None:
 
             trip.hops = {
                 "POST": trip.accepted - trip.posted,
-                "api -> relay": ts(submitted["sent_at"]) - ts(job["created_at"]),
-                "sched": ts(job["dispatched_at"]) - ts(submitted["sent_at"]),
-                "dispatch hop": ts(dispatch_sent) - ts(job["dispatched_at"]),
-                "executor claim": ts(job["started_at"]) - ts(dispatch_sent),
+                "to dispatch": ts(job["dispatched_at"]) - ts(job["created_at"]),
+                "to claim": ts(job["started_at"]) - ts(job["dispatched_at"]),
                 "run + record": ts(job["finished_at"]) - ts(job["started_at"]),
                 "finished -> seen": trip.seen - ts(job["finished_at"]),
                 "result GET": trip.fetched - trip.seen,
@@ -166,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.warmup):
                 one_job(client, args.backend, 0.05)
             t0, c0 = counters_now(stack.dsn)
+            groups = process_groups(stack)
+            cpu0 = cpu_now(groups)
             started = time.monotonic()
             trips = [one_job(client, args.backend, args.poll_interval) for _ in range(args.jobs)]
             busy = time.monotonic() - started
+            cpu1 = cpu_now(groups)
             t1, c1 = counters_now(stack.dsn)
             time.sleep(busy)  # an idle interval as long as the jobs took
             t2, c2 = counters_now(stack.dsn)
@@ -195,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "database work per job (the background of an idle interval as long subtracted): "
         + ", ".join(f"{key.replace('_', ' ')} {value:.1f}" for key, value in per_job.items())
+    )
+    print(
+        "CPU per job (ms, while the jobs ran; PostgreSQL and RabbitMQ are the whole servers): "
+        + ", ".join(f"{name} {(cpu1[name] - cpu0[name]) / len(trips) * 1000:.1f}" for name in cpu0)
+        + f"; total {sum(cpu1[n] - cpu0[n] for n in cpu0) / len(trips) * 1000:.1f}"
     )
     return 0
 

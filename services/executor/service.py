@@ -14,7 +14,6 @@ from typing import Any
 
 import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,7 +22,7 @@ from services.executor.worker import SimulationWorker, SimulatorUnavailable
 from shared.db.engine import unit_of_work
 from shared.db.models import Job
 from shared.db.repositories.executors import ExecutorRepository
-from shared.db.repositories.jobs import JobRepository
+from shared.db.repositories.jobs import DoneRun, JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed, jobs_changed
 from shared.jobs.states import JobStatus
@@ -32,13 +31,13 @@ from shared.kit.metrics import EXECUTION_SECONDS, JOBS_FINISHED
 from shared.kit.settings import Settings
 from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
 from shared.messaging.connection import describe, is_broker_error, keep_connected
-from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter
+from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter, read_or_dead_letter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
 
 log = logging.getLogger(__name__)
 
-# Dispatches taken from the queue at once: one in the simulator, one being claimed or recorded.
+# Dispatches taken from the queue at once: one being recorded, one claimed and simulated.
 PREFETCH = 2
 # How long the results of a finished run are kept trying to reach a database that is away.
 RECORD_RETRY_SECONDS = 120.0
@@ -73,6 +72,7 @@ class ExecutorService:
         # Dispatches being handled here, by id: a copy redelivered after a reconnection waits for
         # the one still running instead of running its jobs a second time.
         self._handling: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._turn = asyncio.Lock()  # the simulator's turn: claim, then run, one dispatch at a time
 
     async def stop(self) -> None:
         self._stop.set()
@@ -137,9 +137,9 @@ class ExecutorService:
 
     async def _consume(self, connection: AbstractConnection) -> None:
         channel = await connection.channel()
-        # Two at a time: one runs in the child while the next is claimed (and the previous one
-        # recorded), so the database work hides behind the simulation. The simulator itself runs one
-        # dispatch at a time; ordering and fairness stay with the scheduler, which keeps at most
+        # Two at a time: while one is recorded, the next is claimed and runs, so the record's
+        # database work hides behind the simulation. Claim and run take turns, one dispatch at a
+        # time; ordering and fairness stay with the scheduler, which keeps at most
         # `dispatch_per_executor` dispatches in flight per executor.
         await channel.set_qos(prefetch_count=PREFETCH)
         await self.topology.declare_exchanges(channel)
@@ -156,11 +156,8 @@ class ExecutorService:
             await asyncio.wait(list(self._inflight))
 
     async def _on_dispatch(self, message: AbstractIncomingMessage) -> None:
-        try:
-            dispatch = executor_command_adapter.validate_json(message.body)
-        except ValidationError:
-            log.error("dead-lettering an unreadable dispatch %s", message.message_id)
-            await message.reject(requeue=False)
+        dispatch = await read_or_dead_letter(message, executor_command_adapter, "dispatch")
+        if dispatch is None:
             return
         # The dispatch runs in a task of its own: if the channel closes meanwhile (and aio-pika
         # cancels this callback), the run still finishes and writes its results; the message, never
@@ -208,11 +205,27 @@ class ExecutorService:
                 del self._handling[dispatch.dispatch_id]
 
     async def handle(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> None:
+        """Claim and simulate in the simulator's turn, then record outside it: the record of one
+        dispatch overlaps with the claim and the run of the next. A job is claimed (RUNNING) only
+        when the child is about to take it, so a dispatch waiting for its turn stays QUEUED and can
+        still be cancelled with its session."""
+        async with self._turn:
+            claimed = await self._claim(dispatch, redelivered)
+            if not claimed:
+                log.info(
+                    "dispatch %s is stale or a duplicate; dropped",
+                    dispatch.dispatch_id,
+                    extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
+                )
+                return
+            outcomes = await self._simulate(str(dispatch.dispatch_id), claimed)
+        for jobs, outcome in outcomes:
+            await self._record_with_retry(jobs, outcome)
+
+    async def _claim(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> list[ClaimedJob]:
         job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
-        # No claim without a working simulator (a dead child is replaced first, or this raises). A
-        # child busy with the previous dispatch is working: the claim does not wait for it.
-        if not self.worker.ready:
-            await self.worker.start()
+        # No claim without a working simulator (a dead child is replaced first, or this raises).
+        await self.worker.start()
         claimed: list[ClaimedJob] = []
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
@@ -241,35 +254,32 @@ class ExecutorService:
                     )
                 )
             await jobs_changed(session, changed)
-        if not claimed:
-            log.info(
-                "dispatch %s is stale or a duplicate; dropped",
-                dispatch.dispatch_id,
-                extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
-            )
-            return
-        await self._run(str(dispatch.dispatch_id), claimed)
+        return claimed
 
     def _time_limit(self, job: Job) -> int:
         """The job's max execution time: its own (`cost`) capped at the system limit, or the default."""
         requested = job.max_execution_time or self.settings.default_max_execution_time
         return min(requested, self.settings.max_execution_time_limit)
 
-    async def _run(self, dispatch_id: str, claimed: list[ClaimedJob]) -> None:
+    async def _simulate(
+        self, dispatch_id: str, claimed: list[ClaimedJob]
+    ) -> list[tuple[list[ClaimedJob], Outcome]]:
+        """Run the claimed jobs in the child; the outcomes to record, each with its jobs."""
         outcome = await self.worker.run(
             dispatch_id,
             [JobInput(job.id, job.program_id, job.params) for job in claimed],
             lambda elapsed: self._should_stop(claimed, elapsed),
         )
-        if outcome.kind == "crashed" and len(claimed) > 1:
-            # One job may have taken the simulator down: run each alone so the others still complete.
-            async with unit_of_work(self.sessions) as session:
-                alive = await JobRepository(session).running_here([job.id for job in claimed], self.id)
-            for job in claimed:
-                if job.id in alive:
-                    await self._run(f"{dispatch_id}/{job.id}", [job])
-            return
-        await self._record_with_retry(claimed, outcome)
+        if outcome.kind != "crashed" or len(claimed) == 1:
+            return [(claimed, outcome)]
+        # One job may have taken the simulator down: run each alone so the others still complete.
+        async with unit_of_work(self.sessions) as session:
+            alive = await JobRepository(session).running_here([job.id for job in claimed], self.id)
+        outcomes: list[tuple[list[ClaimedJob], Outcome]] = []
+        for job in claimed:
+            if job.id in alive:
+                outcomes += await self._simulate(f"{dispatch_id}/{job.id}", [job])
+        return outcomes
 
     async def _record_with_retry(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
         """Write the outcome; while the database is away, keep the results and try again."""
@@ -344,35 +354,32 @@ class ExecutorService:
             if any(job.session_id for job in claimed):  # no session, nothing to lock first
                 await RuntimeSessionRepository(session).lock_sessions_of([job.id for job in claimed])
             finished: list[Job] = []
+            results: dict[str, JobRun] = {}
             for job, run in zip(claimed, self._runs(claimed, outcome), strict=True):
                 if run.job_id and run.job_id != job.id:
                     raise ResultMismatch(f"a run for job {run.job_id} came back for job {job.id}")
                 if run.ok:
-                    done = await jobs.complete(
-                        job.id, self.id, JobStatus.DONE, run.seconds, input_digest=run.input_digest
-                    )
-                    if done is None:
-                        if not await jobs.input_matches(job.id, run.input_digest):
-                            raise ResultMismatch(
-                                f"a result not computed from job {job.id}'s input was refused"
-                            )
-                        continue  # cancelled or timed out meanwhile: the result is not kept
-                    await jobs.add_result(job.id, run.payload, run.input_digest)
-                    finished.append(done)
-                else:
-                    code = (
-                        ErrorCode.SIMULATOR_FAILED if outcome.kind == "done" else ErrorCode.EXECUTION_FAILED
-                    )
-                    failed = await jobs.complete(
-                        job.id,
-                        self.id,
-                        JobStatus.ERROR,
-                        run.seconds,
-                        reason=run.payload,
-                        reason_code=int(code),
-                    )
-                    if failed is not None:
-                        finished.append(failed)
+                    results[job.id] = run
+                    continue
+                code = ErrorCode.SIMULATOR_FAILED if outcome.kind == "done" else ErrorCode.EXECUTION_FAILED
+                failed = await jobs.complete(
+                    job.id, self.id, JobStatus.ERROR, run.seconds, reason=run.payload, reason_code=int(code)
+                )
+                if failed is not None:
+                    finished.append(failed)
+            # The results of a dispatch complete their jobs in one statement, each only with the
+            # digest of its own stored input.
+            done = await jobs.complete_done(
+                self.id, [DoneRun(job_id, run.seconds, run.input_digest) for job_id, run in results.items()]
+            )
+            completed = {job.id for job in done}
+            for job_id, run in results.items():
+                if job_id in completed:
+                    await jobs.add_result(job_id, run.payload, run.input_digest)
+                elif not await jobs.input_matches(job_id, run.input_digest):
+                    raise ResultMismatch(f"a result not computed from job {job_id}'s input was refused")
+                # else: cancelled, timed out or taken over meanwhile; the result is not kept
+            finished += done
             await jobs_changed(session, finished)
         for finished_job in finished:
             EXECUTION_SECONDS.labels(self.backend).observe(finished_job.execution_seconds or 0.0)

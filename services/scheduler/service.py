@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scheduler.policy import (
@@ -45,6 +44,7 @@ from shared.messaging.messages import (
     DispatchGroup,
     Message,
     SessionChanged,
+    read_or_dead_letter,
     scheduler_command_adapter,
 )
 from shared.messaging.relay import OutboxRelay
@@ -223,11 +223,8 @@ class Scheduler:
         return max(0.0, self._next_timer_check - now)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
-        try:
-            command = scheduler_command_adapter.validate_json(message.body)
-        except ValidationError:
-            log.error("dead-lettering an unreadable command %s", message.message_id)
-            await message.reject(requeue=False)
+        command = await read_or_dead_letter(message, scheduler_command_adapter, "command")
+        if command is None:
             return
         # A command only wakes the scheduling pass, which reads what to do from the database and
         # applies it with conditional UPDATEs; a redelivered or duplicate command costs one more pass

@@ -59,8 +59,9 @@ async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
     outbox = OutboxRepository(db)
     started: set[str] = set()
     completed: dict[str, float] = {}
+    woken: set[tuple[str, str, str | None]] = set()
     for job in jobs:
-        await announce_job_state(outbox, job)
+        await announce_job_state(outbox, job, woken)
         status = job.status
         if job.session_id is None:
             continue
@@ -92,7 +93,12 @@ def _run_seconds(job: Job) -> float:
     return 0.0
 
 
-async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
+async def announce_job_state(
+    outbox: OutboxRepository, job: Job, woken: set[tuple[str, str, str | None]]
+) -> None:
+    """The job's event, and the command that wakes the scheduler. Commands are only wake-ups (the
+    pass reads the database), so the jobs of one change that share a backend and a session share one
+    (`woken` remembers which were sent)."""
     status = job.status
     event = Event(
         type="job.state_changed",
@@ -109,6 +115,10 @@ async def announce_job_state(outbox: OutboxRepository, job: Job) -> None:
     )
     await publish_event(outbox.session, event, job.user_id)
     _log_on_commit(outbox.session, job, status)
+    kind = "submitted" if status is JobStatus.QUEUED else "finished" if status.is_final else None
+    if kind is None or (kind, job.backend, job.session_id) in woken:
+        return
+    woken.add((kind, job.backend, job.session_id))
     if status is JobStatus.QUEUED:
         await outbox.add(
             COMMANDS,

@@ -1,10 +1,15 @@
 """Messages that travel over RabbitMQ: explicit, versioned pydantic models, each with a message id."""
 
+import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -81,3 +86,15 @@ scheduler_command_adapter: TypeAdapter[JobSubmitted | JobFinished | SessionChang
 
 ExecutorCommand = Annotated[Dispatch | DispatchGroup, Field(discriminator="type")]
 executor_command_adapter: TypeAdapter[Dispatch | DispatchGroup] = TypeAdapter(ExecutorCommand)
+
+
+async def read_or_dead_letter(
+    message: AbstractIncomingMessage, adapter: TypeAdapter[T], what: str
+) -> T | None:
+    """The message as `adapter` reads it; an unreadable one goes to the dead-letter queue (None)."""
+    try:
+        return adapter.validate_json(message.body)
+    except ValidationError:
+        log.error("dead-lettering an unreadable %s %s", what, message.message_id)
+        await message.reject(requeue=False)
+        return None

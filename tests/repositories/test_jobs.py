@@ -294,6 +294,39 @@ async def test_a_result_completes_only_the_job_whose_input_it_was_computed_from(
     assert stored == digest
 
 
+async def test_complete_done_completes_a_dispatch_in_one_statement(db):
+    import hashlib
+
+    from shared.db.repositories.jobs import DoneRun
+
+    jobs = JobRepository(db)
+    mine = [
+        await add_job(db, status=R, executor_id="ex-1", params=f'{{"pubs": [["p{n}"]], "version": 2}}')
+        for n in range(4)
+    ]
+    elsewhere = await add_job(db, status=R, executor_id="ex-2", params='{"pubs": [["x"]], "version": 2}')
+
+    def run(job, seconds, digest=None):
+        return DoneRun(job.id, seconds, digest or hashlib.sha256(job.params.encode()).hexdigest())
+
+    done = await jobs.complete_done(
+        "ex-1",
+        [
+            run(mine[0], 0.5),
+            run(mine[1], 1.5),
+            run(mine[2], 2.0, digest=hashlib.sha256(b"another input").hexdigest()),  # not its result
+            run(elsewhere, 1.0),  # held by another executor
+        ],
+    )
+    assert {job.id: job.execution_seconds for job in done} == {mine[0].id: 0.5, mine[1].id: 1.5}
+    assert all(job.status is D and job.finished_at is not None for job in done)
+    assert [await status_of(db, job.id) for job in (mine[2], mine[3], elsewhere)] == [R, R, R]
+    assert await jobs.complete_done("ex-1", []) == []
+    # One run alone takes the same way.
+    assert [job.id for job in await jobs.complete_done("ex-1", [run(mine[3], 0.1)])] == [mine[3].id]
+    assert await jobs.complete_done("ex-1", [run(mine[3], 0.1)]) == []  # already DONE
+
+
 async def test_requeue_running_here_only_for_this_executors_running_job(db):
     jobs = JobRepository(db)
     job = await add_job(db, status=R, executor_id="ex-1", dispatch_id=uuid.uuid4())

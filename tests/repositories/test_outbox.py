@@ -68,25 +68,29 @@ async def test_lock_unsent_mark_sent_and_prune(db):
 
 
 async def test_a_committed_transaction_notifies_once_and_a_rolled_back_one_never(migrated_database_url):
-    """The statement trigger of the outbox: one notification per committing transaction, however
-    many rows and statements it wrote; none for a rollback."""
+    """The trigger on event rows: one notification per committing transaction that wrote events,
+    however many rows and statements; none for a rollback, none for work rows alone."""
     dsn = asyncpg_dsn(migrated_database_url)
     listener, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     heard: list[str] = []
-    insert = "INSERT INTO outbox (message_id, exchange, routing_key, body, priority) VALUES ($1, 'commands', $2, '{}', 0)"
+    insert = (
+        "INSERT INTO outbox (message_id, exchange, routing_key, body, priority) VALUES ($1, $2, $3, '{}', 0)"
+    )
     try:
         await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(args[2]))
         async with writer.transaction():
-            await writer.executemany(insert, [(uuid.uuid4(), "n1"), (uuid.uuid4(), "n2")])
-            await writer.execute(insert, uuid.uuid4(), "n3")
+            await writer.executemany(insert, [(uuid.uuid4(), "events", "n1"), (uuid.uuid4(), "events", "n2")])
+            await writer.execute(insert, uuid.uuid4(), "commands", "n3")
         with contextlib.suppress(RuntimeError):
             async with writer.transaction():
-                await writer.execute(insert, uuid.uuid4(), "n4")
+                await writer.execute(insert, uuid.uuid4(), "events", "n4")
                 raise RuntimeError("rolled back")
+        async with writer.transaction():
+            await writer.execute(insert, uuid.uuid4(), "dispatch", "n5")
         await asyncio.sleep(0.3)
         assert heard == [NOTIFY_CHANNEL]
     finally:
-        await writer.execute("DELETE FROM outbox WHERE routing_key IN ('n1', 'n2', 'n3', 'n4')")
+        await writer.execute("DELETE FROM outbox WHERE routing_key IN ('n1', 'n2', 'n3', 'n4', 'n5')")
         await listener.close()
         await writer.close()
 

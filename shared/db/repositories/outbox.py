@@ -19,7 +19,8 @@ from shared.db.repositories.clock import seconds_ago
 from shared.events.document import Event
 from shared.messaging.messages import Message
 
-# A statement trigger on the outbox (migration i14_outbox_notify) notifies this channel on commit.
+# A trigger on event rows of the outbox (migration i14_outbox_notify) notifies this channel: once per
+# transaction that wrote events, on its commit.
 NOTIFY_CHANNEL = "qruntime_outbox"
 _WRITTEN_KEY = "outbox_written"
 _AFTER_COMMIT_KEY = "outbox_after_commit"

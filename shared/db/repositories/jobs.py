@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, and_, column, delete, func, or_, select, true, update, values
+from sqlalchemy import Float, String, and_, delete, func, literal, or_, select, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from shared.db.models import Executor, Job, JobResult, UsageRollup
 from shared.db.repositories.clock import seconds_ago
 from shared.db.repositories.executors import ExecutorRepository, is_live
+from shared.db.repositories.lists import any_of
 from shared.jobs.states import JobStatus, sources_of
 from shared.kit.errors import ErrorCode
 
@@ -324,7 +326,7 @@ class JobRepository:
     async def mark_dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[str]:
         """Give the still queued and undispatched ones of these jobs to one dispatch; returns their ids."""
         dispatched = await self._transition_all(
-            and_(Job.id.in_(job_ids), Job.dispatch_id.is_(None)),
+            and_(any_of(Job.id, job_ids, String()), Job.dispatch_id.is_(None)),
             JobStatus.QUEUED,
             sources=frozenset({JobStatus.QUEUED}),
             dispatch_id=dispatch_id,
@@ -381,7 +383,7 @@ class JobRepository:
         redispatched meanwhile no longer match and are left out."""
         sources = {JobStatus.QUEUED} | ({JobStatus.RUNNING} if redelivered else set())
         taken = await self._transition_all(
-            and_(Job.id.in_(job_ids), Job.dispatch_id == dispatch_id),
+            and_(any_of(Job.id, job_ids, String()), Job.dispatch_id == dispatch_id),
             JobStatus.RUNNING,
             sources=frozenset(sources),
             executor_id=executor_id,
@@ -395,7 +397,9 @@ class JobRepository:
         """Which of these jobs are still RUNNING on this executor (not cancelled, not taken over)."""
         rows = await self.session.scalars(
             select(Job.id).where(
-                Job.id.in_(job_ids), Job.executor_id == executor_id, Job.status == JobStatus.RUNNING
+                any_of(Job.id, job_ids, String()),
+                Job.executor_id == executor_id,
+                Job.status == JobStatus.RUNNING,
             )
         )
         return set(rows)
@@ -437,15 +441,15 @@ class JobRepository:
                 run.job_id, executor_id, JobStatus.DONE, run.seconds, input_digest=run.input_digest
             )
             return [one] if one is not None else []
+        # Three arrays unnested side by side: one statement text for any number of runs.
         done = (
-            values(
-                column("job_id", String()),
-                column("seconds", Float()),
-                column("digest", String()),
-                name="done",
+            func.unnest(
+                literal([run.job_id for run in runs], ARRAY(String())),
+                literal([run.seconds for run in runs], ARRAY(Float())),
+                literal([run.input_digest for run in runs], ARRAY(String())),
             )
-            .data([(run.job_id, run.seconds, run.input_digest) for run in runs])
-            .alias("done")
+            .table_valued("job_id", "seconds", "digest")
+            .render_derived(name="done")
         )
         return await self._transition_all(
             and_(

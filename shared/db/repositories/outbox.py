@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, or_, select, text, update
+from sqlalchemy import BigInteger, delete, event, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from shared.db.models import OutboxMessage
 from shared.db.repositories.clock import seconds_ago
+from shared.db.repositories.lists import any_of
 from shared.events.document import Event
 from shared.messaging.messages import Message
 
@@ -110,7 +111,7 @@ class OutboxRepository:
     async def mark_sent(self, ids: list[int]) -> None:
         await self.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids), OutboxMessage.sent_at.is_(None))
+            .where(any_of(OutboxMessage.id, ids, BigInteger()), OutboxMessage.sent_at.is_(None))
             .values(sent_at=text("now()"))
         )
 

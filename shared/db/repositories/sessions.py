@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     and_,
     case,
     exists,
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.clock import interval_seconds
+from shared.db.repositories.lists import any_of
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState, session_sources_of
 
@@ -157,7 +159,7 @@ class RuntimeSessionRepository:
         then its queued jobs; starting jobs in the same order keeps the two from deadlocking."""
         await self.session.execute(
             select(RuntimeSession.id)
-            .where(RuntimeSession.id.in_(select(Job.session_id).where(Job.id.in_(job_ids))))
+            .where(RuntimeSession.id.in_(select(Job.session_id).where(any_of(Job.id, job_ids, String()))))
             .order_by(RuntimeSession.id)
             .with_for_update(key_share=True)
         )

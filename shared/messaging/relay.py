@@ -166,13 +166,15 @@ class OutboxRelay:
                     raise BrokerLost("the relay's channel is closed")
                 self._wake.clear()
                 try:
-                    if self._handed_over:
-                        await self._publish_handed_over(exchanges)
-                        continue
+                    # Marks first: under a steady stream of commits the handed-over queue may never
+                    # empty, and published rows must be marked before the sweep's grace runs out.
                     if self._published and (
                         loop.time() >= self._mark_at or len(self._published) >= BATCH_SIZE
                     ):
                         await self._mark_published()
+                    if self._handed_over:
+                        await self._publish_handed_over(exchanges)
+                        continue
                     asked = self._sweep_due is not None and loop.time() >= self._sweep_due
                     if self.sweeping and (asked or loop.time() >= next_sweep):
                         self._sweep_due = None

@@ -168,41 +168,26 @@ class SimulatorRuntime:
             raise ProgramError(f"program {program_id} is not supported by this executor")
         params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
         options = params.get("options") or {}
-        started = time.perf_counter()
-        try:
-            result = runner(params, options)
-        except ProgramError:
-            raise
-        except Exception as exc:
-            raise ProgramError(f"the simulator refused the job: {short_message(exc, 500)}") from exc
-        return JobRun(
-            ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
-        )
+        return _timed(lambda: runner(params, options), "the simulator refused the job")
 
     def _dry_run(self, program_id: str, params_text: str) -> JobRun:
         """A job sent to a mock device: results of the right shape, random, nothing simulated."""
         params: dict[str, Any] = json.loads(params_text, cls=RuntimeDecoder)
         params.pop("dry_run")
         rng = np.random.default_rng()
-        started = time.perf_counter()
-        try:
+
+        def mock() -> Any:
             if program_id == "sampler":
-                result = mock_sampler(params, rng)
-            elif program_id == "estimator":
-                result = mock_estimator(params, rng)
-            elif program_id == "executor":
-                result = self._run_quantum_program(params, {}, dry_run=rng)
-            elif program_id == "noise-learner":
-                result = self._learn_noise(params, {})  # computed, not simulated: as cheap as a mock
-            else:
-                raise ProgramError(f"program {program_id} has no dry run here")
-        except ProgramError:
-            raise
-        except Exception as exc:
-            raise ProgramError(f"the dry run's inputs cannot run: {short_message(exc, 500)}") from exc
-        return JobRun(
-            ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
-        )
+                return mock_sampler(params, rng)
+            if program_id == "estimator":
+                return mock_estimator(params, rng)
+            if program_id == "executor":
+                return self._run_quantum_program(params, {}, dry_run=rng)
+            if program_id == "noise-learner":
+                return self._learn_noise(params, {})  # computed, not simulated: as cheap as a mock
+            raise ProgramError(f"program {program_id} has no dry run here")
+
+        return _timed(mock, "the dry run's inputs cannot run")
 
     @property
     def _programs(self) -> dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]]:
@@ -309,3 +294,18 @@ def _spans(start: datetime, stop: datetime, pubs: list[SamplerPub]) -> Any:
         shape = (*pub.parameter_values.shape, pub.shots)
         slices[index] = (shape, slice(0, math.prod(shape[:-1])), slice(0, pub.shots))
     return ExecutionSpans([DoubleSliceSpan(start, stop, slices)])
+
+
+def _timed(compute: Callable[[], Any], refusal: str) -> JobRun:
+    """Run one job's computation, timed; its result encoded as the client decodes it. Any failure but
+    a ProgramError (already worded for the user) becomes one, prefixed with `refusal`."""
+    started = time.perf_counter()
+    try:
+        result = compute()
+    except ProgramError:
+        raise
+    except Exception as exc:
+        raise ProgramError(f"{refusal}: {short_message(exc, 500)}") from exc
+    return JobRun(
+        ok=True, payload=json.dumps(result, cls=RuntimeEncoder), seconds=time.perf_counter() - started
+    )

@@ -6,6 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.driver import driver
 from shared.db.models import ApiKey, Instance, InstanceMember, Job, UsageRollup, User
 from shared.jobs.states import JobStatus
 
@@ -117,16 +118,15 @@ class IdentityRepository:
         return float(total or 0.0)
 
     async def instances_over_allocation(self, since: datetime) -> list[str]:
-        used = (
-            select(func.coalesce(func.sum(UsageRollup.billed_seconds), 0.0))
-            .where(
-                UsageRollup.instance_key == Instance.id, UsageRollup.hour >= func.date_trunc("hour", since)
-            )
-            .scalar_subquery()
-        )
-        rows = await self.session.scalars(
-            select(Instance.id).where(
-                Instance.usage_allocation_seconds.is_not(None), used >= Instance.usage_allocation_seconds
-            )
-        )
-        return list(rows)
+        """Instances whose billed usage since `since` (from the hourly rollup) reached their allocation.
+        On the driver: the scheduling pass asks this once a pass."""
+        rows = await (await driver(self.session)).fetch(_OVER_ALLOCATION, since)
+        return [row[0] for row in rows]
+
+
+_OVER_ALLOCATION = """
+SELECT instances.id FROM instances
+WHERE instances.usage_allocation_seconds IS NOT NULL
+  AND (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
+       WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', $1::timestamptz))
+      >= instances.usage_allocation_seconds"""

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, and_, delete, func, literal, or_, select, true, update
+from sqlalchemy import Float, String, and_, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from shared.db.models import Executor, Job, JobResult, UsageRollup
-from shared.db.repositories.clock import seconds_ago
-from shared.db.repositories.executors import ExecutorRepository, is_live
+from shared.db.driver import driver
+from shared.db.models import Executor, Job, JobResult
+from shared.db.repositories.executors import is_live
 from shared.db.repositories.lists import any_of
 from shared.jobs.states import JobStatus, sources_of
 from shared.kit.errors import ErrorCode
@@ -21,6 +21,64 @@ from shared.kit.errors import ErrorCode
 
 def _in_states(states: frozenset[JobStatus]) -> list[str]:
     return [s.value for s in states]
+
+
+def _allowed_sources(target: JobStatus, sources: frozenset[JobStatus] | None) -> frozenset[JobStatus]:
+    """The states a job may move to `target` from: the transition table's, narrowed to `sources`."""
+    allowed = sources_of(target)
+    if sources is None:
+        return allowed
+    if not sources <= allowed:
+        raise ValueError(f"the transition table has no move from {set(sources - allowed)} to {target}")
+    return sources
+
+
+# A job in flight: dispatched (QUEUED with a dispatch) or RUNNING. The scheduling pass's statements
+# are plain SQL on the driver; they read the same columns and indexes as the ORM queries they replace.
+_IN_FLIGHT = "(status = 'RUNNING' OR (status = 'QUEUED' AND dispatch_id IS NOT NULL))"
+
+_BACKEND_LOADS = f"""
+WITH waiting AS (SELECT DISTINCT backend FROM jobs WHERE status = 'QUEUED' AND dispatch_id IS NULL)
+SELECT waiting.backend,
+       (SELECT count(DISTINCT dispatch_id) FROM jobs
+         WHERE jobs.backend = waiting.backend AND {_IN_FLIGHT})::int AS in_flight,
+       (SELECT count(*) FROM executors
+         WHERE executors.backend = waiting.backend AND executors.stopped_at IS NULL
+           AND executors.heartbeat_at > now() - make_interval(secs => $1))::int AS live
+FROM waiting"""
+
+_UNDISPATCHED = """
+SELECT id, instance_id, session_id, priority, created_at, total_shots FROM (
+    SELECT id, instance_id, session_id, priority, created_at, total_shots,
+           row_number() OVER (PARTITION BY instance_id, session_id
+                              ORDER BY priority DESC, created_at, id) AS rank
+    FROM jobs
+    WHERE backend = $1 AND status = 'QUEUED' AND dispatch_id IS NULL
+      AND (instance_id IS NULL OR NOT instance_id = ANY($3::varchar[]))
+) AS ranked
+WHERE rank <= $2"""
+
+_IN_FLIGHT_SESSIONS = f"""
+SELECT DISTINCT session_id FROM jobs WHERE backend = $1 AND session_id IS NOT NULL AND {_IN_FLIGHT}"""
+
+_USAGE_BY_INSTANCE = """
+SELECT instance_key, sum(ran_seconds) AS seconds FROM usage_rollup
+WHERE hour >= date_trunc('hour', now() - make_interval(secs => $1))
+GROUP BY instance_key
+UNION ALL
+SELECT instance_id, sum(coalesce(execution_seconds, extract(epoch FROM now() - started_at)))
+FROM jobs WHERE status = 'RUNNING' AND started_at IS NOT NULL
+GROUP BY instance_id"""
+
+_DISPATCHED_UNSTARTED = """
+SELECT instance_id, count(*) FROM jobs
+WHERE backend = $1 AND status = 'QUEUED' AND dispatch_id IS NOT NULL
+GROUP BY instance_id"""
+
+_MARK_DISPATCHED = """
+UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
+WHERE id = ANY($1::varchar[]) AND dispatch_id IS NULL AND status = ANY($3::varchar[])
+RETURNING id"""
 
 
 @dataclass(frozen=True)
@@ -175,13 +233,7 @@ class JobRepository:
     ) -> list[Job]:
         """The one way a job's state changes: a conditional UPDATE from the states the table allows
         (narrowed to `sources` when a move allows fewer), so racing processes cannot both win."""
-        allowed = sources_of(target)
-        if sources is not None:
-            if not sources <= allowed:
-                raise ValueError(
-                    f"the transition table has no move from {set(sources - allowed)} to {target}"
-                )
-            allowed = sources
+        allowed = _allowed_sources(target, sources)
         result = await self.session.execute(
             update(Job)
             .where(where, Job.status.in_(_in_states(allowed)))  # type: ignore[arg-type]
@@ -193,27 +245,12 @@ class JobRepository:
 
     # --- scheduler -------------------------------------------------------------------------
 
+    # The scheduling pass's statements run on the driver (shared/db/driver.py): one pass a job.
+
     async def backend_loads(self, lease_seconds: float) -> list[BackendLoad]:
         """Dispatched-but-unfinished jobs and live executors per backend with queued work."""
-        in_flight = (
-            select(Job.backend, func.count(Job.dispatch_id.distinct()).label("n"))
-            .where(
-                or_(
-                    Job.status == JobStatus.RUNNING,
-                    and_(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_not(None)),
-                )
-            )
-            .group_by(Job.backend)
-        )
-        waiting = (
-            select(Job.backend).where(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_(None)).distinct()
-        )
-        backends = (await self.session.scalars(waiting)).all()
-        if not backends:  # the usual answer after a job finished: nothing waits, nothing more to read
-            return []
-        flights = dict((await self.session.execute(in_flight)).tuples().all())
-        lives = await ExecutorRepository(self.session).live_per_backend(lease_seconds)
-        return [BackendLoad(b, int(flights.get(b, 0)), int(lives.get(b, 0))) for b in backends]
+        rows = await (await driver(self.session)).fetch(_BACKEND_LOADS, lease_seconds)
+        return [BackendLoad(row["backend"], row["in_flight"], row["live"]) for row in rows]
 
     async def undispatched(
         self, backend: str, per_owner_and_session: int, held_instances: Sequence[str] = ()
@@ -221,95 +258,30 @@ class JobRepository:
         """Queued, undispatched jobs of a backend: the first few of every (instance, session) in their
         own order, so one owner's long queue never hides another owner's jobs from the policy. Jobs of
         `held_instances` (their usage allocation is used up) wait and are not offered."""
-        held = (
-            or_(Job.instance_id.is_(None), Job.instance_id.not_in(held_instances))
-            if held_instances
-            else true()
+        rows = await (await driver(self.session)).fetch(
+            _UNDISPATCHED, backend, per_owner_and_session, list(held_instances)
         )
-        ranked = (
-            select(
-                Job.id,
-                Job.instance_id,
-                Job.session_id,
-                Job.priority,
-                Job.created_at,
-                Job.total_shots,
-                func.row_number()
-                .over(
-                    partition_by=(Job.instance_id, Job.session_id),
-                    order_by=(Job.priority.desc(), Job.created_at, Job.id),
-                )
-                .label("rank"),
-            )
-            .where(Job.backend == backend, Job.status == JobStatus.QUEUED, Job.dispatch_id.is_(None), held)
-            .subquery()
-        )
-        rows = await self.session.execute(
-            select(
-                ranked.c.id,
-                ranked.c.instance_id,
-                ranked.c.session_id,
-                ranked.c.priority,
-                ranked.c.created_at,
-                ranked.c.total_shots,
-            ).where(ranked.c.rank <= per_owner_and_session)
-        )
-        return [QueuedJobRow(*row) for row in rows.tuples()]
+        return [QueuedJobRow(*row) for row in rows]
 
     async def in_flight_sessions(self, backend: str) -> set[str]:
         """Sessions with a job dispatched or running on this backend."""
-        rows = await self.session.scalars(
-            select(Job.session_id)
-            .where(
-                Job.backend == backend,
-                Job.session_id.is_not(None),
-                or_(
-                    Job.status == JobStatus.RUNNING,
-                    and_(Job.status == JobStatus.QUEUED, Job.dispatch_id.is_not(None)),
-                ),
-            )
-            .distinct()
-        )
-        return {session_id for session_id in rows if session_id is not None}
+        rows = await (await driver(self.session)).fetch(_IN_FLIGHT_SESSIONS, backend)
+        return {row[0] for row in rows}
 
     async def usage_by_instance(self, window_seconds: float) -> dict[str | None, float]:
         """Backend seconds each instance used within the rolling window (NULL: the anonymous owner),
         counting what runs now up to this moment. Finished jobs come from the hourly rollup (the hour
         in which the window starts counts whole), so the cost does not grow with history."""
         usage: dict[str | None, float] = {}
-        finished = await self.session.execute(
-            select(UsageRollup.instance_key, func.sum(UsageRollup.ran_seconds))
-            .where(UsageRollup.hour >= func.date_trunc("hour", seconds_ago(window_seconds)))
-            .group_by(UsageRollup.instance_key)
-        )
-        for key, seconds in finished.tuples():
-            usage[key or None] = float(seconds or 0.0)
-        running = await self.session.execute(
-            select(
-                Job.instance_id,
-                func.sum(
-                    func.coalesce(Job.execution_seconds, func.extract("epoch", func.now() - Job.started_at))
-                ),
-            )
-            .where(Job.status == JobStatus.RUNNING, Job.started_at.is_not(None))
-            .group_by(Job.instance_id)
-        )
-        for instance, seconds in running.tuples():
-            usage[instance] = usage.get(instance, 0.0) + float(seconds or 0.0)
+        for row in await (await driver(self.session)).fetch(_USAGE_BY_INSTANCE, window_seconds):
+            key = row["instance_key"] or None
+            usage[key] = usage.get(key, 0.0) + float(row["seconds"] or 0.0)
         return usage
 
     async def dispatched_unstarted_by_instance(self, backend: str) -> dict[str | None, int]:
         """Jobs per instance on their way to an executor of this backend (not yet counted as usage)."""
-        rows = await self.session.execute(
-            select(Job.instance_id, func.count())
-            .where(
-                Job.backend == backend,
-                Job.status == JobStatus.QUEUED,
-                Job.dispatch_id.is_not(None),
-            )
-            .group_by(Job.instance_id)
-        )
-        return {instance: int(n) for instance, n in rows.tuples()}
+        rows = await (await driver(self.session)).fetch(_DISPATCHED_UNSTARTED, backend)
+        return {row[0]: int(row[1]) for row in rows}
 
     async def mean_run_seconds(self, backend: str, sample: int = 100) -> float | None:
         """How long this backend's recent jobs ran, on average (the policy's estimate of a job's cost)."""
@@ -325,14 +297,11 @@ class JobRepository:
 
     async def mark_dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[str]:
         """Give the still queued and undispatched ones of these jobs to one dispatch; returns their ids."""
-        dispatched = await self._transition_all(
-            and_(any_of(Job.id, job_ids, String()), Job.dispatch_id.is_(None)),
-            JobStatus.QUEUED,
-            sources=frozenset({JobStatus.QUEUED}),
-            dispatch_id=dispatch_id,
-            dispatched_at=func.now(),
+        allowed = _allowed_sources(JobStatus.QUEUED, frozenset({JobStatus.QUEUED}))
+        rows = await (await driver(self.session)).fetch(
+            _MARK_DISPATCHED, list(job_ids), dispatch_id, _in_states(allowed)
         )
-        claimed = {job.id for job in dispatched}
+        claimed = {row[0] for row in rows}
         return [job_id for job_id in job_ids if job_id in claimed]
 
     async def orphaned_running(self, lease_seconds: float, lock: bool = True) -> list[Job]:

@@ -3,6 +3,7 @@ allows, and appends the new state to the session's timestamps in the same statem
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -13,7 +14,6 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    or_,
     select,
     true,
     type_coerce,
@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.driver import driver
 from shared.db.models import Job, RuntimeSession
 from shared.db.repositories.clock import interval_seconds
 from shared.db.repositories.lists import any_of
@@ -29,6 +30,21 @@ from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionMode, SessionState, session_sources_of
 
 _PENDING = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+
+
+@dataclass(frozen=True)
+class ScheduledSession:
+    """What the scheduling policy needs to know of a session."""
+
+    id: str
+    mode: SessionMode
+    state: SessionState
+    activated_at: datetime | None
+
+
+_FOR_SCHEDULING = """
+SELECT id, mode, state, activated_at FROM sessions
+WHERE (backend = $1 AND state = 'active') OR id = ANY($2::varchar[])"""
 
 
 @dataclass(frozen=True)
@@ -270,20 +286,16 @@ class RuntimeSessionRepository:
 
     # --- scheduling snapshot -------------------------------------------------------------------
 
-    async def for_scheduling(self, backend: str, session_ids: set[str]) -> list[RuntimeSession]:
-        """The backend's active sessions and the given ones (those of its queued or in-flight jobs)."""
-        rows = await self.session.scalars(
-            select(RuntimeSession).where(
-                or_(
-                    and_(
-                        RuntimeSession.backend == backend,
-                        RuntimeSession.state == SessionState.ACTIVE,
-                    ),
-                    RuntimeSession.id.in_(sorted(session_ids)),
-                )
+    async def for_scheduling(self, backend: str, session_ids: set[str]) -> list[ScheduledSession]:
+        """The backend's active sessions and the given ones (those of its queued or in-flight jobs).
+        On the driver: the scheduling pass asks this once a pass."""
+        rows = await (await driver(self.session)).fetch(_FOR_SCHEDULING, backend, sorted(session_ids))
+        return [
+            ScheduledSession(
+                row["id"], SessionMode(row["mode"]), SessionState(row["state"]), row["activated_at"]
             )
-        )
-        return list(rows)
+            for row in rows
+        ]
 
 
 def _closing(reason: str) -> dict[str, Any]:

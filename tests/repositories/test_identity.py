@@ -119,3 +119,12 @@ async def test_unfinished_jobs_and_usage(db):
     assert await repo.usage_seconds(unlimited.id, since=ago(3600)) == 99.0
     over = await repo.instances_over_allocation(since=ago(3600))
     assert instance.id in over and spare.id not in over and unlimited.id not in over
+
+
+async def test_concurrency_limit(db):
+    repo = IdentityRepository(db)
+    limited = await add_instance(db, max_concurrent_jobs=3)
+    unlimited = await add_instance(db)
+    assert await repo.concurrency_limit(limited.id) == 3
+    assert await repo.concurrency_limit(unlimited.id) is None
+    assert await repo.concurrency_limit("no-such-instance") is None

@@ -224,8 +224,7 @@ class JobService:
         # Only an instance with a limit serialises its submissions (on its row): without one, parallel
         # clients of one instance submit in parallel. A limit set at this very moment may let the
         # submissions already past this read through.
-        unlocked = await identity.instance(instance_id)
-        if unlocked is None or unlocked.max_concurrent_jobs is None:
+        if await identity.concurrency_limit(instance_id) is None:
             return
         instance = await identity.lock_instance(instance_id)
         limit = instance.max_concurrent_jobs if instance else None

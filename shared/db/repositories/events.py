@@ -3,9 +3,13 @@
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.driver import driver
 from shared.db.models import EventRecord
 from shared.db.repositories.clock import seconds_ago
 from shared.events.document import Event
+
+_ADD = """
+INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body) VALUES ($1, $2, $3, $4, $5, $6)"""
 
 
 class EventRepository:
@@ -13,15 +17,15 @@ class EventRepository:
         self.session = session
 
     async def add(self, event: Event, user_id: str | None) -> None:
-        self.session.add(
-            EventRecord(
-                event_id=event.event_id,
-                job_id=event.job_id,
-                session_id=event.session_id,
-                user_id=user_id,
-                instance_id=event.instance,
-                body=event.model_dump(mode="json"),
-            )
+        # On the driver (shared/db/driver.py): every change of a job writes one.
+        await (await driver(self.session)).execute(
+            _ADD,
+            event.event_id,
+            event.job_id,
+            event.session_id,
+            user_id,
+            event.instance,
+            event.model_dump_json(),
         )
 
     async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:

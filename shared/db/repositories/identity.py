@@ -54,6 +54,13 @@ class IdentityRepository:
     async def instance(self, instance_id: str) -> Instance | None:
         return await self.session.get(Instance, instance_id)
 
+    async def concurrency_limit(self, instance_id: str) -> int | None:
+        """The instance's limit on queued and running jobs (None: none, or no such instance); on the
+        driver, since every submission asks."""
+        return await (await driver(self.session)).fetchval(  # type: ignore[no-any-return]
+            "SELECT max_concurrent_jobs FROM instances WHERE id = $1", instance_id
+        )
+
     async def instance_by_name(self, name: str) -> Instance | None:
         return await self.session.scalar(select(Instance).where(Instance.name == name))
 

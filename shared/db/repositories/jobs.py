@@ -1,15 +1,14 @@
 """SQL for jobs. Every state change is a conditional UPDATE on the states the transition table allows."""
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, and_, delete, func, literal, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import String, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from shared.db.driver import driver
 from shared.db.models import Executor, Job, JobResult
@@ -75,6 +74,43 @@ SELECT instance_id, count(*) FROM jobs
 WHERE backend = $1 AND status = 'QUEUED' AND dispatch_id IS NOT NULL
 GROUP BY instance_id"""
 
+# A job read on the driver is a detached Job built from its row: the columns by attribute name.
+_JOB_COLUMNS = [(Job.__mapper__.get_property_by_column(c).key, c.name) for c in Job.__table__.columns]
+_WITHOUT_PARAMS = ", ".join(f"jobs.{name}" for _key, name in _JOB_COLUMNS if name != "params")
+
+
+def _detached_job(row: Mapping[str, Any]) -> Job:
+    present = set(row.keys())
+    values = {key: row[name] for key, name in _JOB_COLUMNS if name in present}
+    values["status"] = JobStatus(values["status"])
+    return Job(**values)
+
+
+_INSERTED_COLUMNS = [(key, name) for key, name in _JOB_COLUMNS if name != "created_at"]
+_INSERTED_KEYS = [key for key, _name in _INSERTED_COLUMNS]
+_ADD_JOB = (
+    f"INSERT INTO jobs ({', '.join(name for _key, name in _INSERTED_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_INSERTED_COLUMNS) + 1))}) RETURNING created_at"
+)
+
+_GET_WITHOUT_PARAMS = f"SELECT {_WITHOUT_PARAMS} FROM jobs WHERE id = $1"
+
+_CLAIM = """
+UPDATE jobs SET status = 'RUNNING', executor_id = $3, attempts = attempts + 1,
+                started_at = coalesce(started_at, now())
+WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = ANY($4::varchar[])
+RETURNING *"""
+
+# The digest is the one params_digest() computes (SHA-256 hex of the stored input).
+_COMPLETE_DONE = f"""
+UPDATE jobs SET status = 'DONE', execution_seconds = done.seconds, finished_at = now()
+FROM unnest($2::varchar[], $3::float8[], $4::varchar[]) AS done(job_id, seconds, digest)
+WHERE jobs.id = done.job_id AND jobs.executor_id = $1 AND jobs.status = ANY($5::varchar[])
+  AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = done.digest
+RETURNING {_WITHOUT_PARAMS}"""
+
+_ADD_RESULT = "INSERT INTO job_results (job_id, body, input_digest) VALUES ($1, $2, $3)"
+
 _MARK_DISPATCHED = """
 UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
 WHERE id = ANY($1::varchar[]) AND dispatch_id IS NULL AND status = ANY($3::varchar[])
@@ -134,20 +170,25 @@ class JobRepository:
         self.session = session
 
     async def add(self, job: Job) -> None:
-        self.session.add(job)
-        await self.session.flush()
+        """Insert the job at once, on the driver (one per submission); the job stays detached and
+        gets its defaults and the database's `created_at`."""
+        job.status = job.status or JobStatus.QUEUED
+        job.priority = job.priority or 0
+        job.tags = job.tags or []
+        job.attempts = job.attempts or 0
+        values = [getattr(job, key) for key, _name in _INSERTED_COLUMNS]
+        values[_INSERTED_KEYS.index("status")] = job.status.value
+        values[_INSERTED_KEYS.index("tags")] = json.dumps(job.tags)
+        job.created_at = await (await driver(self.session)).fetchval(_ADD_JOB, *values)
 
     async def get(self, job_id: str) -> Job | None:
         return await self.session.get(Job, job_id, populate_existing=True)
 
     async def get_without_params(self, job_id: str) -> Job | None:
-        """The job by primary key without its inputs (often the largest column): what a status poll reads."""
-        return await self.session.scalar(
-            select(Job)
-            .where(Job.id == job_id)
-            .options(defer(Job.params, raiseload=True))
-            .execution_options(populate_existing=True)
-        )
+        """The job by primary key without its inputs (often the largest column): what a status poll
+        reads, on the driver. The job is detached: a view of the row, not tracked by the session."""
+        row = await (await driver(self.session)).fetchrow(_GET_WITHOUT_PARAMS, job_id)
+        return None if row is None else _detached_job(row)
 
     async def find(self, where: JobFilter) -> tuple[list[Job], int]:
         """One page of jobs and the total number matching (ignoring limit and offset)."""
@@ -349,17 +390,14 @@ class JobRepository:
     ) -> list[Job]:
         """Take the dispatch's jobs for this executor. A redelivered dispatch may take over RUNNING jobs,
         because RabbitMQ only redelivers once the previous holder's channel is gone. Jobs cancelled or
-        redispatched meanwhile no longer match and are left out."""
+        redispatched meanwhile no longer match and are left out. On the driver; the jobs returned are
+        detached views of the rows, inputs included."""
         sources = {JobStatus.QUEUED} | ({JobStatus.RUNNING} if redelivered else set())
-        taken = await self._transition_all(
-            and_(any_of(Job.id, job_ids, String()), Job.dispatch_id == dispatch_id),
-            JobStatus.RUNNING,
-            sources=frozenset(sources),
-            executor_id=executor_id,
-            attempts=Job.attempts + 1,
-            started_at=func.coalesce(Job.started_at, func.now()),
+        allowed = _allowed_sources(JobStatus.RUNNING, frozenset(sources))
+        rows = await (await driver(self.session)).fetch(
+            _CLAIM, list(job_ids), dispatch_id, executor_id, _in_states(allowed)
         )
-        claimed = {job.id: job for job in taken}
+        claimed = {row["id"]: _detached_job(row) for row in rows}
         return [claimed[job_id] for job_id in job_ids if job_id in claimed]
 
     async def running_here(self, job_ids: Sequence[str], executor_id: str) -> set[str]:
@@ -401,36 +439,21 @@ class JobRepository:
     async def complete_done(self, executor_id: str, runs: Sequence[DoneRun]) -> list[Job]:
         """`complete(..., DONE, ...)` for many jobs in one UPDATE: each RUNNING job held by this
         executor whose stored input has the run's digest becomes DONE with the run's seconds. The
-        jobs that did not (cancelled, timed out, taken over, or another input) are left out."""
+        jobs that did not (cancelled, timed out, taken over, or another input) are left out. On the
+        driver, three arrays unnested side by side (one statement text for any number of runs); the
+        jobs returned are detached views of the rows, without their inputs."""
         if not runs:
             return []
-        if len(runs) == 1:  # the plain UPDATE is cheaper to build than one joined with VALUES
-            run = runs[0]
-            one = await self.complete(
-                run.job_id, executor_id, JobStatus.DONE, run.seconds, input_digest=run.input_digest
-            )
-            return [one] if one is not None else []
-        # Three arrays unnested side by side: one statement text for any number of runs.
-        done = (
-            func.unnest(
-                literal([run.job_id for run in runs], ARRAY(String())),
-                literal([run.seconds for run in runs], ARRAY(Float())),
-                literal([run.input_digest for run in runs], ARRAY(String())),
-            )
-            .table_valued("job_id", "seconds", "digest")
-            .render_derived(name="done")
+        allowed = _allowed_sources(JobStatus.DONE, frozenset({JobStatus.RUNNING}))
+        rows = await (await driver(self.session)).fetch(
+            _COMPLETE_DONE,
+            executor_id,
+            [run.job_id for run in runs],
+            [run.seconds for run in runs],
+            [run.input_digest for run in runs],
+            _in_states(allowed),
         )
-        return await self._transition_all(
-            and_(
-                Job.id == done.c.job_id,
-                Job.executor_id == executor_id,
-                Job.status == JobStatus.RUNNING,
-                params_digest() == done.c.digest,
-            ),
-            JobStatus.DONE,
-            execution_seconds=done.c.seconds,
-            finished_at=func.now(),
-        )
+        return [_detached_job(row) for row in rows]
 
     async def time_out(self, job_id: str, executor_id: str, reason: str, seconds: float) -> Job | None:
         """RUNNING (held by this executor) -> CANCELLED with reason code 1305: it ran too long."""
@@ -444,8 +467,7 @@ class JobRepository:
         )
 
     async def add_result(self, job_id: str, body: str, input_digest: str | None = None) -> None:
-        # Inserted at the next flush, together with the results of the other jobs of a dispatch.
-        self.session.add(JobResult(job_id=job_id, body=body, input_digest=input_digest))
+        await (await driver(self.session)).execute(_ADD_RESULT, job_id, body, input_digest)
 
     async def input_matches(self, job_id: str, input_digest: str) -> bool:
         """Whether the job's stored input has this digest (used to explain a refused completion)."""

@@ -4,6 +4,8 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.driver import driver
+
 RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one outbox relay at a time per database (events in commit order)
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch": one scheduler leads per database
 EVENT_RELAY_KEY = 0x71_65_76_74  # "qevt": one relay publishes events as they commit, in commit order
@@ -11,9 +13,8 @@ EVENT_RELAY_KEY = 0x71_65_76_74  # "qevt": one relay publishes events as they co
 
 async def try_relay_lock(session: AsyncSession) -> bool:
     """Held until the transaction ends."""
-    return bool(
-        await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=RELAY_LOCK_KEY))
-    )
+    connection = await driver(session)  # every sweep asks first
+    return bool(await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY))
 
 
 async def try_leader_lock(connection: asyncpg.Connection) -> bool:

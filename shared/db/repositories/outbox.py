@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, or_, select
+from sqlalchemy import delete, event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,15 @@ RETURNING id"""
 _MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) AND sent_at IS NULL"
 
 
+_LOCK_UNSENT = """
+SELECT id, message_id, exchange, routing_key, body, priority FROM outbox
+WHERE sent_at IS NULL
+  AND (created_at <= now() - make_interval(secs => $1) OR exchange = ANY($2::varchar[]))
+ORDER BY id
+LIMIT $3
+FOR UPDATE SKIP LOCKED"""
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -97,22 +106,25 @@ class OutboxRepository:
 
     async def lock_unsent(
         self, limit: int, older_than_seconds: float = 0.0, any_age_on: Sequence[str] = ()
-    ) -> list[OutboxMessage]:
+    ) -> list[CommittedMessage]:
         """The oldest unsent rows, locked for this transaction: those of the exchanges `any_age_on`
         whatever their age, the others only once committed at least `older_than_seconds` ago
-        (younger ones are still being published by the process that committed them)."""
-        old_enough = OutboxMessage.created_at <= seconds_ago(older_than_seconds)
-        rows = await self.session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.sent_at.is_(None),
-                or_(old_enough, OutboxMessage.exchange.in_(any_age_on)) if any_age_on else old_enough,
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        (younger ones are still being published by the process that committed them). On the
+        driver: the event relay sweeps on every NOTIFY."""
+        rows = await (await driver(self.session)).fetch(
+            _LOCK_UNSENT, older_than_seconds, list(any_age_on), limit
         )
-        return list(rows)
+        return [
+            CommittedMessage(
+                row["id"],
+                row["message_id"],
+                row["exchange"],
+                row["routing_key"],
+                row["body"],
+                row["priority"],
+            )
+            for row in rows
+        ]
 
     async def mark_sent(self, ids: list[int]) -> None:
         await (await driver(self.session)).execute(_MARK_SENT, ids)

@@ -41,7 +41,6 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 @router.get(
     "/users",
-    response_model=list[UserView],
     **documented("List users", f"Every user with role and state. {ADMIN_ONLY}", example=[USER]),
 )
 async def list_users(request: Request, _: CurrentAdmin) -> list[UserView]:
@@ -51,8 +50,6 @@ async def list_users(request: Request, _: CurrentAdmin) -> list[UserView]:
 
 @router.post(
     "/users",
-    response_model=UserView,
-    status_code=201,
     **documented(
         "Create a user",
         f"A user (`admin: true` for an administrator); names are 1-128 letters, digits or . _ @ -. {ADMIN_ONLY}",
@@ -69,8 +66,6 @@ async def create_user(body: UserCreate, request: Request, _: CurrentAdmin) -> Us
 
 @router.post(
     "/users/{user}/keys",
-    response_model=KeyCreated,
-    status_code=201,
     **documented(
         "Create an API key",
         "A new API key for the user (name or id). The key is in this answer only: just its hash is "
@@ -91,7 +86,6 @@ async def create_key(user: str, request: Request, _: CurrentAdmin) -> KeyCreated
 
 @router.delete(
     "/keys/{key_id}",
-    response_model=KeyView,
     **documented(
         "Revoke an API key",
         "Revoke the key whose id is the middle part of qrt_<id>_<secret>; its access tokens stop "
@@ -113,7 +107,6 @@ async def revoke_key(key_id: str, request: Request, _: CurrentAdmin) -> KeyView:
 
 @router.get(
     "/instances",
-    response_model=list[InstanceView],
     **documented(
         "List instances", f"Every instance with its CRN and limits. {ADMIN_ONLY}", example=[INSTANCE]
     ),
@@ -125,8 +118,6 @@ async def list_instances(request: Request, _: CurrentAdmin) -> list[InstanceView
 
 @router.post(
     "/instances",
-    response_model=InstanceView,
-    status_code=201,
     **documented(
         "Create an instance",
         "An instance (tenant): its CRN is what clients send as Service-CRN. Optional limits: usage "
@@ -147,7 +138,6 @@ async def create_instance(body: InstanceCreate, request: Request, _: CurrentAdmi
 
 @router.patch(
     "/instances/{instance}",
-    response_model=InstanceView,
     **documented(
         "Change an instance's limits",
         "Fields sent replace the instance's limits (seconds per window; jobs); null removes a "
@@ -167,12 +157,12 @@ async def set_instance_limits(
 
 @router.post(
     "/instances/{instance}/members",
-    status_code=204,
     **documented(
         "Add a member",
         f"Let a user (name or id) act in the instance (name, id or CRN). {ADMIN_ONLY}",
         request_example={"user": "alice"},
         refusals=[E.NOT_FOUND],
+        status=204,
     ),
 )
 async def add_member(instance: str, body: MemberAdd, request: Request, _: CurrentAdmin) -> None:

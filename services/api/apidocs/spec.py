@@ -186,8 +186,9 @@ def documented(
     responses: dict[int | str, dict[str, Any]] | None = None,
     response_schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: its summary and description, an example of its
-    answer (or of its request body), and the refusals it can answer besides the common ones."""
+    """Keyword arguments for a route decorator: its summary and description, its status when it
+    succeeds (`status_code` unless 200) with an example of its answer (or of its request body), and
+    the refusals it can answer besides the common ones."""
     documented_responses: dict[int | str, dict[str, Any]] = {
         **_error_responses(refusals),
         **(responses or {}),
@@ -201,6 +202,8 @@ def documented(
         "description": description,
         "responses": documented_responses,
     }
+    if status != 200:
+        documentation["status_code"] = status
     if request_model is not None:
         # For routes that read their body raw: the model documents it, the route still parses it.
         BODY_MODELS[request_model.__name__] = request_model

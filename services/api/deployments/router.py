@@ -38,8 +38,6 @@ router = APIRouter(tags=["deployments"])
 
 @router.post(
     "/deployments",
-    response_model=DeploymentView,
-    status_code=201,
     **documented(
         "Create a deployment",
         "Store a named bundle of programs (OpenQASM 2, OpenQASM 3, or QPY in base64). Each program "
@@ -59,7 +57,6 @@ async def create_deployment(
 
 @router.get(
     "/deployments",
-    response_model=DeploymentList,
     **documented(
         "List deployments",
         "The caller's deployments, filtered by exact `name`, paged; `count` ignores paging.",
@@ -81,7 +78,6 @@ async def list_deployments(
 
 @router.get(
     "/deployments/{deployment_id}",
-    response_model=DeploymentView,
     **documented(
         "Get a deployment",
         "A deployment with its programs.",
@@ -95,7 +91,6 @@ async def get_deployment(deployment_id: str, request: Request, principal: Curren
 
 @router.put(
     "/deployments/{deployment_id}",
-    response_model=DeploymentView,
     **documented(
         "Replace a deployment",
         "Replace the name and programs (parsed as on creation); jobs already submitted keep their inputs.",
@@ -112,11 +107,11 @@ async def replace_deployment(
 
 @router.delete(
     "/deployments/{deployment_id}",
-    status_code=204,
     **documented(
         "Delete a deployment",
         "Delete a deployment; refused (409) while jobs use it.",
         refusals=[E.DEPLOYMENT_NOT_FOUND, E.DEPLOYMENT_IN_USE],
+        status=204,
     ),
 )
 async def delete_deployment(deployment_id: str, request: Request, principal: CurrentPrincipal) -> Response:
@@ -126,8 +121,6 @@ async def delete_deployment(deployment_id: str, request: Request, principal: Cur
 
 @router.post(
     "/deployments/{deployment_id}/jobs",
-    response_model=JobCreated,
-    status_code=201,
     **documented(
         "Run a deployment",
         "Queue one job that runs every program of the deployment on `device`: RUNNER (counts and "

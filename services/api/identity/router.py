@@ -32,7 +32,6 @@ class TokenResponse(BaseModel):
 
 @router.post(
     "/identity/token",
-    response_model=TokenResponse,
     **documented(
         "Exchange an API key for an access token",
         "The IAM apikey grant the official client performs against $IAM_URL/identity/token: a form "

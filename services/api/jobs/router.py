@@ -22,7 +22,6 @@ Jobs = Annotated[JobService, Depends(job_service)]
 
 @router.post(
     "/jobs",
-    response_model=JobCreated,
     **documented(
         "Submit a job",
         "Queue a sampler or estimator job (what `SamplerV2.run`/`EstimatorV2.run` and the executor "
@@ -55,7 +54,6 @@ async def submit_job(request: Request, jobs: Jobs, principal: CurrentPrincipal) 
 
 @router.get(
     "/jobs",
-    response_model=JobList,
     **documented(
         "List jobs",
         "The caller's jobs (all jobs for an administrator), newest first unless `sort=ASC`, with the "
@@ -103,7 +101,6 @@ async def list_jobs(
 
 @router.get(
     "/jobs/{job_id}",
-    response_model=JobView,
     response_model_exclude_none=False,
     **documented(
         "Get a job",
@@ -127,12 +124,12 @@ async def get_job(
 
 @router.post(
     "/jobs/{job_id}/cancel",
-    status_code=204,
     **documented(
         "Cancel a job",
         "Cancel a queued or running job at once (a running simulation is stopped). 409 once the job "
         "is final.",
         refusals=[E.JOB_NOT_FOUND, E.JOB_TRANSITION_INVALID],
+        status=204,
     ),
 )
 async def cancel_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
@@ -159,12 +156,12 @@ async def get_job_results(job_id: str, jobs: Jobs, principal: CurrentPrincipal) 
 
 @router.put(
     "/jobs/{job_id}/tags",
-    status_code=204,
     **documented(
         "Replace a job's tags",
         "Replace all tags of the job with the list sent (at most 64).",
         request_example={"tags": ["vqe", "iteration-3"]},
         refusals=[E.JOB_NOT_FOUND],
+        status=204,
     ),
 )
 async def replace_job_tags(job_id: str, body: JobTags, jobs: Jobs, principal: CurrentPrincipal) -> Response:
@@ -175,11 +172,11 @@ async def replace_job_tags(job_id: str, body: JobTags, jobs: Jobs, principal: Cu
 
 @router.delete(
     "/jobs/{job_id}",
-    status_code=204,
     **documented(
         "Delete a job",
         "Delete a final job and its result. A queued or running job must be cancelled first (409).",
         refusals=[E.JOB_NOT_FOUND, E.JOB_NOT_FINISHED],
+        status=204,
     ),
 )
 async def delete_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Response:
@@ -189,7 +186,6 @@ async def delete_job(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> Re
 
 @router.get(
     "/jobs/{job_id}/metrics",
-    response_model=JobMetrics,
     **documented(
         "Get a job's metrics",
         "Timestamps, usage in seconds (what counts against the instance's allocation), number of "
@@ -221,8 +217,6 @@ async def job_logs(job_id: str, jobs: Jobs, principal: CurrentPrincipal) -> str:
 
 @router.post(
     "/jobs/{job_id}/rerun",
-    response_model=JobCreated,
-    status_code=201,
     **documented(
         "Run a job again",
         "Queue a new job with the same inputs, backend and tags; answers the new job's id.",

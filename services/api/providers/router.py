@@ -26,7 +26,6 @@ router = APIRouter(tags=["providers and devices"])
 
 @router.get(
     "/providers",
-    response_model=list[ProviderView],
     **documented(
         "List providers",
         "Where programs can run: each provider, whether it takes a token, the program languages "
@@ -49,13 +48,13 @@ async def list_providers(request: Request) -> list[ProviderView]:
 
 @router.put(
     "/providers/{name}/credentials",
-    status_code=204,
     **documented(
         "Store a provider token",
         "Store the caller's token for a provider that takes one, encrypted at rest "
         "(QRUNTIME_SECRETS_KEY); it is never returned.",
         request_example={"token": "<provider token>"},
         refusals=[E.NOT_FOUND],
+        status=204,
     ),
 )
 async def put_credential(
@@ -67,7 +66,6 @@ async def put_credential(
 
 @router.get(
     "/providers/{name}/credentials",
-    response_model=CredentialStatus,
     **documented(
         "Is a provider token stored?",
         "Whether the caller has a token stored for the provider, and when it was last set (never the token).",
@@ -81,11 +79,11 @@ async def credential_status(name: str, request: Request, principal: CurrentPrinc
 
 @router.delete(
     "/providers/{name}/credentials",
-    status_code=204,
     **documented(
         "Delete a provider token",
         "Forget the caller's token for the provider.",
         refusals=[E.NOT_FOUND],
+        status=204,
     ),
 )
 async def delete_credential(name: str, request: Request, principal: CurrentPrincipal) -> Response:
@@ -95,7 +93,6 @@ async def delete_credential(name: str, request: Request, principal: CurrentPrinc
 
 @router.get(
     "/devices",
-    response_model=DeviceList,
     **documented(
         "List devices",
         "Devices programs can run on, filtered by provider, minimum number of qubits, simulator or "
@@ -115,7 +112,6 @@ async def list_devices(
 
 @router.get(
     "/devices/{device_id}",
-    response_model=DeviceView,
     **documented(
         "Get a device",
         "One device, its size, noise model, status and queue length.",

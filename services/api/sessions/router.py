@@ -42,7 +42,6 @@ Sessions = Annotated[RuntimeSessionService, Depends(runtime_session_service)]
 
 @router.post(
     "/sessions",
-    response_model=SessionView,
     **documented(
         "Open a session or batch",
         "Open a Session (`mode` dedicated: it owns its backend while active) or a Batch (`mode` "
@@ -61,7 +60,6 @@ async def create_session(
 
 @router.get(
     "/sessions",
-    response_model=SessionList,
     **documented(
         "List sessions",
         "The caller's sessions and batches, newest first, filtered by backend, mode, state and "
@@ -85,7 +83,6 @@ async def list_sessions(
 
 @router.get(
     "/sessions/{session_id}",
-    response_model=SessionView,
     **documented(
         "Get a session",
         "What the client's `session.details()` reads: state, timers (seconds), usage and history.",
@@ -99,13 +96,13 @@ async def get_session(session_id: str, sessions: Sessions, principal: CurrentPri
 
 @router.patch(
     "/sessions/{session_id}",
-    status_code=204,
     **documented(
         "Stop accepting jobs (close)",
         '`{"accepting_jobs": false}` is the client\'s `session.close()`: queued and running jobs '
         "finish, then the session closes. A closed session cannot accept jobs again (409).",
         request_example={"accepting_jobs": False},
         refusals=[E.SESSION_NOT_FOUND, E.SESSION_CLOSED],
+        status=204,
     ),
 )
 async def update_session(
@@ -117,12 +114,12 @@ async def update_session(
 
 @router.delete(
     "/sessions/{session_id}/close",
-    status_code=204,
     **documented(
         "Cancel a session",
         "The client's `session.cancel()`: the session closes now, its queued jobs end Cancelled "
         "(code 4001), running ones finish. Cancelling a closed session changes nothing.",
         refusals=[E.SESSION_NOT_FOUND],
+        status=204,
     ),
 )
 async def cancel_session(session_id: str, sessions: Sessions, principal: CurrentPrincipal) -> Response:

@@ -19,7 +19,6 @@ class InstanceUsage(BaseModel):
 
 @router.get(
     "/instances/usage",
-    response_model=InstanceUsage,
     **documented(
         "Get the instance's usage",
         "Seconds of backend time the caller's instance used in the rolling window "

@@ -220,6 +220,14 @@ def option_context_for(program: str, params: dict[str, Any], backend: BackendInf
     return context_for(program, params, backend.simulator, rep_delay_range(backend.name))
 
 
+def _pub_items(pub: Any, where: str, fewest: int, most: int, form: str) -> list[Any]:
+    """A pub's items (a lone circuit is a pub of one), refused unless there are `fewest` to `most`."""
+    items = list(pub) if isinstance(pub, list | tuple) else [pub]
+    if not fewest <= len(items) <= most:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {form}.")
+    return items
+
+
 def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     pubs, options = _pubs_and_options(params, limits)
     check_options(params, option_context_for("sampler", params, backend))
@@ -231,11 +239,7 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
     total_shots = 0
     for index, pub in enumerate(pubs):
         where = f"pub {index}"
-        items = list(pub) if isinstance(pub, list | tuple) else [pub]
-        if not 1 <= len(items) <= 3:
-            raise InvalidInput(
-                ErrorCode.INVALID_REQUEST, f"{where}: a sampler pub is [circuit, parameter_values?, shots?]."
-            )
+        items = _pub_items(pub, where, 1, 3, "a sampler pub is [circuit, parameter_values?, shots?]")
         width = limits.on(backend)
         circuit = check_samples(check_width(parse_circuit(items[0], where, width), width, where), where)
         values = items[1] if len(items) > 1 else None
@@ -297,12 +301,9 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
     evaluations = 0
     for index, pub in enumerate(pubs):
         where = f"pub {index}"
-        items = list(pub) if isinstance(pub, list | tuple) else [pub]
-        if not 2 <= len(items) <= 4:
-            raise InvalidInput(
-                ErrorCode.INVALID_REQUEST,
-                f"{where}: an estimator pub is [circuit, observables, parameter_values?, precision?].",
-            )
+        items = _pub_items(
+            pub, where, 2, 4, "an estimator pub is [circuit, observables, parameter_values?, precision?]"
+        )
         width = limits.on(backend)
         circuit = check_width(parse_circuit(items[0], where, width), width, where)
         values = items[2] if len(items) > 2 else None

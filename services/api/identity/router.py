@@ -65,6 +65,6 @@ async def exchange_api_key(request: Request) -> TokenResponse:
         access_token=issued.access_token,
         # The client stores a refresh token but never uses it; it asks for a new grant instead.
         refresh_token="not_supported",
-        expires_in=issued.expires_at - issued.issued_at,
+        expires_in=issued.expires_in,
         expiration=issued.expires_at,
     )

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode as E
 
@@ -10,16 +10,13 @@ from .schemas import BackendDocument, BackendList, BackendStatus
 
 UNKNOWN = [(404, E.BACKEND_NOT_FOUND)]
 
-router = APIRouter(tags=["backends"])
+router = APIRouter(tags=["backends"], route_class=DocumentedRoute)
 
 
 @router.get(
     "/backends",
     response_model=BackendList,
     **documented(
-        "List backends",
-        "The backends served here, with size, simulator flag, online state and queue length: what "
-        "`service.backends()` reads.",
         example={
             "devices": [
                 {
@@ -33,10 +30,15 @@ router = APIRouter(tags=["backends"])
                     "queue_length": 0,
                 }
             ]
-        },
+        }
     ),
 )
 async def list_backends(request: Request, include_mocks: bool = False) -> dict[str, Any]:
+    """List backends
+
+    The backends served here, with size, simulator flag, online state and queue length: what
+    `service.backends()` reads.
+    """
     states = await context(request).backends.states(include_mocks=include_mocks)
     return {
         "devices": [
@@ -59,9 +61,6 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
     "/backends/{name}/configuration",
     response_model=BackendDocument,
     **documented(
-        "Get a backend's configuration",
-        "The IBM configuration document of the backend (basis gates, coupling map, limits), from "
-        "which the client builds its Target.",
         example={
             "backend_name": "fake_manila",
             "backend_version": "1.2.6",
@@ -76,6 +75,11 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
     ),
 )
 async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
+    """Get a backend's configuration
+
+    The IBM configuration document of the backend (basis gates, coupling map, limits), from which the client
+    builds its Target.
+    """
     return context(request).backends.configuration(name)
 
 
@@ -83,9 +87,6 @@ async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
     "/backends/{name}/properties",
     response_model=BackendDocument,
     **documented(
-        "Get a backend's properties",
-        "The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model "
-        "and the client's Target use; `{}`-like for the ideal simulator.",
         example={
             "backend_name": "fake_manila",
             "backend_version": "1.2.6",
@@ -111,6 +112,11 @@ async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
     ),
 )
 async def backend_properties(name: str, request: Request) -> dict[str, Any]:
+    """Get a backend's properties
+
+    The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model and the client's
+    Target use; `{}`-like for the ideal simulator.
+    """
     return context(request).backends.properties(name)
 
 
@@ -118,8 +124,6 @@ async def backend_properties(name: str, request: Request) -> dict[str, Any]:
     "/backends/{name}/status",
     response_model=BackendStatus,
     **documented(
-        "Get a backend's status",
-        "Whether the backend takes jobs now (an executor serves it) and its queue length.",
         example={
             "backend_name": "fake_manila",
             "backend_version": "1.2.6",
@@ -132,6 +136,10 @@ async def backend_properties(name: str, request: Request) -> dict[str, Any]:
     ),
 )
 async def backend_status(name: str, request: Request) -> dict[str, Any]:
+    """Get a backend's status
+
+    Whether the backend takes jobs now (an executor serves it) and its queue length.
+    """
     state = await context(request).backends.state(name)
     return {
         "backend_name": name,

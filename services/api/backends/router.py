@@ -9,6 +9,8 @@ from shared.kit.errors import ErrorCode as E
 from .schemas import BackendDocument, BackendList, BackendStatus
 
 UNKNOWN = [(404, E.BACKEND_NOT_FOUND)]
+# How every document of fake_manila starts.
+MANILA = {"backend_name": "fake_manila", "backend_version": "1.2.6"}
 
 router = APIRouter(tags=["backends"], route_class=DocumentedRoute)
 
@@ -59,11 +61,9 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
 
 @router.get(
     "/backends/{name}/configuration",
-    response_model=BackendDocument,
     **documented(
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "n_qubits": 5,
             "basis_gates": ["cx", "id", "rz", "sx", "x"],
             "coupling_map": [[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 4], [4, 3]],
@@ -74,22 +74,20 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
         refusals=UNKNOWN,
     ),
 )
-async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
+async def backend_configuration(name: str, request: Request) -> BackendDocument:
     """Get a backend's configuration
 
     The IBM configuration document of the backend (basis gates, coupling map, limits), from which the client
     builds its Target.
     """
-    return context(request).backends.configuration(name)
+    return BackendDocument.model_validate(context(request).backends.configuration(name))
 
 
 @router.get(
     "/backends/{name}/properties",
-    response_model=BackendDocument,
     **documented(
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "last_update_date": "2024-05-27T15:27:23-03:00",
             "qubits": [[{"date": "2024-05-27T04:30:14-03:00", "name": "T1", "unit": "us", "value": 131.53}]],
             "gates": [
@@ -111,13 +109,13 @@ async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
         refusals=UNKNOWN,
     ),
 )
-async def backend_properties(name: str, request: Request) -> dict[str, Any]:
+async def backend_properties(name: str, request: Request) -> BackendDocument:
     """Get a backend's properties
 
     The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model and the client's
     Target use; `{}`-like for the ideal simulator.
     """
-    return context(request).backends.properties(name)
+    return BackendDocument.model_validate(context(request).backends.properties(name))
 
 
 @router.get(
@@ -125,8 +123,7 @@ async def backend_properties(name: str, request: Request) -> dict[str, Any]:
     response_model=BackendStatus,
     **documented(
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "state": True,
             "status": "active",
             "message": "",

@@ -3,6 +3,7 @@
 import asyncio
 import json
 from dataclasses import replace
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +44,20 @@ from .schemas import (
 
 def new_job_id() -> str:
     return new_id()
+
+
+def queued_job(principal: Principal, params: NormalizedParams, **fields: Any) -> Job:
+    """A new job of the principal's user, QUEUED and never started, with `params` as its inputs."""
+    return Job(
+        id=new_job_id(),
+        status=JobStatus.QUEUED,
+        params=params.encoded,
+        num_pubs=params.num_pubs,
+        total_shots=params.total_shots,
+        attempts=0,
+        user_id=principal.user_id,
+        **fields,
+    )
 
 
 def find_backend(catalog: dict[str, BackendInfo], name: str) -> BackendInfo:
@@ -158,21 +173,16 @@ class JobService:
                 ErrorCode.INVALID_REQUEST,
                 "Name the instance to run in with a Service-CRN header (you belong to several, or none).",
             )
-        job = Job(
-            id=new_job_id(),
+        job = queued_job(
+            principal,
+            params,
             program_id=program_id,
             backend=backend,
-            status=JobStatus.QUEUED,
-            params=params.encoded,
-            num_pubs=params.num_pubs,
-            total_shots=params.total_shots,
             priority=priority,
             tags=tags or [],
             session_id=session_id,
             max_execution_time=max_execution_time,
             log_level=log_level,
-            attempts=0,
-            user_id=principal.user_id,
             instance_id=principal.instance_id,
             deployment_id=deployment_id,
             job_type=job_type,

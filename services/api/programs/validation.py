@@ -12,7 +12,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from qiskit import QuantumCircuit, qasm2, qasm3
@@ -30,6 +30,7 @@ from services.api.programs.bounds import (
 from shared.backends.catalog import BackendInfo, rep_delay_range
 from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
+from shared.kit.settings import Settings
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor", "noise-learner")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
@@ -45,6 +46,11 @@ class Limits:
     # Where no backend is known yet (decoding, deployments): the widest circuit accepted at all.
     max_circuit_qubits: int = 1024
     max_circuit_clbits: int = 4096
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Limits":
+        """The limits the settings of the same names set."""
+        return cls(**{limit.name: getattr(settings, limit.name) for limit in fields(cls)})
 
     def anywhere(self) -> WidthLimit:
         return WidthLimit(self.max_circuit_qubits, self.max_circuit_clbits, "this server")

@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -103,23 +103,15 @@ def prepare_submission(
     return request.model_copy(update={"params": None}), params, backend
 
 
+@dataclass
 class JobService:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        catalog: dict[str, BackendInfo],
-        limits: Limits,
-        pool: ParsePool,
-        changes: ChangeFeed | None = None,
-        wait_limit_seconds: float = 30.0,
-    ) -> None:
-        self.sessions = sessions
-        self.catalog = catalog
-        self.limits = limits
-        self.pool = pool
-        # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
-        self.changes = changes or ChangeFeed()
-        self.wait_limit_seconds = wait_limit_seconds
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: dict[str, BackendInfo]
+    limits: Limits
+    pool: ParsePool
+    # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
+    changes: ChangeFeed = field(default_factory=ChangeFeed)
+    wait_limit_seconds: float = 30.0
 
     async def submit(
         self, body: bytes, principal: Principal, idempotency: IdempotentRequest | None = None

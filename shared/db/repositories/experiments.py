@@ -21,6 +21,7 @@ from shared.db.models import (
     ExperimentSequence,
     Job,
 )
+from shared.db.repositories.locks import lock_row
 from shared.experiments.states import SequenceState, sequence_sources_of
 from shared.jobs.states import JobStatus, sources_of
 
@@ -277,12 +278,7 @@ class ExperimentRepository:
         return list(rows)
 
     async def lock_sequence(self, sequence_id: int) -> ExperimentSequence | None:
-        return await self.session.scalar(
-            select(ExperimentSequence)
-            .where(ExperimentSequence.path_id == sequence_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        return await lock_row(self.session, ExperimentSequence, ExperimentSequence.path_id == sequence_id)
 
     async def path_of(self, path_id: int) -> str | None:
         return await self.session.scalar(select(ExperimentPath.path).where(ExperimentPath.id == path_id))

@@ -37,8 +37,6 @@ INSTANCE = {
     "max_concurrent_jobs": 10,
     "created_at": "2026-11-30T02:30:00Z",
 }
-ADMIN_ONLY = "Administrators only (403 for other users)."
-
 
 View = TypeVar("View", bound=BaseModel)
 
@@ -48,7 +46,9 @@ def _views(view: type[View], rows: Iterable[object]) -> list[View]:
 
 
 class AdminRoute(DocumentedRoute):
-    note = ADMIN_ONLY
+    """Every admin route says, after its description, who may call it."""
+
+    note = "Administrators only (403 for other users)."
 
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute)

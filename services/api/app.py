@@ -82,14 +82,7 @@ def build_context(
     pool (the lifespan builds it and starts what runs in the background; in-process tests build it
     over their rolled-back transaction)."""
     catalog = build_catalog(settings.backends, settings.aer_max_qubits)
-    limits = Limits(
-        max_shots=settings.max_shots,
-        max_circuits=settings.max_circuits,
-        max_decoded_bytes=settings.max_decoded_bytes,
-        default_shots=settings.default_shots,
-        max_circuit_qubits=settings.max_circuit_qubits,
-        max_circuit_clbits=settings.max_circuit_clbits,
-    )
+    limits = Limits.of(settings)
     relay = OutboxRelay(settings, sessions)
     jobs = JobService(sessions, catalog, limits, pool, relay.changes, settings.job_wait_limit_seconds)
     backends = BackendService(settings, sessions, catalog)

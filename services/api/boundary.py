@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import AfterValidator, Field, StringConstraints, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.middleware import HttpMiddleware
 from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
 
 INT32_MAX = 2**31 - 1
@@ -125,16 +126,13 @@ async def _refuse(send: Send, error: QRuntimeError) -> None:
     await send({"type": "http.response.body", "body": json.dumps(error.as_body()).encode()})
 
 
-class InputBoundary:
+class InputBoundary(HttpMiddleware):
     def __init__(self, app: ASGIApp, max_json_depth: int, max_number_length: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_depth = max_json_depth
         self.max_number_length = max_number_length
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self._check_request_line(scope)
             if scope.get("method") in ("GET", "HEAD", "OPTIONS"):

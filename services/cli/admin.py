@@ -35,6 +35,49 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+NAME_HELP = "1-128 letters, digits or . _ @ -, starting with a letter or digit"
+INSTANCE_HELP = "instance name, id or CRN"
+USER_HELP = "user name or id"
+
+# Each command's one-line help, and its description with an example.
+COMMANDS = {
+    "create-user": ("create a user", "Create a user. Example: qruntime admin create-user alice --admin"),
+    "create-key": (
+        "create an API key for a user (printed once)",
+        "Create an API key qrt_<id>_<secret> for a user; it is printed once, alone on the last line (only "
+        "its hash is stored). Example: KEY=$(qruntime admin create-key alice | tail -n1)",
+    ),
+    "revoke-key": (
+        "revoke an API key (by its id)",
+        "Revoke an API key and every access token issued for it. Example: for the key "
+        "qrt_9c1e7a2b4d6f8e0a_<secret>, run: qruntime admin revoke-key 9c1e7a2b4d6f8e0a",
+    ),
+    "create-instance": (
+        "create an instance (tenant); prints its CRN",
+        "Create an instance; its CRN (what clients send as Service-CRN and QISKIT_IBM_INSTANCE) is "
+        "printed alone on the last line. Example: qruntime admin create-instance lab-a "
+        "--allocation-seconds 3600 --max-concurrent-jobs 10",
+    ),
+    "set-limits": (
+        "change an instance's allocation or concurrency limit",
+        "Change the limits given; the others stay. Examples: qruntime admin set-limits lab-a "
+        "--allocation-seconds 7200; qruntime admin set-limits lab-a --unlimited",
+    ),
+    "add-member": (
+        "let a user act in an instance",
+        "Make a user a member of an instance. Example: qruntime admin add-member lab-a alice",
+    ),
+    "list-users": ("list users", "Print id, name, role and state, tab-separated."),
+    "list-instances": ("list instances", "Print id, name and CRN, tab-separated."),
+    "bootstrap": (
+        "development: create an admin, an instance and a key if there are none",
+        "Development only (QRUNTIME_ENVIRONMENT=development): when the database has no user, create the "
+        f"administrator 'admin', the instance 'default' and a key, kept in {DEV_CREDENTIALS} (mode 0600). "
+        "`make run` runs it.",
+    ),
+}
+
+
 def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     admin = sub.add_parser(
         "admin",
@@ -42,69 +85,25 @@ def add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         description="Identity administration against the database (QRUNTIME_DATABASE_URL); no api needed.",
     )
     commands = admin.add_subparsers(dest="admin_command", required=True)
-    user = commands.add_parser(
-        "create-user",
-        help="create a user",
-        description="Create a user. Example: qruntime admin create-user alice --admin",
-    )
-    user.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
-    user.add_argument("--admin", action="store_true", help="make the user an administrator")
-    key = commands.add_parser(
-        "create-key",
-        help="create an API key for a user (printed once)",
-        description="Create an API key qrt_<id>_<secret> for a user; it is printed once, alone on the last "
-        "line (only its hash is stored). Example: KEY=$(qruntime admin create-key alice | tail -n1)",
-    )
-    key.add_argument("user", help="user name or id")
-    revoke = commands.add_parser(
-        "revoke-key",
-        help="revoke an API key (by its id)",
-        description="Revoke an API key and every access token issued for it. Example: for the key "
-        "qrt_9c1e7a2b4d6f8e0a_<secret>, run: qruntime admin revoke-key 9c1e7a2b4d6f8e0a",
-    )
-    revoke.add_argument(
+    parsers = {
+        name: commands.add_parser(name, help=summary, description=description)
+        for name, (summary, description) in COMMANDS.items()
+    }
+    parsers["create-user"].add_argument("name", help=NAME_HELP)
+    parsers["create-user"].add_argument("--admin", action="store_true", help="make the user an administrator")
+    parsers["create-key"].add_argument("user", help=USER_HELP)
+    parsers["revoke-key"].add_argument(
         "key_id",
         help="the key id, i.e. the middle part of qrt_<id>_<secret> (a whole key is accepted and reduced "
         "to its id; its secret is never printed)",
     )
-    instance = commands.add_parser(
-        "create-instance",
-        help="create an instance (tenant); prints its CRN",
-        description="Create an instance; its CRN (what clients send as Service-CRN and QISKIT_IBM_INSTANCE) "
-        "is printed alone on the last line. Example: qruntime admin create-instance lab-a "
-        "--allocation-seconds 3600 --max-concurrent-jobs 10",
-    )
-    instance.add_argument("name", help="1-128 letters, digits or . _ @ -, starting with a letter or digit")
-    _add_limit_options(instance)
-    limits = commands.add_parser(
-        "set-limits",
-        help="change an instance's allocation or concurrency limit",
-        description="Change the limits given; the others stay. Examples: qruntime admin set-limits lab-a "
-        "--allocation-seconds 7200; qruntime admin set-limits lab-a --unlimited",
-    )
-    limits.add_argument("instance", help="instance name, id or CRN")
-    _add_limit_options(limits)
-    limits.add_argument("--unlimited", action="store_true", help="remove both limits")
-    member = commands.add_parser(
-        "add-member",
-        help="let a user act in an instance",
-        description="Make a user a member of an instance. Example: qruntime admin add-member lab-a alice",
-    )
-    member.add_argument("instance", help="instance name, id or CRN")
-    member.add_argument("user", help="user name or id")
-    commands.add_parser(
-        "list-users", help="list users", description="Print id, name, role and state, tab-separated."
-    )
-    commands.add_parser(
-        "list-instances", help="list instances", description="Print id, name and CRN, tab-separated."
-    )
-    commands.add_parser(
-        "bootstrap",
-        help="development: create an admin, an instance and a key if there are none",
-        description=f"Development only (QRUNTIME_ENVIRONMENT=development): when the database has no user, "
-        f"create the administrator 'admin', the instance 'default' and a key, kept in {DEV_CREDENTIALS} "
-        "(mode 0600). `make run` runs it.",
-    )
+    parsers["create-instance"].add_argument("name", help=NAME_HELP)
+    _add_limit_options(parsers["create-instance"])
+    parsers["set-limits"].add_argument("instance", help=INSTANCE_HELP)
+    _add_limit_options(parsers["set-limits"])
+    parsers["set-limits"].add_argument("--unlimited", action="store_true", help="remove both limits")
+    parsers["add-member"].add_argument("instance", help=INSTANCE_HELP)
+    parsers["add-member"].add_argument("user", help=USER_HELP)
 
 
 async def _with_service(settings: Settings, action: Callable[[IdentityService], Awaitable[None]]) -> None:

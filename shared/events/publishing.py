@@ -1,6 +1,8 @@
 """Publishing an event: the event log row (for SSE replay) and two outbox rows, the public topic
 exchange and the per-tenant one, all in the transaction of the state change they describe."""
 
+from typing import Any, Protocol
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.repositories.events import EventRepository
@@ -14,3 +16,21 @@ async def publish_event(db: AsyncSession, event: Event, user_id: str | None) -> 
     outbox = OutboxRepository(db)
     await outbox.add_event(EVENTS, event.routing_key(), event)
     await outbox.add_event(TENANT_EVENTS, event.tenant_routing_key(), event)
+
+
+class Placed(Protocol):
+    """What changes state: a job, a session or an experiment sequence, each on a backend and owned
+    by an instance."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def instance_id(self) -> str | None: ...
+
+
+async def publish_state_change(db: AsyncSession, subject: Placed, user_id: str | None, **fields: Any) -> None:
+    """Publish the event of a state change of `subject`: `fields` are what is particular to its kind
+    (type, ids, state, reason...); the backend and the owning instance are the subject's."""
+    event = Event(backend=subject.backend, instance=subject.instance_id, **fields)
+    await publish_event(db, event, user_id)

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.models import ExperimentJob, ExperimentSequence, Job
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.db.repositories.jobs import JobRepository
-from shared.events.document import Event
-from shared.events.publishing import publish_event
+from shared.events.publishing import publish_state_change
 from shared.experiments.states import SequenceState
 from shared.jobs.states import JobStatus
 from shared.kit.errors import ErrorCode
@@ -29,19 +28,19 @@ EXPERIMENT_JOB_TYPE = "EXPERIMENT"
 async def announce_sequence_state(
     db: AsyncSession, sequence: ExperimentSequence, path: str, points_done: int | None = None
 ) -> None:
-    event = Event(
+    await publish_state_change(
+        db,
+        sequence,
+        sequence.created_by,
         type="sequence.state_changed",
         sequence_id=str(sequence.path_id),
         path=path,
-        backend=sequence.backend,
-        instance=sequence.instance_id,
         state=sequence.state,
         reason=sequence.reason,
         reason_code=sequence.reason_code,
         points_done=points_done,
         expected_points=sequence.expected_points,
     )
-    await publish_event(db, event, sequence.created_by)
 
 
 async def sequences_follow_jobs(db: AsyncSession, jobs: list[Job]) -> list[Job]:

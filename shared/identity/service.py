@@ -47,6 +47,11 @@ class IssuedToken:
     issued_at: int
     expires_at: int
 
+    @property
+    def expires_in(self) -> int:
+        """Seconds the token is valid for, from its issue."""
+        return self.expires_at - self.issued_at
+
 
 @dataclass(frozen=True)
 class Usage:

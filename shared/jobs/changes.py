@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
-from shared.events.document import Event
-from shared.events.publishing import publish_event
+from shared.events.publishing import publish_state_change
 from shared.experiments.changes import sequences_follow_jobs
 from shared.jobs.states import JobStatus
 from shared.messaging.messages import JobFinished, JobSubmitted
@@ -100,12 +99,13 @@ async def announce_job_state(
     pass reads the database), so the jobs of one change that share a backend and a session share one
     (`woken` remembers which were sent)."""
     status = job.status
-    event = Event(
+    await publish_state_change(
+        outbox.session,
+        job,
+        job.user_id,
         type="job.state_changed",
         job_id=job.id,
         session_id=job.session_id,
-        backend=job.backend,
-        instance=job.instance_id,
         state=status.value.lower(),
         status=status.ibm_name,
         reason=job.reason,
@@ -113,7 +113,6 @@ async def announce_job_state(
         # All programs of a job run in one simulator call: none is done before all are.
         progress=1.0 if status.is_final else 0.0,
     )
-    await publish_event(outbox.session, event, job.user_id)
     _log_on_commit(outbox.session, job, status)
     kind = "submitted" if status is JobStatus.QUEUED else "finished" if status.is_final else None
     if kind is None or (kind, job.backend, job.session_id) in woken:

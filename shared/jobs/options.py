@@ -149,7 +149,18 @@ class Rule:
     summary: str  # for the docs table
 
 
+def _honoured(path: str, programs: tuple[str, ...], summary: str = "honoured") -> Rule:
+    """An option applied as the service applies it, whatever its value."""
+    return Rule(path, programs, always(Fate.HONOURED), summary)
+
+
+def _warned(path: str, programs: tuple[str, ...], reason: str) -> Rule:
+    """An option accepted but not applied here, whatever its value: the warning says why."""
+    return Rule(path, programs, always(Fate.WARNED, reason), "warned")
+
+
 S, E, SE, NL = ("sampler",), ("estimator",), ("sampler", "estimator"), ("noise-learner",)
+_SAMPLOMATIC = "honoured (samplomatic twirls, as the client-side primitives)"
 _COMPUTED = "the layer errors are computed from the device's noise model, not sampled"
 
 
@@ -168,79 +179,33 @@ def _layer_count(value: Any, _context: Context) -> Verdict:
 RULES: tuple[Rule, ...] = (
     Rule("default_shots", SE, _shots_count, "honoured (estimator: sets the shots, i.e. a precision)"),
     Rule("default_precision", E, _positive_number, "honoured: shots = ceil(1/precision^2)"),
-    Rule("seed_estimator", E, always(Fate.HONOURED), "honoured: seeds sampling and twirling"),
+    _honoured("seed_estimator", E, "honoured: seeds sampling and twirling"),
     Rule("resilience_level", E, _resilience_level, "honoured: 0, 1 (TREX), 2 (+ gate twirling, ZNE)"),
-    Rule("resilience.measure_mitigation", E, always(Fate.HONOURED), "honoured (TREX)"),
+    _honoured("resilience.measure_mitigation", E, "honoured (TREX)"),
     Rule("resilience.measure_noise_learning.num_randomizations", E, _randomizations, "honoured"),
-    Rule(
+    _warned(
         "resilience.measure_noise_learning.shots_per_randomization",
         E,
-        always(Fate.WARNED, "TREX calibration shots follow the job's shots here"),
-        "warned",
+        "TREX calibration shots follow the job's shots here",
     ),
-    Rule("resilience.zne_mitigation", E, always(Fate.HONOURED), "honoured (gate folding)"),
-    Rule("resilience.zne.noise_factors", E, always(Fate.HONOURED), "honoured"),
-    Rule("resilience.zne.extrapolator", E, always(Fate.HONOURED), "honoured"),
-    Rule("resilience.zne.extrapolated_noise_factors", E, always(Fate.HONOURED), "honoured"),
+    _honoured("resilience.zne_mitigation", E, "honoured (gate folding)"),
+    _honoured("resilience.zne.noise_factors", E),
+    _honoured("resilience.zne.extrapolator", E),
+    _honoured("resilience.zne.extrapolated_noise_factors", E),
     Rule("resilience.zne.amplifier", E, _zne_amplifier, "honoured for gate folding; 'pea' refused"),
     Rule("resilience.pec_mitigation", E, _pec, "refused when true (needs a learned noise model)"),
-    Rule("resilience.pec.max_overhead", E, always(Fate.WARNED, "PEC is not run here"), "warned"),
-    Rule("resilience.pec.noise_gain", E, always(Fate.WARNED, "PEC is not run here"), "warned"),
-    Rule(
-        "resilience.layer_noise_learning.max_layers_to_learn",
-        E,
-        always(Fate.WARNED, _NO_LAYER_LEARNING),
-        "warned",
-    ),
-    Rule(
-        "resilience.layer_noise_learning.shots_per_randomization",
-        E,
-        always(Fate.WARNED, _NO_LAYER_LEARNING),
-        "warned",
-    ),
-    Rule(
-        "resilience.layer_noise_learning.num_randomizations",
-        E,
-        always(Fate.WARNED, _NO_LAYER_LEARNING),
-        "warned",
-    ),
-    Rule(
-        "resilience.layer_noise_learning.layer_pair_depths",
-        E,
-        always(Fate.WARNED, _NO_LAYER_LEARNING),
-        "warned",
-    ),
-    Rule("resilience.layer_noise_model", E, always(Fate.WARNED, _NO_LAYER_LEARNING), "warned"),
-    Rule(
-        "twirling.enable_gates",
-        SE,
-        always(Fate.HONOURED),
-        "honoured (samplomatic twirls, as the client-side primitives)",
-    ),
-    Rule(
-        "twirling.enable_measure",
-        SE,
-        always(Fate.HONOURED),
-        "honoured (samplomatic twirls, as the client-side primitives)",
-    ),
-    Rule(
-        "twirling.num_randomizations",
-        SE,
-        _randomizations,
-        "honoured",
-    ),
-    Rule(
-        "twirling.shots_per_randomization",
-        SE,
-        _randomizations,
-        "honoured",
-    ),
-    Rule(
-        "twirling.strategy",
-        SE,
-        always(Fate.HONOURED),
-        "honoured (samplomatic twirls, as the client-side primitives)",
-    ),
+    _warned("resilience.pec.max_overhead", E, "PEC is not run here"),
+    _warned("resilience.pec.noise_gain", E, "PEC is not run here"),
+    _warned("resilience.layer_noise_learning.max_layers_to_learn", E, _NO_LAYER_LEARNING),
+    _warned("resilience.layer_noise_learning.shots_per_randomization", E, _NO_LAYER_LEARNING),
+    _warned("resilience.layer_noise_learning.num_randomizations", E, _NO_LAYER_LEARNING),
+    _warned("resilience.layer_noise_learning.layer_pair_depths", E, _NO_LAYER_LEARNING),
+    _warned("resilience.layer_noise_model", E, _NO_LAYER_LEARNING),
+    _honoured("twirling.enable_gates", SE, _SAMPLOMATIC),
+    _honoured("twirling.enable_measure", SE, _SAMPLOMATIC),
+    Rule("twirling.num_randomizations", SE, _randomizations, "honoured"),
+    Rule("twirling.shots_per_randomization", SE, _randomizations, "honoured"),
+    _honoured("twirling.strategy", SE, _SAMPLOMATIC),
     Rule(
         "dynamical_decoupling.enable",
         SE,
@@ -254,16 +219,16 @@ RULES: tuple[Rule, ...] = (
     Rule("execution.init_qubits", SE, _init_qubits, "true: honoured; false: warned"),
     Rule("execution.rep_delay", SE, _rep_delay, "outside the device's rep_delay_range: refused; else warned"),
     Rule("execution.meas_type", S, _meas_type, "'classified': honoured; kerneled: refused"),
-    Rule("simulator.seed_simulator", SE, always(Fate.HONOURED), "honoured"),
-    Rule("simulator.noise_model", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
-    Rule("simulator.coupling_map", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
-    Rule("simulator.basis_gates", SE, always(Fate.WARNED, _DEVICE_OWN), "warned"),
+    _honoured("simulator.seed_simulator", SE),
+    _warned("simulator.noise_model", SE, _DEVICE_OWN),
+    _warned("simulator.coupling_map", SE, _DEVICE_OWN),
+    _warned("simulator.basis_gates", SE, _DEVICE_OWN),
     Rule("max_layers_to_learn", NL, _layer_count, "honoured"),
     Rule("twirling_strategy", NL, _twirling_strategy, "honoured: which qubits each layer covers"),
-    Rule("support_qiskit", NL, always(Fate.HONOURED), "honoured (sent by the client)"),
-    Rule("shots_per_randomization", NL, always(Fate.WARNED, _COMPUTED), "warned"),
-    Rule("num_randomizations", NL, always(Fate.WARNED, _COMPUTED), "warned"),
-    Rule("layer_pair_depths", NL, always(Fate.WARNED, _COMPUTED), "warned"),
+    _honoured("support_qiskit", NL, "honoured (sent by the client)"),
+    _warned("shots_per_randomization", NL, _COMPUTED),
+    _warned("num_randomizations", NL, _COMPUTED),
+    _warned("layer_pair_depths", NL, _COMPUTED),
 )
 _BY_PATH = {(rule.path, program): rule for rule in RULES for program in rule.programs}
 _PREFIXES = {rule.path.rsplit(".", 1)[0] for rule in RULES if "." in rule.path} | {

@@ -2,24 +2,23 @@
 
 from shared.db.models import RuntimeSession
 from shared.db.repositories.outbox import OutboxRepository
-from shared.events.document import Event
-from shared.events.publishing import publish_event
+from shared.events.publishing import publish_state_change
 from shared.messaging.messages import SessionChanged
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
 
 
 async def announce_session_state(outbox: OutboxRepository, runtime_session: RuntimeSession) -> None:
-    event = Event(
+    await publish_state_change(
+        outbox.session,
+        runtime_session,
+        runtime_session.user_id,
         type="session.state_changed",
         session_id=runtime_session.id,
-        backend=runtime_session.backend,
-        instance=runtime_session.instance_id,
         mode=runtime_session.mode,
         state=runtime_session.state,
         accepting_jobs=runtime_session.accepting_jobs,
         reason=runtime_session.close_reason,
     )
-    await publish_event(outbox.session, event, runtime_session.user_id)
     # The scheduler re-plans the backend at once (a closed or inactive session frees it).
     await outbox.add(
         COMMANDS,

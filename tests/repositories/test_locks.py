@@ -1,10 +1,14 @@
-"""Advisory locks: one relay per transaction, one scheduler leader per connection."""
+"""Advisory locks: one relay per transaction, one scheduler leader per connection; row locks read
+the row afresh."""
 
 import asyncpg
+from sqlalchemy import update
 
 from shared.db.engine import asyncpg_dsn
+from shared.db.models import Instance
 from shared.db.repositories.locks import (
     leader_present,
+    lock_row,
     release_event_relay_lock,
     try_event_relay_lock,
     try_leader_lock,
@@ -54,3 +58,20 @@ async def test_event_relay_lock_is_one_connection_s_until_released(db_engine):
         await first.close()
         if not rival.is_closed():
             await rival.close()
+
+
+async def test_lock_row_reads_the_row_afresh(db):
+    instance = Instance(id="lk-1", name="locks-lab", crn="crn:test:lk-1")
+    db.add(instance)
+    await db.flush()
+    # Changed behind the session's back, as another transaction would before the lock is granted.
+    await db.execute(
+        update(Instance)
+        .where(Instance.id == "lk-1")
+        .values(name="locks-lab-2")
+        .execution_options(synchronize_session=False)
+    )
+    assert instance.name == "locks-lab"
+    locked = await lock_row(db, Instance, Instance.id == "lk-1")
+    assert locked is instance and instance.name == "locks-lab-2"
+    assert await lock_row(db, Instance, Instance.id == "none") is None

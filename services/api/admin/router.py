@@ -1,8 +1,12 @@
 """Administration over REST, for administrators only (the same operations as `qruntime admin`)."""
 
-from fastapi import APIRouter, Request
+from collections.abc import Iterable
+from typing import TypeVar
 
-from services.api.apidocs.spec import documented
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentAdmin
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode as E
@@ -33,29 +37,35 @@ INSTANCE = {
     "max_concurrent_jobs": 10,
     "created_at": "2026-11-30T02:30:00Z",
 }
-ADMIN_ONLY = "Administrators only (403 for other users)."
+
+View = TypeVar("View", bound=BaseModel)
 
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+def _views(view: type[View], rows: Iterable[object]) -> list[View]:
+    return [view.model_validate(row, from_attributes=True) for row in rows]
 
 
-@router.get(
-    "/users",
-    response_model=list[UserView],
-    **documented("List users", f"Every user with role and state. {ADMIN_ONLY}", example=[USER]),
-)
+class AdminRoute(DocumentedRoute):
+    """Every admin route says, after its description, who may call it."""
+
+    note = "Administrators only (403 for other users)."
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute)
+
+
+@router.get("/users", **documented(example=[USER]))
 async def list_users(request: Request, _: CurrentAdmin) -> list[UserView]:
-    users = await context(request).identity.list_users()
-    return [UserView.model_validate(u, from_attributes=True) for u in users]
+    """List users
+
+    Every user with role and state.
+    """
+    return _views(UserView, await context(request).identity.list_users())
 
 
 @router.post(
     "/users",
-    response_model=UserView,
-    status_code=201,
     **documented(
-        "Create a user",
-        f"A user (`admin: true` for an administrator); names are 1-128 letters, digits or . _ @ -. {ADMIN_ONLY}",
         example=USER,
         status=201,
         request_example={"name": "alice", "admin": False},
@@ -63,18 +73,17 @@ async def list_users(request: Request, _: CurrentAdmin) -> list[UserView]:
     ),
 )
 async def create_user(body: UserCreate, request: Request, _: CurrentAdmin) -> UserView:
+    """Create a user
+
+    A user (`admin: true` for an administrator); names are 1-128 letters, digits or . _ @ -.
+    """
     user = await context(request).identity.create_user(body.name, "admin" if body.admin else "user")
     return UserView.model_validate(user, from_attributes=True)
 
 
 @router.post(
     "/users/{user}/keys",
-    response_model=KeyCreated,
-    status_code=201,
     **documented(
-        "Create an API key",
-        "A new API key for the user (name or id). The key is in this answer only: just its hash is "
-        f"stored. {ADMIN_ONLY}",
         example={
             "id": "9c1e7a2b4d6f8e0a",
             "user_id": "5f0c2a9e1b7d4c3a",
@@ -85,17 +94,17 @@ async def create_user(body: UserCreate, request: Request, _: CurrentAdmin) -> Us
     ),
 )
 async def create_key(user: str, request: Request, _: CurrentAdmin) -> KeyCreated:
+    """Create an API key
+
+    A new API key for the user (name or id). The key is in this answer only: just its hash is stored.
+    """
     key, plain = await context(request).identity.create_key(user)
     return KeyCreated(id=key.id, user_id=key.user_id, api_key=plain)
 
 
 @router.delete(
     "/keys/{key_id}",
-    response_model=KeyView,
     **documented(
-        "Revoke an API key",
-        "Revoke the key whose id is the middle part of qrt_<id>_<secret>; its access tokens stop "
-        f"working too. Revoking twice changes nothing. {ADMIN_ONLY}",
         example={
             "id": "9c1e7a2b4d6f8e0a",
             "user_id": "5f0c2a9e1b7d4c3a",
@@ -107,31 +116,27 @@ async def create_key(user: str, request: Request, _: CurrentAdmin) -> KeyCreated
     ),
 )
 async def revoke_key(key_id: str, request: Request, _: CurrentAdmin) -> KeyView:
+    """Revoke an API key
+
+    Revoke the key whose id is the middle part of qrt_<id>_<secret>; its access tokens stop working too.
+    Revoking twice changes nothing.
+    """
     key = await context(request).identity.revoke_key(key_id)
     return KeyView.model_validate(key, from_attributes=True)
 
 
-@router.get(
-    "/instances",
-    response_model=list[InstanceView],
-    **documented(
-        "List instances", f"Every instance with its CRN and limits. {ADMIN_ONLY}", example=[INSTANCE]
-    ),
-)
+@router.get("/instances", **documented(example=[INSTANCE]))
 async def list_instances(request: Request, _: CurrentAdmin) -> list[InstanceView]:
-    instances = await context(request).identity.list_instances()
-    return [InstanceView.model_validate(i, from_attributes=True) for i in instances]
+    """List instances
+
+    Every instance with its CRN and limits.
+    """
+    return _views(InstanceView, await context(request).identity.list_instances())
 
 
 @router.post(
     "/instances",
-    response_model=InstanceView,
-    status_code=201,
     **documented(
-        "Create an instance",
-        "An instance (tenant): its CRN is what clients send as Service-CRN. Optional limits: usage "
-        "allocation in seconds per rolling window (QRUNTIME_USAGE_WINDOW_DAYS) and queued+running "
-        f"jobs. {ADMIN_ONLY}",
         example=INSTANCE,
         status=201,
         request_example={"name": "lab-a", "usage_allocation_seconds": 3600, "max_concurrent_jobs": 10},
@@ -139,6 +144,11 @@ async def list_instances(request: Request, _: CurrentAdmin) -> list[InstanceView
     ),
 )
 async def create_instance(body: InstanceCreate, request: Request, _: CurrentAdmin) -> InstanceView:
+    """Create an instance
+
+    An instance (tenant): its CRN is what clients send as Service-CRN. Optional limits: usage allocation in
+    seconds per rolling window (QRUNTIME_USAGE_WINDOW_DAYS) and queued+running jobs.
+    """
     instance = await context(request).identity.create_instance(
         body.name, body.usage_allocation_seconds, body.max_concurrent_jobs
     )
@@ -147,11 +157,7 @@ async def create_instance(body: InstanceCreate, request: Request, _: CurrentAdmi
 
 @router.patch(
     "/instances/{instance}",
-    response_model=InstanceView,
     **documented(
-        "Change an instance's limits",
-        "Fields sent replace the instance's limits (seconds per window; jobs); null removes a "
-        f"limit. The instance is named by name, id or CRN. {ADMIN_ONLY}",
         example=INSTANCE,
         request_example={"usage_allocation_seconds": 7200, "max_concurrent_jobs": None},
         refusals=[E.NOT_FOUND],
@@ -160,6 +166,11 @@ async def create_instance(body: InstanceCreate, request: Request, _: CurrentAdmi
 async def set_instance_limits(
     instance: str, body: InstanceLimits, request: Request, _: CurrentAdmin
 ) -> InstanceView:
+    """Change an instance's limits
+
+    Fields sent replace the instance's limits (seconds per window; jobs); null removes a limit. The instance
+    is named by name, id or CRN.
+    """
     changes = body.model_dump(include=body.model_fields_set)
     changed = await context(request).identity.set_limits(instance, changes)
     return InstanceView.model_validate(changed, from_attributes=True)
@@ -167,13 +178,11 @@ async def set_instance_limits(
 
 @router.post(
     "/instances/{instance}/members",
-    status_code=204,
-    **documented(
-        "Add a member",
-        f"Let a user (name or id) act in the instance (name, id or CRN). {ADMIN_ONLY}",
-        request_example={"user": "alice"},
-        refusals=[E.NOT_FOUND],
-    ),
+    **documented(request_example={"user": "alice"}, refusals=[E.NOT_FOUND], status=204),
 )
 async def add_member(instance: str, body: MemberAdd, request: Request, _: CurrentAdmin) -> None:
+    """Add a member
+
+    Let a user (name or id) act in the instance (name, id or CRN).
+    """
     await context(request).identity.add_member(instance, body.user)

@@ -2,6 +2,7 @@
 from elsewhere), so the API documents itself on a machine without internet."""
 
 from pathlib import Path
+from typing import TypedDict
 
 from fastapi import APIRouter
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -11,17 +12,27 @@ from fastapi.staticfiles import StaticFiles
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PATH = "/apidocs/static"
 
+
+class Page(TypedDict):
+    """What both pages show: the document and a title."""
+
+    openapi_url: str
+    title: str
+
+
+PAGE = Page(openapi_url="/openapi.json", title="qruntime API")
+FAVICON = f"{STATIC_PATH}/favicon-32x32.png"
+
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/docs", response_class=HTMLResponse)
 async def swagger_ui() -> HTMLResponse:
     return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="qruntime API",
+        **PAGE,
         swagger_js_url=f"{STATIC_PATH}/swagger-ui-bundle.js",
         swagger_css_url=f"{STATIC_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{STATIC_PATH}/favicon-32x32.png",
+        swagger_favicon_url=FAVICON,
         swagger_ui_parameters={
             "persistAuthorization": True,
             "displayRequestDuration": True,
@@ -34,10 +45,9 @@ async def swagger_ui() -> HTMLResponse:
 @router.get("/redoc", response_class=HTMLResponse)
 async def redoc() -> HTMLResponse:
     return get_redoc_html(
-        openapi_url="/openapi.json",
-        title="qruntime API",
+        **PAGE,
         redoc_js_url=f"{STATIC_PATH}/redoc.standalone.js",
-        redoc_favicon_url=f"{STATIC_PATH}/favicon-32x32.png",
+        redoc_favicon_url=FAVICON,
         with_google_fonts=False,
     )
 

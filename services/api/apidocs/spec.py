@@ -1,16 +1,19 @@
 """The OpenAPI document of the real API.
 
-Routes describe themselves with `documented(...)` (summary, description, an example, the refusals
-they can answer); `install_openapi` then adds what holds for every route: the `{"errors": [...]}`
+Routes describe themselves: the endpoint's docstring gives the summary (its first line) and the
+description (the rest, folded onto one line), `documented(...)` an example and the refusals they
+can answer; `install_openapi` then adds what holds for every route: the `{"errors": [...]}`
 body on every 4xx instead of FastAPI's 422, the refusals of authentication on every /api/v1 route,
 and the security schemes that give Swagger UI its Authorize button.
 """
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from shared.kit.errors import ErrorCode
@@ -171,9 +174,22 @@ def _error_responses(refusals: Iterable[Refusal]) -> dict[int | str, dict[str, A
     return responses
 
 
+class DocumentedRoute(APIRoute):
+    """A route documented by its endpoint's docstring: the first line is the summary, the paragraphs
+    after it (folded onto one line) the description, followed by the router's `note`, if any."""
+
+    note = ""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # A router that includes this one builds the route again, with the summary already set.
+        if kwargs.get("summary") is None and endpoint.__doc__:
+            summary, _, description = inspect.cleandoc(endpoint.__doc__).partition("\n\n")
+            kwargs["summary"] = summary
+            kwargs["description"] = " ".join([*description.split(), *self.note.split()])
+        super().__init__(path, endpoint, **kwargs)
+
+
 def documented(
-    summary: str,
-    description: str,
     *,
     example: Any = None,
     status: int = 200,
@@ -186,8 +202,9 @@ def documented(
     responses: dict[int | str, dict[str, Any]] | None = None,
     response_schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: its summary and description, an example of its
-    answer (or of its request body), and the refusals it can answer besides the common ones."""
+    """Keyword arguments for a route decorator: its status when it succeeds (`status_code` unless
+    200; a 204 answers an empty body, whatever the endpoint returns) with an example of its answer
+    (or of its request body), and the refusals it can answer besides the common ones."""
     documented_responses: dict[int | str, dict[str, Any]] = {
         **_error_responses(refusals),
         **(responses or {}),
@@ -196,11 +213,11 @@ def documented(
         documented_responses[status] = {"content": {media_type: {"example": example}}}
         if response_schema is not None:
             documented_responses[status]["content"][media_type]["schema"] = response_schema
-    documentation: dict[str, Any] = {
-        "summary": summary,
-        "description": description,
-        "responses": documented_responses,
-    }
+    documentation: dict[str, Any] = {"responses": documented_responses}
+    if status != 200:
+        documentation["status_code"] = status
+    if status == 204:
+        documentation["response_class"] = Response
     if request_model is not None:
         # For routes that read their body raw: the model documents it, the route still parses it.
         BODY_MODELS[request_model.__name__] = request_model

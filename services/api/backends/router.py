@@ -2,24 +2,23 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode as E
 
 from .schemas import BackendDocument, BackendList, BackendStatus
 
 UNKNOWN = [(404, E.BACKEND_NOT_FOUND)]
+# How every document of fake_manila starts.
+MANILA = {"backend_name": "fake_manila", "backend_version": "1.2.6"}
 
-router = APIRouter(tags=["backends"])
+router = APIRouter(tags=["backends"], route_class=DocumentedRoute)
 
 
 @router.get(
     "/backends",
     response_model=BackendList,
     **documented(
-        "List backends",
-        "The backends served here, with size, simulator flag, online state and queue length: what "
-        "`service.backends()` reads.",
         example={
             "devices": [
                 {
@@ -33,10 +32,15 @@ router = APIRouter(tags=["backends"])
                     "queue_length": 0,
                 }
             ]
-        },
+        }
     ),
 )
 async def list_backends(request: Request, include_mocks: bool = False) -> dict[str, Any]:
+    """List backends
+
+    The backends served here, with size, simulator flag, online state and queue length: what
+    `service.backends()` reads.
+    """
     states = await context(request).backends.states(include_mocks=include_mocks)
     return {
         "devices": [
@@ -57,14 +61,9 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
 
 @router.get(
     "/backends/{name}/configuration",
-    response_model=BackendDocument,
     **documented(
-        "Get a backend's configuration",
-        "The IBM configuration document of the backend (basis gates, coupling map, limits), from "
-        "which the client builds its Target.",
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "n_qubits": 5,
             "basis_gates": ["cx", "id", "rz", "sx", "x"],
             "coupling_map": [[0, 1], [1, 0], [1, 2], [2, 1], [2, 3], [3, 2], [3, 4], [4, 3]],
@@ -75,20 +74,20 @@ async def list_backends(request: Request, include_mocks: bool = False) -> dict[s
         refusals=UNKNOWN,
     ),
 )
-async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
-    return context(request).backends.configuration(name)
+async def backend_configuration(name: str, request: Request) -> BackendDocument:
+    """Get a backend's configuration
+
+    The IBM configuration document of the backend (basis gates, coupling map, limits), from which the client
+    builds its Target.
+    """
+    return BackendDocument.model_validate(context(request).backends.configuration(name))
 
 
 @router.get(
     "/backends/{name}/properties",
-    response_model=BackendDocument,
     **documented(
-        "Get a backend's properties",
-        "The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model "
-        "and the client's Target use; `{}`-like for the ideal simulator.",
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "last_update_date": "2024-05-27T15:27:23-03:00",
             "qubits": [[{"date": "2024-05-27T04:30:14-03:00", "name": "T1", "unit": "us", "value": 131.53}]],
             "gates": [
@@ -110,19 +109,21 @@ async def backend_configuration(name: str, request: Request) -> dict[str, Any]:
         refusals=UNKNOWN,
     ),
 )
-async def backend_properties(name: str, request: Request) -> dict[str, Any]:
-    return context(request).backends.properties(name)
+async def backend_properties(name: str, request: Request) -> BackendDocument:
+    """Get a backend's properties
+
+    The IBM properties document (qubit T1/T2, gate and readout errors) that the noise model and the client's
+    Target use; `{}`-like for the ideal simulator.
+    """
+    return BackendDocument.model_validate(context(request).backends.properties(name))
 
 
 @router.get(
     "/backends/{name}/status",
     response_model=BackendStatus,
     **documented(
-        "Get a backend's status",
-        "Whether the backend takes jobs now (an executor serves it) and its queue length.",
         example={
-            "backend_name": "fake_manila",
-            "backend_version": "1.2.6",
+            **MANILA,
             "state": True,
             "status": "active",
             "message": "",
@@ -132,6 +133,10 @@ async def backend_properties(name: str, request: Request) -> dict[str, Any]:
     ),
 )
 async def backend_status(name: str, request: Request) -> dict[str, Any]:
+    """Get a backend's status
+
+    Whether the backend takes jobs now (an executor serves it) and its queue length.
+    """
     state = await context(request).backends.state(name)
     return {
         "backend_name": name,

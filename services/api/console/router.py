@@ -120,9 +120,7 @@ async def login(request: Request) -> Response:
         auth.set_cookie(request, response, auth.LOGIN_COOKIE, nonce, max_age=3600)
         return response
     redirect = see_other("/console/workloads")
-    auth.set_cookie(
-        request, redirect, auth.SESSION_COOKIE, issued.access_token, issued.expires_at - issued.issued_at
-    )
+    auth.set_cookie(request, redirect, auth.SESSION_COOKIE, issued.access_token, issued.expires_in)
     auth.clear_cookie(redirect, auth.LOGIN_COOKIE)
     return redirect
 

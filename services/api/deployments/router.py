@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.boundary import INT32_MAX
 from services.api.dependencies import context
@@ -33,40 +33,31 @@ DEPLOYMENT = {
 PROGRAM_REFUSALS = [E.MALFORMED_CIRCUIT, E.TOO_MANY_CIRCUITS, E.PAYLOAD_TOO_LARGE]
 
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(tags=["deployments"], route_class=DocumentedRoute)
 
 
 @router.post(
     "/deployments",
-    response_model=DeploymentView,
-    status_code=201,
-    **documented(
-        "Create a deployment",
-        "Store a named bundle of programs (OpenQASM 2, OpenQASM 3, or QPY in base64). Each program "
-        "is parsed now: a bad one is refused with its index and the parser's message. Python source "
-        "is refused.",
-        example=DEPLOYMENT,
-        status=201,
-        request_example=CREATE,
-        refusals=PROGRAM_REFUSALS,
-    ),
+    **documented(example=DEPLOYMENT, status=201, request_example=CREATE, refusals=PROGRAM_REFUSALS),
 )
 async def create_deployment(
     body: DeploymentCreate, request: Request, principal: CurrentPrincipal
 ) -> DeploymentView:
+    """Create a deployment
+
+    Store a named bundle of programs (OpenQASM 2, OpenQASM 3, or QPY in base64). Each program is parsed now: a
+    bad one is refused with its index and the parser's message. Python source is refused.
+    """
     return await context(request).deployments.create(body, principal)
 
 
 @router.get(
     "/deployments",
-    response_model=DeploymentList,
     **documented(
-        "List deployments",
-        "The caller's deployments, filtered by exact `name`, paged; `count` ignores paging.",
         example={
             "deployments": [{k: DEPLOYMENT[k] for k in ("id", "name", "deployed_by", "created_at")}],
             "count": 1,
-        },
+        }
     ),
 )
 async def list_deployments(
@@ -76,63 +67,56 @@ async def list_deployments(
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> DeploymentList:
+    """List deployments
+
+    The caller's deployments, filtered by exact `name`, paged; `count` ignores paging.
+    """
     return await context(request).deployments.find(principal, name, limit, offset)
 
 
 @router.get(
     "/deployments/{deployment_id}",
-    response_model=DeploymentView,
-    **documented(
-        "Get a deployment",
-        "A deployment with its programs.",
-        example=DEPLOYMENT,
-        refusals=[E.DEPLOYMENT_NOT_FOUND],
-    ),
+    **documented(example=DEPLOYMENT, refusals=[E.DEPLOYMENT_NOT_FOUND]),
 )
 async def get_deployment(deployment_id: str, request: Request, principal: CurrentPrincipal) -> DeploymentView:
+    """Get a deployment
+
+    A deployment with its programs.
+    """
     return await context(request).deployments.view(deployment_id, principal)
 
 
 @router.put(
     "/deployments/{deployment_id}",
-    response_model=DeploymentView,
     **documented(
-        "Replace a deployment",
-        "Replace the name and programs (parsed as on creation); jobs already submitted keep their inputs.",
-        example=DEPLOYMENT,
-        request_example=CREATE,
-        refusals=[E.DEPLOYMENT_NOT_FOUND, *PROGRAM_REFUSALS],
+        example=DEPLOYMENT, request_example=CREATE, refusals=[E.DEPLOYMENT_NOT_FOUND, *PROGRAM_REFUSALS]
     ),
 )
 async def replace_deployment(
     deployment_id: str, body: DeploymentCreate, request: Request, principal: CurrentPrincipal
 ) -> DeploymentView:
+    """Replace a deployment
+
+    Replace the name and programs (parsed as on creation); jobs already submitted keep their inputs.
+    """
     return await context(request).deployments.replace(deployment_id, body, principal)
 
 
 @router.delete(
     "/deployments/{deployment_id}",
-    status_code=204,
-    **documented(
-        "Delete a deployment",
-        "Delete a deployment; refused (409) while jobs use it.",
-        refusals=[E.DEPLOYMENT_NOT_FOUND, E.DEPLOYMENT_IN_USE],
-    ),
+    **documented(refusals=[E.DEPLOYMENT_NOT_FOUND, E.DEPLOYMENT_IN_USE], status=204),
 )
-async def delete_deployment(deployment_id: str, request: Request, principal: CurrentPrincipal) -> Response:
+async def delete_deployment(deployment_id: str, request: Request, principal: CurrentPrincipal) -> None:
+    """Delete a deployment
+
+    Delete a deployment; refused (409) while jobs use it.
+    """
     await context(request).deployments.delete(deployment_id, principal)
-    return Response(status_code=204)
 
 
 @router.post(
     "/deployments/{deployment_id}/jobs",
-    response_model=JobCreated,
-    status_code=201,
     **documented(
-        "Run a deployment",
-        "Queue one job that runs every program of the deployment on `device`: RUNNER (counts and "
-        "probabilities with hexadecimal keys per register), SAMPLER, or ESTIMATOR (with "
-        "`observables`). Scheduled like any other job; read it under /jobs/{id}.",
         example={"id": "d4ri0c08c2sc73a8kg10", "backend": "fake_manila"},
         status=201,
         request_example={"device": "fake_manila", "shots": 1000, "type": "RUNNER"},
@@ -151,4 +135,10 @@ async def delete_deployment(deployment_id: str, request: Request, principal: Cur
 async def run_deployment(
     deployment_id: str, body: DeploymentRun, request: Request, principal: CurrentPrincipal
 ) -> JobCreated:
+    """Run a deployment
+
+    Queue one job that runs every program of the deployment on `device`: RUNNER (counts and probabilities with
+    hexadecimal keys per register), SAMPLER, or ESTIMATOR (with `observables`). Scheduled like any other job;
+    read it under /jobs/{id}.
+    """
     return await context(request).deployments.run(deployment_id, body, principal)

@@ -12,6 +12,7 @@ from services.api.jobs.schemas import JobCreated
 from services.api.jobs.service import JobService
 from services.api.programs.formats import parse_program
 from services.api.programs.validation import Limits, NormalizedParams, normalize_estimator, normalize_sampler
+from services.api.views import view_of
 from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import Deployment, QuantumProgram
@@ -83,10 +84,7 @@ class DeploymentService:
         async with unit_of_work(self.sessions) as session:
             rows, total = await DeploymentRepository(session).find(owner, name, limit, offset)
         return DeploymentList(
-            deployments=[
-                DeploymentSummary(id=d.id, name=d.name, deployed_by=d.user_id, created_at=d.created_at)
-                for d in rows
-            ],
+            deployments=[view_of(DeploymentSummary, d, deployed_by=d.user_id) for d in rows],
             count=total,
         )
 
@@ -218,21 +216,9 @@ def _observables_per_program(observables: Any, count: int) -> list[Any]:
 
 
 def to_view(deployment: Deployment, programs: list[QuantumProgram]) -> DeploymentView:
-    return DeploymentView(
-        id=deployment.id,
-        name=deployment.name,
+    return view_of(
+        DeploymentView,
+        deployment,
         deployed_by=deployment.user_id,
-        created_at=deployment.created_at,
-        updated_at=deployment.updated_at,
-        programs=[
-            ProgramView(
-                id=p.id,
-                position=p.position,
-                assembler_language=p.assembler_language,
-                quantum_circuit=p.quantum_circuit,
-                num_qubits=p.num_qubits,
-                registers=p.registers,
-            )
-            for p in programs
-        ],
+        programs=[ProgramView.model_validate(p, from_attributes=True) for p in programs],
     )

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
 from shared.events.document import asyncapi_document
@@ -11,8 +11,8 @@ from shared.kit.errors import ErrorCode, InvalidInput
 
 from .service import stream
 
-router = APIRouter(tags=["events"])
-public_router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=DocumentedRoute)
+public_router = APIRouter(tags=["events"], route_class=DocumentedRoute)
 
 SSE_SCHEMA = {"type": "string", "description": "Server-Sent Events: `id:` and `data:` lines per event"}
 JOB_FRAMES = (
@@ -25,12 +25,15 @@ SESSION_FRAMES = (
 )
 
 
-def _sse(summary: str, description: str, example: str, refusal: ErrorCode) -> dict[str, Any]:
+LastEventId = Annotated[str | None, Header()]
+
+
+def sse_documented(example: str, *refusals: ErrorCode, schema: dict[str, Any] = SSE_SCHEMA) -> dict[str, Any]:
+    """`documented(...)` for a route that streams Server-Sent Events."""
     documentation = documented(
-        summary, description, example=example, media_type="text/event-stream", refusals=[refusal]
+        example=example, media_type="text/event-stream", response_schema=schema, refusals=refusals
     )
-    documentation["responses"][200]["content"]["text/event-stream"]["schema"] = SSE_SCHEMA
-    return documentation
+    return {"response_class": StreamingResponse, **documentation}
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -61,43 +64,27 @@ def event_stream(
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.get(
-    "/jobs/{job_id}/events",
-    response_class=StreamingResponse,
-    **_sse(
-        "Stream a job's events",
-        "Every state change of the job as Server-Sent Events (the documents of docs/events.md), "
-        "from the start or after `Last-Event-ID`; a reconnect loses nothing.",
-        JOB_FRAMES,
-        ErrorCode.JOB_NOT_FOUND,
-    ),
-)
+@router.get("/jobs/{job_id}/events", **sse_documented(JOB_FRAMES, ErrorCode.JOB_NOT_FOUND))
 async def job_events(
-    job_id: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    last_event_id: Annotated[str | None, Header()] = None,
+    job_id: str, request: Request, principal: CurrentPrincipal, last_event_id: LastEventId = None
 ) -> StreamingResponse:
+    """Stream a job's events
+
+    Every state change of the job as Server-Sent Events (the documents of docs/events.md), from the
+    start or after `Last-Event-ID`; a reconnect loses nothing.
+    """
     await context(request).jobs.view(job_id, principal, exclude_params=True)  # the same 404 as the job
     return event_stream(request, principal.user_id, "job", job_id, last_event_id)
 
 
-@router.get(
-    "/sessions/{session_id}/events",
-    response_class=StreamingResponse,
-    **_sse(
-        "Stream a session's events",
-        "Every state change of the session as Server-Sent Events, resumable with `Last-Event-ID`.",
-        SESSION_FRAMES,
-        ErrorCode.SESSION_NOT_FOUND,
-    ),
-)
+@router.get("/sessions/{session_id}/events", **sse_documented(SESSION_FRAMES, ErrorCode.SESSION_NOT_FOUND))
 async def session_events(
-    session_id: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    last_event_id: Annotated[str | None, Header()] = None,
+    session_id: str, request: Request, principal: CurrentPrincipal, last_event_id: LastEventId = None
 ) -> StreamingResponse:
+    """Stream a session's events
+
+    Every state change of the session as Server-Sent Events, resumable with `Last-Event-ID`.
+    """
     await context(request).runtime_sessions.view(session_id, principal)
     return event_stream(request, principal.user_id, "session", session_id, last_event_id)
 
@@ -106,11 +93,12 @@ async def session_events(
     "/asyncapi.json",
     response_model=dict[str, Any],
     **documented(
-        "The AMQP event contract",
-        "The AsyncAPI 2.6 document of the events published on the broker, with the event "
-        "document's JSON Schema.",
-        example={"asyncapi": "2.6.0", "info": {"title": "qruntime events", "version": "1"}, "channels": {}},
+        example={"asyncapi": "2.6.0", "info": {"title": "qruntime events", "version": "1"}, "channels": {}}
     ),
 )
 async def asyncapi(request: Request) -> dict[str, Any]:
+    """The AMQP event contract
+
+    The AsyncAPI 2.6 document of the events published on the broker, with the event document's JSON Schema.
+    """
     return asyncapi_document(context(request).settings.namespace)

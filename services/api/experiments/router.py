@@ -3,20 +3,20 @@ call and the same call inside `POST transactions` are one code path), the transa
 sequence's Server-Sent Events."""
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
-from services.api.events.router import event_stream
+from services.api.events.router import LastEventId, event_stream, sse_documented
 from shared.kit.errors import ErrorCode, InvalidInput
 
 from .service import Call, Reply
 
-router = APIRouter(tags=["experiments"])
+router = APIRouter(tags=["experiments"], route_class=DocumentedRoute)
 
 SEQUENCE_EXAMPLE = {
     "path": "lab/rabi",
@@ -56,6 +56,7 @@ TRANSACTION_BODY = {
     },
     "required": ["operations"],
 }
+SEQUENCE_FRAMES = 'id: 57\nevent: sequence.state_changed\ndata: {"type": "sequence.state_changed", "state": "running", ...}\n\n'
 SSE_SCHEMA = {
     "type": "string",
     "description": "Server-Sent Events: `id:`, `event:` and `data:` lines per event",
@@ -99,10 +100,6 @@ def _response(reply: Reply) -> Response:
     "/experiments/transactions",
     response_model=dict[str, Any],
     **documented(
-        "Apply store calls all or nothing",
-        "Several experiment-store calls applied in order in one SERIALIZABLE transaction after the "
-        "preconditions hold (a failed one answers 409, code 3456); `commit: false` previews and rolls "
-        "back. The answer lists each operation's status and body. See docs/experiments.md.",
         example={"committed": True, "results": [{"status": 200, "body": SEQUENCE_EXAMPLE}]},
         request_example={
             "operations": [
@@ -117,30 +114,29 @@ def _response(reply: Reply) -> Response:
     ),
 )
 async def transaction(request: Request, principal: CurrentPrincipal) -> Response:
-    """Several write (or read) calls applied all or nothing, after checking preconditions."""
+    """Apply store calls all or nothing
+
+    Several experiment-store calls applied in order in one SERIALIZABLE transaction after the preconditions
+    hold (a failed one answers 409, code 3456); `commit: false` previews and rolls back. The answer lists each
+    operation's status and body. See docs/experiments.md.
+    """
     reply = await context(request).experiments.transaction(principal, await _json_body(request))
     return _response(reply)
 
 
 @router.get(
     "/experiments/sequences/{path:path}/events",
-    response_class=StreamingResponse,
-    **documented(
-        "Stream a sequence's events",
-        "Every state change of the sequence as Server-Sent Events, resumable with `Last-Event-ID`.",
-        example='id: 57\nevent: sequence.state_changed\ndata: {"type": "sequence.state_changed", '
-        '"state": "running", ...}\n\n',
-        media_type="text/event-stream",
-        response_schema=SSE_SCHEMA,
-        refusals=[ErrorCode.SEQUENCE_NOT_FOUND, ErrorCode.EXPERIMENT_PATH_INVALID],
+    **sse_documented(
+        SEQUENCE_FRAMES, ErrorCode.SEQUENCE_NOT_FOUND, ErrorCode.EXPERIMENT_PATH_INVALID, schema=SSE_SCHEMA
     ),
 )
 async def sequence_events(
-    path: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    last_event_id: Annotated[str | None, Header()] = None,
+    path: str, request: Request, principal: CurrentPrincipal, last_event_id: LastEventId = None
 ) -> StreamingResponse:
+    """Stream a sequence's events
+
+    Every state change of the sequence as Server-Sent Events, resumable with `Last-Event-ID`.
+    """
     sequence = await context(request).experiments.view_sequence(principal, path)  # the same 404
     return event_stream(request, principal.user_id, "sequence", sequence["id"], last_event_id)
 
@@ -150,11 +146,6 @@ async def sequence_events(
     methods=["GET", "PUT", "PATCH", "POST", "DELETE"],
     response_model=dict[str, Any],
     **documented(
-        "Experiment store call",
-        "The experiment store (caqtus' model): `paths/{path}`, `tree/{path}`, `sequences/{path}` "
-        "(PUT a definition, GET it; POST `.../launch`, `.../interrupt`, `.../reset`, `.../duplicate`), "
-        "`sequences/{path}/points`, `global-parameters` (ETag, If-Match), `device-configurations/{name}`. "
-        "Each call and its answer are listed in docs/experiments.md.",
         example=SEQUENCE_EXAMPLE,
         request_example={
             "backend": "aer_simulator",
@@ -180,7 +171,13 @@ async def sequence_events(
     ),
 )
 async def experiments(rest: str, request: Request, principal: CurrentPrincipal) -> Response:
-    """paths/..., sequences/..., global-parameters, device-configurations/..., tree/..."""
+    """Experiment store call
+
+    The experiment store (caqtus' model): `paths/{path}`, `tree/{path}`, `sequences/{path}` (PUT a definition,
+    GET it; POST `.../launch`, `.../interrupt`, `.../reset`, `.../duplicate`), `sequences/{path}/points`,
+    `global-parameters` (ETag, If-Match), `device-configurations/{name}`. Each call and its answer are listed
+    in docs/experiments.md.
+    """
     query = request.url.query
     body = await _json_body(request) if request.method in ("PUT", "PATCH", "POST") else None
     call = Call(request.method, rest + (f"?{query}" if query else ""), body, request.headers.get("if-match"))

@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.api.ids import new_id
+from services.api.jobs.service import queued_job
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
 from shared.db.models import (
@@ -684,18 +684,13 @@ class ExperimentService:
         jobs: list[Job] = []
         links: list[ExperimentJob] = []
         for (first, last), normalized in zip(chunks, params, strict=True):
-            job = Job(
-                id=new_id(),
+            job = queued_job(
+                principal,
+                normalized,
                 program_id=sequence.program,
                 backend=sequence.backend,
-                status=JobStatus.QUEUED,
-                params=normalized.encoded,
-                num_pubs=normalized.num_pubs,
-                total_shots=normalized.total_shots,
                 priority=0,
                 tags=[],
-                attempts=0,
-                user_id=principal.user_id,
                 instance_id=owner,
                 job_type=EXPERIMENT_JOB_TYPE,
                 name=f"{row.path}[{first}:{last}]"[-255:],

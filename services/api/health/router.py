@@ -2,12 +2,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.dependencies import context
 from shared.db.repositories.probes import database_answers
 from shared.kit.supervision import process_health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=DocumentedRoute)
 
 
 class Alive(BaseModel):
@@ -22,14 +22,14 @@ class Readiness(BaseModel):
 @router.get(
     "/healthz",
     response_model=Alive,
-    **documented(
-        "Alive",
-        "The process answers, unless it is broken and not recovering (a background task given up "
-        "on, or stalled): then 503. No dependency is checked, so a broker outage never restarts the pod.",
-        example={"status": "ok"},
-    ),
+    **documented(example={"status": "ok"}),
 )
 async def healthz() -> JSONResponse:
+    """Alive
+
+    The process answers, unless it is broken and not recovering (a background task given up on, or stalled):
+    then 503. No dependency is checked, so a broker outage never restarts the pod.
+    """
     alive, body = process_health.live()
     return JSONResponse(body, 200 if alive else 503)
 
@@ -38,13 +38,15 @@ async def healthz() -> JSONResponse:
     "/readyz",
     response_model=Readiness,
     **documented(
-        "Ready",
-        "200 when the database and the broker can be reached, else 503 with the failing check.",
         example={"status": "ready", "checks": {"database": True, "broker": True}},
         responses={503: {"model": Readiness, "description": "The database or the broker cannot be reached."}},
     ),
 )
 async def readyz(request: Request) -> JSONResponse:
+    """Ready
+
+    200 when the database and the broker can be reached, else 503 with the failing check.
+    """
     ctx = context(request)
     checks = {
         "database": await database_answers(ctx.engine),

@@ -5,12 +5,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import guarded
 from services.api.dependencies import context
 from shared.kit.errors import ErrorCode, InvalidInput
 
-router = APIRouter(tags=["identity"])
+router = APIRouter(tags=["identity"], route_class=DocumentedRoute)
 
 APIKEY_GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 
@@ -32,12 +32,7 @@ class TokenResponse(BaseModel):
 
 @router.post(
     "/identity/token",
-    response_model=TokenResponse,
     **documented(
-        "Exchange an API key for an access token",
-        "The IAM apikey grant the official client performs against $IAM_URL/identity/token: a form "
-        "body with grant_type and apikey, no Authorization header. Send the token as "
-        "`Authorization: Bearer <token>` until `expiration` (Unix seconds).",
         example={
             "access_token": "eyJhbGciOiJIUzI1NiIsImtpZCI6IjljMWU3YTJiNGQ2ZjhlMGEiLCJ0eXAiOiJKV1QifQ.<claims>.<signature>",
             "refresh_token": "not_supported",
@@ -52,6 +47,12 @@ class TokenResponse(BaseModel):
     ),
 )
 async def exchange_api_key(request: Request) -> TokenResponse:
+    """Exchange an API key for an access token
+
+    The IAM apikey grant the official client performs against $IAM_URL/identity/token: a form body with
+    grant_type and apikey, no Authorization header. Send the token as `Authorization: Bearer <token>` until
+    `expiration` (Unix seconds).
+    """
     # Form-encoded, no Authorization header: exactly what ibm-cloud-sdk-core's IAMTokenManager sends.
     form = parse_qs((await request.body()).decode(errors="replace"))
     grant = form.get("grant_type", [""])[0]
@@ -66,6 +67,6 @@ async def exchange_api_key(request: Request) -> TokenResponse:
         access_token=issued.access_token,
         # The client stores a refresh token but never uses it; it asks for a new grant instead.
         refresh_token="not_supported",
-        expires_in=issued.expires_at - issued.issued_at,
+        expires_in=issued.expires_in,
         expiration=issued.expires_at,
     )

@@ -2,7 +2,8 @@
 
 import asyncio
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +44,20 @@ from .schemas import (
 
 def new_job_id() -> str:
     return new_id()
+
+
+def queued_job(principal: Principal, params: NormalizedParams, **fields: Any) -> Job:
+    """A new job of the principal's user, QUEUED and never started, with `params` as its inputs."""
+    return Job(
+        id=new_job_id(),
+        status=JobStatus.QUEUED,
+        params=params.encoded,
+        num_pubs=params.num_pubs,
+        total_shots=params.total_shots,
+        attempts=0,
+        user_id=principal.user_id,
+        **fields,
+    )
 
 
 def find_backend(catalog: dict[str, BackendInfo], name: str) -> BackendInfo:
@@ -88,23 +103,15 @@ def prepare_submission(
     return request.model_copy(update={"params": None}), params, backend
 
 
+@dataclass
 class JobService:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        catalog: dict[str, BackendInfo],
-        limits: Limits,
-        pool: ParsePool,
-        changes: ChangeFeed | None = None,
-        wait_limit_seconds: float = 30.0,
-    ) -> None:
-        self.sessions = sessions
-        self.catalog = catalog
-        self.limits = limits
-        self.pool = pool
-        # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
-        self.changes = changes or ChangeFeed()
-        self.wait_limit_seconds = wait_limit_seconds
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: dict[str, BackendInfo]
+    limits: Limits
+    pool: ParsePool
+    # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
+    changes: ChangeFeed = field(default_factory=ChangeFeed)
+    wait_limit_seconds: float = 30.0
 
     async def submit(
         self, body: bytes, principal: Principal, idempotency: IdempotentRequest | None = None
@@ -158,21 +165,16 @@ class JobService:
                 ErrorCode.INVALID_REQUEST,
                 "Name the instance to run in with a Service-CRN header (you belong to several, or none).",
             )
-        job = Job(
-            id=new_job_id(),
+        job = queued_job(
+            principal,
+            params,
             program_id=program_id,
             backend=backend,
-            status=JobStatus.QUEUED,
-            params=params.encoded,
-            num_pubs=params.num_pubs,
-            total_shots=params.total_shots,
             priority=priority,
             tags=tags or [],
             session_id=session_id,
             max_execution_time=max_execution_time,
             log_level=log_level,
-            attempts=0,
-            user_id=principal.user_id,
             instance_id=principal.instance_id,
             deployment_id=deployment_id,
             job_type=job_type,

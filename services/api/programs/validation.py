@@ -12,7 +12,7 @@ import json
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from qiskit import QuantumCircuit, qasm2, qasm3
@@ -30,6 +30,7 @@ from services.api.programs.bounds import (
 from shared.backends.catalog import BackendInfo, rep_delay_range
 from shared.jobs.options import check_estimator_model, check_options, context_for
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError, short_message
+from shared.kit.settings import Settings
 
 SUPPORTED_PROGRAMS = ("sampler", "estimator", "executor", "noise-learner")
 # Tagged values whose payload is zlib-compressed base64 in RuntimeEncoder's format.
@@ -45,6 +46,11 @@ class Limits:
     # Where no backend is known yet (decoding, deployments): the widest circuit accepted at all.
     max_circuit_qubits: int = 1024
     max_circuit_clbits: int = 4096
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Limits":
+        """The limits the settings of the same names set."""
+        return cls(**{limit.name: getattr(settings, limit.name) for limit in fields(cls)})
 
     def anywhere(self) -> WidthLimit:
         return WidthLimit(self.max_circuit_qubits, self.max_circuit_clbits, "this server")
@@ -220,6 +226,14 @@ def option_context_for(program: str, params: dict[str, Any], backend: BackendInf
     return context_for(program, params, backend.simulator, rep_delay_range(backend.name))
 
 
+def _pub_items(pub: Any, where: str, fewest: int, most: int, form: str) -> list[Any]:
+    """A pub's items (a lone circuit is a pub of one), refused unless there are `fewest` to `most`."""
+    items = list(pub) if isinstance(pub, list | tuple) else [pub]
+    if not fewest <= len(items) <= most:
+        raise InvalidInput(ErrorCode.INVALID_REQUEST, f"{where}: {form}.")
+    return items
+
+
 def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> NormalizedParams:
     pubs, options = _pubs_and_options(params, limits)
     check_options(params, option_context_for("sampler", params, backend))
@@ -231,11 +245,7 @@ def normalize_sampler(params: Any, backend: BackendInfo, limits: Limits) -> Norm
     total_shots = 0
     for index, pub in enumerate(pubs):
         where = f"pub {index}"
-        items = list(pub) if isinstance(pub, list | tuple) else [pub]
-        if not 1 <= len(items) <= 3:
-            raise InvalidInput(
-                ErrorCode.INVALID_REQUEST, f"{where}: a sampler pub is [circuit, parameter_values?, shots?]."
-            )
+        items = _pub_items(pub, where, 1, 3, "a sampler pub is [circuit, parameter_values?, shots?]")
         width = limits.on(backend)
         circuit = check_samples(check_width(parse_circuit(items[0], where, width), width, where), where)
         values = items[1] if len(items) > 1 else None
@@ -297,12 +307,9 @@ def normalize_estimator(params: Any, backend: BackendInfo, limits: Limits) -> No
     evaluations = 0
     for index, pub in enumerate(pubs):
         where = f"pub {index}"
-        items = list(pub) if isinstance(pub, list | tuple) else [pub]
-        if not 2 <= len(items) <= 4:
-            raise InvalidInput(
-                ErrorCode.INVALID_REQUEST,
-                f"{where}: an estimator pub is [circuit, observables, parameter_values?, precision?].",
-            )
+        items = _pub_items(
+            pub, where, 2, 4, "an estimator pub is [circuit, observables, parameter_values?, precision?]"
+        )
         width = limits.on(backend)
         circuit = check_width(parse_circuit(items[0], where, width), width, where)
         values = items[2] if len(items) > 2 else None

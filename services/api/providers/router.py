@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.boundary import INT32_MAX
 from services.api.dependencies import context
@@ -21,16 +21,12 @@ DEVICE = {
 }
 
 
-router = APIRouter(tags=["providers and devices"])
+router = APIRouter(tags=["providers and devices"], route_class=DocumentedRoute)
 
 
 @router.get(
     "/providers",
-    response_model=list[ProviderView],
     **documented(
-        "List providers",
-        "Where programs can run: each provider, whether it takes a token, the program languages "
-        "it accepts and its devices.",
         example=[
             {
                 "name": "IBM",
@@ -40,68 +36,63 @@ router = APIRouter(tags=["providers and devices"])
                 "a token is only needed for IBM Quantum hardware (not yet forwarded).",
                 "devices": ["aer_simulator", "fake_manila"],
             }
-        ],
+        ]
     ),
 )
 async def list_providers(request: Request) -> list[ProviderView]:
+    """List providers
+
+    Where programs can run: each provider, whether it takes a token, the program languages it accepts and its
+    devices.
+    """
     return await context(request).providers.providers()
 
 
 @router.put(
     "/providers/{name}/credentials",
-    status_code=204,
-    **documented(
-        "Store a provider token",
-        "Store the caller's token for a provider that takes one, encrypted at rest "
-        "(QRUNTIME_SECRETS_KEY); it is never returned.",
-        request_example={"token": "<provider token>"},
-        refusals=[E.NOT_FOUND],
-    ),
+    **documented(request_example={"token": "<provider token>"}, refusals=[E.NOT_FOUND], status=204),
 )
 async def put_credential(
     name: str, body: CredentialPut, request: Request, principal: CurrentPrincipal
-) -> Response:
+) -> None:
+    """Store a provider token
+
+    Store the caller's token for a provider that takes one, encrypted at rest (QRUNTIME_SECRETS_KEY); it is
+    never returned.
+    """
     await context(request).providers.put_credential(name, body.token, principal)
-    return Response(status_code=204)
 
 
 @router.get(
     "/providers/{name}/credentials",
-    response_model=CredentialStatus,
     **documented(
-        "Is a provider token stored?",
-        "Whether the caller has a token stored for the provider, and when it was last set (never the token).",
         example={"provider": "IBM", "configured": True, "updated_at": "2026-11-30T02:30:00Z"},
         refusals=[E.NOT_FOUND],
     ),
 )
 async def credential_status(name: str, request: Request, principal: CurrentPrincipal) -> CredentialStatus:
+    """Is a provider token stored?
+
+    Whether the caller has a token stored for the provider, and when it was last set (never the token).
+    """
     return await context(request).providers.credential_status(name, principal)
 
 
 @router.delete(
     "/providers/{name}/credentials",
-    status_code=204,
-    **documented(
-        "Delete a provider token",
-        "Forget the caller's token for the provider.",
-        refusals=[E.NOT_FOUND],
-    ),
+    **documented(refusals=[E.NOT_FOUND], status=204),
 )
-async def delete_credential(name: str, request: Request, principal: CurrentPrincipal) -> Response:
+async def delete_credential(name: str, request: Request, principal: CurrentPrincipal) -> None:
+    """Delete a provider token
+
+    Forget the caller's token for the provider.
+    """
     await context(request).providers.delete_credential(name, principal)
-    return Response(status_code=204)
 
 
 @router.get(
     "/devices",
-    response_model=DeviceList,
-    **documented(
-        "List devices",
-        "Devices programs can run on, filtered by provider, minimum number of qubits, simulator or "
-        "not, local or not; `count` is the number of matches.",
-        example={"devices": [DEVICE], "count": 1},
-    ),
+    **documented(example={"devices": [DEVICE], "count": 1}),
 )
 async def list_devices(
     request: Request,
@@ -110,18 +101,21 @@ async def list_devices(
     is_simulator: bool | None = None,
     is_local: bool | None = None,
 ) -> DeviceList:
+    """List devices
+
+    Devices programs can run on, filtered by provider, minimum number of qubits, simulator or not, local or
+    not; `count` is the number of matches.
+    """
     return await context(request).providers.devices(provider, min_qubits, is_simulator, is_local)
 
 
 @router.get(
     "/devices/{device_id}",
-    response_model=DeviceView,
-    **documented(
-        "Get a device",
-        "One device, its size, noise model, status and queue length.",
-        example=DEVICE,
-        refusals=[(404, E.BACKEND_NOT_FOUND)],
-    ),
+    **documented(example=DEVICE, refusals=[(404, E.BACKEND_NOT_FOUND)]),
 )
 async def get_device(device_id: str, request: Request) -> DeviceView:
+    """Get a device
+
+    One device, its size, noise model, status and queue length.
+    """
     return await context(request).providers.device(device_id)

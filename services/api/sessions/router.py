@@ -1,8 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.boundary import INT32_MAX
 from services.api.dependencies import runtime_session_service
@@ -36,18 +36,13 @@ SESSION_EXAMPLE = {
 }
 
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(tags=["sessions"], route_class=DocumentedRoute)
 Sessions = Annotated[RuntimeSessionService, Depends(runtime_session_service)]
 
 
 @router.post(
     "/sessions",
-    response_model=SessionView,
     **documented(
-        "Open a session or batch",
-        "Open a Session (`mode` dedicated: it owns its backend while active) or a Batch (`mode` "
-        'batch: its jobs jump the queue once it started). `max_ttl` in seconds or like "2h 30m"; '
-        "its clock starts with the first job and never pauses. Jobs join with `session_id`.",
         example=SESSION_EXAMPLE,
         request_example={"mode": "dedicated", "backend": "fake_manila", "max_ttl": "1h"},
         refusals=[E.BACKEND_NOT_FOUND],
@@ -56,18 +51,18 @@ Sessions = Annotated[RuntimeSessionService, Depends(runtime_session_service)]
 async def create_session(
     request: Request, body: SessionCreate, sessions: Sessions, principal: CurrentPrincipal
 ) -> SessionView:
+    """Open a session or batch
+
+    Open a Session (`mode` dedicated: it owns its backend while active) or a Batch (`mode` batch: its jobs
+    jump the queue once it started). `max_ttl` in seconds or like "2h 30m"; its clock starts with the first
+    job and never pauses. Jobs join with `session_id`.
+    """
     return await sessions.create(body, principal, await idempotency_of(request, principal, "sessions"))
 
 
 @router.get(
     "/sessions",
-    response_model=SessionList,
-    **documented(
-        "List sessions",
-        "The caller's sessions and batches, newest first, filtered by backend, mode, state and "
-        "accepting_jobs; `count` is the number of matches ignoring paging.",
-        example={"sessions": [SESSION_EXAMPLE], "count": 1},
-    ),
+    **documented(example={"sessions": [SESSION_EXAMPLE], "count": 1}),
 )
 async def list_sessions(
     sessions: Sessions,
@@ -79,52 +74,54 @@ async def list_sessions(
     limit: int = Query(default=10, ge=1, le=100),
     offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> SessionList:
+    """List sessions
+
+    The caller's sessions and batches, newest first, filtered by backend, mode, state and accepting_jobs;
+    `count` is the number of matches ignoring paging.
+    """
     where = SessionFilter(backend=backend, mode=mode, state=state, accepting_jobs=accepting_jobs)
     return await sessions.search(where, limit, offset, principal)
 
 
 @router.get(
     "/sessions/{session_id}",
-    response_model=SessionView,
-    **documented(
-        "Get a session",
-        "What the client's `session.details()` reads: state, timers (seconds), usage and history.",
-        example=SESSION_EXAMPLE,
-        refusals=[E.SESSION_NOT_FOUND],
-    ),
+    **documented(example=SESSION_EXAMPLE, refusals=[E.SESSION_NOT_FOUND]),
 )
 async def get_session(session_id: str, sessions: Sessions, principal: CurrentPrincipal) -> SessionView:
+    """Get a session
+
+    What the client's `session.details()` reads: state, timers (seconds), usage and history.
+    """
     return await sessions.view(session_id, principal)
 
 
 @router.patch(
     "/sessions/{session_id}",
-    status_code=204,
     **documented(
-        "Stop accepting jobs (close)",
-        '`{"accepting_jobs": false}` is the client\'s `session.close()`: queued and running jobs '
-        "finish, then the session closes. A closed session cannot accept jobs again (409).",
         request_example={"accepting_jobs": False},
         refusals=[E.SESSION_NOT_FOUND, E.SESSION_CLOSED],
+        status=204,
     ),
 )
 async def update_session(
     session_id: str, body: SessionUpdate, sessions: Sessions, principal: CurrentPrincipal
-) -> Response:
+) -> None:
+    """Stop accepting jobs (close)
+
+    `{"accepting_jobs": false}` is the client's `session.close()`: queued and running jobs finish, then the
+    session closes. A closed session cannot accept jobs again (409).
+    """
     await sessions.update(session_id, body, principal)
-    return Response(status_code=204)
 
 
 @router.delete(
     "/sessions/{session_id}/close",
-    status_code=204,
-    **documented(
-        "Cancel a session",
-        "The client's `session.cancel()`: the session closes now, its queued jobs end Cancelled "
-        "(code 4001), running ones finish. Cancelling a closed session changes nothing.",
-        refusals=[E.SESSION_NOT_FOUND],
-    ),
+    **documented(refusals=[E.SESSION_NOT_FOUND], status=204),
 )
-async def cancel_session(session_id: str, sessions: Sessions, principal: CurrentPrincipal) -> Response:
+async def cancel_session(session_id: str, sessions: Sessions, principal: CurrentPrincipal) -> None:
+    """Cancel a session
+
+    The client's `session.cancel()`: the session closes now, its queued jobs end Cancelled (code 4001),
+    running ones finish. Cancelling a closed session changes nothing.
+    """
     await sessions.cancel(session_id, principal)
-    return Response(status_code=204)

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.api.idempotency import IdempotentRequest, Replay, claim_or_replay, remember_answer
 from services.api.ids import is_wellformed_id, new_id
+from services.api.views import view_of
 from shared.backends.catalog import BackendInfo
 from shared.db.engine import unit_of_work
 from shared.db.models import RuntimeSession
@@ -158,20 +159,10 @@ class RuntimeSessionService:
 
 
 def to_view(runtime_session: RuntimeSession, usage: float) -> SessionView:
-    return SessionView(
-        id=runtime_session.id,
+    return view_of(
+        SessionView,
+        runtime_session,
         backend_name=runtime_session.backend,
-        mode=runtime_session.mode,
-        state=runtime_session.state,
-        accepting_jobs=runtime_session.accepting_jobs,
-        interactive_ttl=runtime_session.interactive_ttl,
-        max_ttl=runtime_session.max_ttl,
-        active_ttl=runtime_session.active_ttl,
-        last_job_started=runtime_session.last_job_started,
-        last_job_completed=runtime_session.last_job_completed,
-        started_at=runtime_session.started_at,
-        closed_at=runtime_session.closed_at,
-        activated_at=runtime_session.activated_at,
         elapsed_time=round(usage, 3),
         timestamps=[StateTimestamp.model_validate(entry) for entry in runtime_session.timestamps or []],
     )

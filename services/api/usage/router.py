@@ -1,11 +1,11 @@
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from services.api.apidocs.spec import documented
+from services.api.apidocs.spec import DocumentedRoute, documented
 from services.api.auth import CurrentPrincipal
 from services.api.dependencies import context
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(tags=["usage"], route_class=DocumentedRoute)
 
 
 class InstanceUsage(BaseModel):
@@ -19,12 +19,7 @@ class InstanceUsage(BaseModel):
 
 @router.get(
     "/instances/usage",
-    response_model=InstanceUsage,
     **documented(
-        "Get the instance's usage",
-        "Seconds of backend time the caller's instance used in the rolling window "
-        "(QRUNTIME_USAGE_WINDOW_DAYS) against its allocation; null limits mean unlimited. The "
-        "official client calls this before every submission.",
         example={
             "instance": "crn:v1:qruntime:public:quantum-computing:local:a/qruntime:a1b2c3d4e5f6::",
             "usage_consumed_seconds": 12.5,
@@ -32,10 +27,16 @@ class InstanceUsage(BaseModel):
             "usage_limit_seconds": 3600.0,
             "usage_remaining_seconds": 3587.5,
             "usage_limit_reached": False,
-        },
+        }
     ),
 )
 async def instance_usage(request: Request, principal: CurrentPrincipal) -> InstanceUsage:
+    """Get the instance's usage
+
+    Seconds of backend time the caller's instance used in the rolling window (QRUNTIME_USAGE_WINDOW_DAYS)
+    against its allocation; null limits mean unlimited. The official client calls this before every
+    submission.
+    """
     # The official client calls this before every submission: it must always answer quickly.
     if principal.instance_id is None:
         return InstanceUsage(

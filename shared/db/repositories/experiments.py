@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import (
@@ -21,6 +21,7 @@ from shared.db.models import (
     ExperimentSequence,
     Job,
 )
+from shared.db.repositories.locks import lock_row
 from shared.experiments.states import SequenceState, sequence_sources_of
 from shared.jobs.states import JobStatus, sources_of
 
@@ -43,6 +44,15 @@ def _under(prefix: str) -> Any:
     """Paths strictly below `prefix` (no LIKE: "_" in a name must not be a wildcard)."""
     start = prefix.rstrip("/") + "/"
     return func.left(ExperimentPath.path, len(start)) == start
+
+
+def _points_of(sequence_id: int) -> Select[ExperimentPoint]:
+    """The points of a sequence, by index."""
+    return (
+        select(ExperimentPoint)
+        .where(ExperimentPoint.sequence_id == sequence_id)
+        .order_by(ExperimentPoint.index)
+    )
 
 
 class ExperimentRepository:
@@ -231,22 +241,11 @@ class ExperimentRepository:
 
     async def points(self, sequence_id: int, offset: int, limit: int) -> list[ExperimentPoint]:
         """Points that have their data, by index."""
-        rows = await self.session.scalars(
-            select(ExperimentPoint)
-            .where(ExperimentPoint.sequence_id == sequence_id, ExperimentPoint.data.is_not(None))
-            .order_by(ExperimentPoint.index)
-            .offset(offset)
-            .limit(limit)
-        )
-        return list(rows)
+        with_data = _points_of(sequence_id).where(ExperimentPoint.data.is_not(None))
+        return list(await self.session.scalars(with_data.offset(offset).limit(limit)))
 
     async def all_points(self, sequence_id: int) -> list[ExperimentPoint]:
-        rows = await self.session.scalars(
-            select(ExperimentPoint)
-            .where(ExperimentPoint.sequence_id == sequence_id)
-            .order_by(ExperimentPoint.index)
-        )
-        return list(rows)
+        return list(await self.session.scalars(_points_of(sequence_id)))
 
     async def point_counts(self, sequence_ids: Sequence[int]) -> dict[int, PointCounts]:
         rows = await self.session.execute(
@@ -277,12 +276,7 @@ class ExperimentRepository:
         return list(rows)
 
     async def lock_sequence(self, sequence_id: int) -> ExperimentSequence | None:
-        return await self.session.scalar(
-            select(ExperimentSequence)
-            .where(ExperimentSequence.path_id == sequence_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        return await lock_row(self.session, ExperimentSequence, ExperimentSequence.path_id == sequence_id)
 
     async def path_of(self, path_id: int) -> str | None:
         return await self.session.scalar(select(ExperimentPath.path).where(ExperimentPath.id == path_id))

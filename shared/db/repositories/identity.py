@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
 from shared.db.models import ApiKey, Instance, InstanceMember, Job, UsageRollup, User
+from shared.db.repositories.locks import lock_row
 from shared.jobs.states import JobStatus
 
 
@@ -95,12 +96,7 @@ class IdentityRepository:
 
     async def lock_instance(self, instance_id: str) -> Instance | None:
         """Serialises submissions per instance, so a concurrency limit cannot be overrun by a race."""
-        return await self.session.scalar(
-            select(Instance)
-            .where(Instance.id == instance_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        return await lock_row(self.session, Instance, Instance.id == instance_id)
 
     async def unfinished_jobs(self, instance_id: str) -> int:
         count = await self.session.scalar(

@@ -1,10 +1,15 @@
-"""PostgreSQL advisory locks: which process does a job that only one may do at a time."""
+"""PostgreSQL advisory locks: which process does a job that only one may do at a time; and row locks
+that serialise the transactions that change one row."""
+
+from typing import TypeVar
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
+
+Row = TypeVar("Row")
 
 RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one outbox relay at a time per database (events in commit order)
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch": one scheduler leads per database
@@ -42,3 +47,11 @@ async def leader_present(session: AsyncSession) -> bool:
         ).bindparams(high=(LEADER_LOCK_KEY >> 32) & 0xFFFFFFFF, low=LEADER_LOCK_KEY & 0xFFFFFFFF)
     )
     return bool(held)
+
+
+async def lock_row(session: AsyncSession, model: type[Row], *where: ColumnElement[bool]) -> Row | None:
+    """The row of `model` that `where` selects, locked FOR UPDATE until the transaction ends and read
+    afresh (the session's copy is replaced: another transaction may have changed the row meanwhile)."""
+    return await session.scalar(
+        select(model).where(*where).with_for_update().execution_options(populate_existing=True)
+    )

@@ -7,7 +7,18 @@ Create Date: 2026-11-22 02:06:06.451556
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import (
+    big_integer,
+    double,
+    integer,
+    jsonb,
+    moment,
+    moment_now,
+    string,
+    text,
+    uuid,
+)
 
 revision, down_revision, branch_labels, depends_on = "0001", None, None, None
 
@@ -16,51 +27,47 @@ def upgrade() -> None:
 
     op.create_table(
         "executors",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("backend", sa.String(length=128), nullable=False),
-        sa.Column("hostname", sa.String(length=255), nullable=False),
-        sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column(
-            "heartbeat_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
-        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        string("id", 64),
+        string("backend", 128),
+        string("hostname", 255),
+        integer("pid"),
+        moment_now("started_at"),
+        moment_now("heartbeat_at"),
+        moment("stopped_at"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("executors_backend_heartbeat", "executors", ["backend", "heartbeat_at"], unique=False)
     op.create_table(
         "inbox",
-        sa.Column("consumer", sa.String(length=64), nullable=False),
-        sa.Column("message_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        string("consumer", 64),
+        uuid("message_id"),
+        moment_now("processed_at"),
         sa.PrimaryKeyConstraint("consumer", "message_id"),
     )
     op.create_table(
         "jobs",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("program_id", sa.String(length=64), nullable=False),
-        sa.Column("backend", sa.String(length=128), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("reason_code", sa.Integer(), nullable=True),
-        sa.Column("params", sa.Text(), nullable=False),
-        sa.Column("num_pubs", sa.Integer(), nullable=False),
-        sa.Column("total_shots", sa.BigInteger(), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("tags", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("session_id", sa.String(length=64), nullable=True),
-        sa.Column("max_execution_time", sa.Integer(), nullable=True),
-        sa.Column("log_level", sa.String(length=16), nullable=True),
-        sa.Column("dispatch_id", sa.UUID(), nullable=True),
-        sa.Column("executor_id", sa.String(length=64), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("execution_seconds", sa.Double(), nullable=True),
+        string("id", 64),
+        string("program_id", 64),
+        string("backend", 128),
+        string("status", 16),
+        text("reason", nullable=True),
+        integer("reason_code", nullable=True),
+        text("params"),
+        integer("num_pubs"),
+        big_integer("total_shots"),
+        integer("priority"),
+        jsonb("tags"),
+        string("session_id", 64, nullable=True),
+        integer("max_execution_time", nullable=True),
+        string("log_level", 16, nullable=True),
+        uuid("dispatch_id", nullable=True),
+        string("executor_id", 64, nullable=True),
+        integer("attempts"),
+        moment_now("created_at"),
+        moment("dispatched_at"),
+        moment("started_at"),
+        moment("finished_at"),
+        double("execution_seconds", nullable=True),
         sa.CheckConstraint(
             "status IN ('QUEUED', 'RUNNING', 'DONE', 'ERROR', 'CANCELLED')", name="jobs_status_valid"
         ),
@@ -76,14 +83,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
-        sa.Column("message_id", sa.UUID(), nullable=False),
-        sa.Column("exchange", sa.String(length=32), nullable=False),
-        sa.Column("routing_key", sa.String(length=255), nullable=False),
-        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        big_integer("id", autoincrement=True),
+        uuid("message_id"),
+        string("exchange", 32),
+        string("routing_key", 255),
+        jsonb("body"),
+        integer("priority"),
+        moment_now("created_at"),
+        moment("sent_at"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("message_id"),
     )
@@ -92,9 +99,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "job_results",
-        sa.Column("job_id", sa.String(length=64), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("job_id", 64),
+        text("body"),
+        moment_now("created_at"),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id"),
     )

@@ -7,52 +7,45 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
+from shared.db.migrations.columns import boolean, double, integer, moment, moment_now, string
+
 revision, down_revision, branch_labels, depends_on = "0003i", "0002", None, None
 
 
 def upgrade() -> None:
     op.create_table(
         "users",
-        sa.Column("id", sa.String(length=64), primary_key=True),
-        sa.Column("name", sa.String(length=128), nullable=False, unique=True),
-        sa.Column("role", sa.String(length=16), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("id", 64, primary_key=True),
+        string("name", 128, unique=True),
+        string("role", 16),
+        boolean("active", server_default=sa.true()),
+        moment_now("created_at"),
         sa.CheckConstraint("role IN ('user', 'admin')", name="users_role_valid"),
     )
     op.create_table(
         "api_keys",
-        sa.Column("id", sa.String(length=32), primary_key=True),
-        sa.Column(
-            "user_id", sa.String(length=64), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-        ),
-        sa.Column("secret_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        string("id", 32, primary_key=True),
+        string("user_id", 64, sa.ForeignKey("users.id", ondelete="CASCADE")),
+        string("secret_hash", 64),
+        moment_now("created_at"),
+        moment("last_used_at"),
+        moment("revoked_at"),
     )
     op.create_index("ix_api_keys_user_id", "api_keys", ["user_id"])
     op.create_table(
         "instances",
-        sa.Column("id", sa.String(length=64), primary_key=True),
-        sa.Column("name", sa.String(length=128), nullable=False, unique=True),
-        sa.Column("crn", sa.String(length=255), nullable=False, unique=True),
-        sa.Column("usage_allocation_seconds", sa.Double(), nullable=True),
-        sa.Column("max_concurrent_jobs", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("id", 64, primary_key=True),
+        string("name", 128, unique=True),
+        string("crn", 255, unique=True),
+        double("usage_allocation_seconds", nullable=True),
+        integer("max_concurrent_jobs", nullable=True),
+        moment_now("created_at"),
     )
     op.create_table(
         "instance_members",
-        sa.Column(
-            "instance_id",
-            sa.String(length=64),
-            sa.ForeignKey("instances.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column(
-            "user_id", sa.String(length=64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-        ),
-        sa.Column("added_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("instance_id", 64, sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
+        string("user_id", 64, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        moment_now("added_at"),
     )
     op.create_index("ix_instance_members_user_id", "instance_members", ["user_id"])
     op.create_index("jobs_user_created", "jobs", ["user_id", "created_at"])

@@ -6,7 +6,8 @@ Revises: 0002
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import boolean, double, integer, jsonb, moment, moment_now, string
 
 revision, down_revision, branch_labels, depends_on = "0003s", "0002", None, None
 
@@ -14,25 +15,25 @@ revision, down_revision, branch_labels, depends_on = "0003s", "0002", None, None
 def upgrade() -> None:
     op.create_table(
         "sessions",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("backend", sa.String(length=128), nullable=False),
-        sa.Column("mode", sa.String(length=16), nullable=False),
-        sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("accepting_jobs", sa.Boolean(), nullable=False),
-        sa.Column("max_ttl", sa.Integer(), nullable=False),
-        sa.Column("interactive_ttl", sa.Integer(), nullable=False),
-        sa.Column("active_ttl", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("last_job_started", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("last_job_completed", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("elapsed_time", sa.Double(), nullable=False),
-        sa.Column("close_reason", sa.String(length=32), nullable=True),
-        sa.Column("timestamps", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("user_id", sa.String(length=64), nullable=True),
-        sa.Column("instance_id", sa.String(length=255), nullable=True),
+        string("id", 64),
+        string("backend", 128),
+        string("mode", 16),
+        string("state", 16),
+        boolean("accepting_jobs"),
+        integer("max_ttl"),
+        integer("interactive_ttl"),
+        integer("active_ttl"),
+        moment_now("created_at"),
+        moment("started_at"),
+        moment("activated_at"),
+        moment("closed_at"),
+        moment("last_job_started"),
+        moment("last_job_completed"),
+        double("elapsed_time"),
+        string("close_reason", 32, nullable=True),
+        jsonb("timestamps"),
+        string("user_id", 64, nullable=True),
+        string("instance_id", 255, nullable=True),
         sa.CheckConstraint("state IN ('open', 'active', 'inactive', 'closed')", name="sessions_state_valid"),
         sa.CheckConstraint("mode IN ('dedicated', 'batch')", name="sessions_mode_valid"),
         sa.PrimaryKeyConstraint("id"),

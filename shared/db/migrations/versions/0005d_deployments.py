@@ -6,7 +6,8 @@ Revises: 0003i
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import integer, jsonb, moment_now, string, text
 
 revision, down_revision, branch_labels, depends_on = "0005d", "0003i", None, None
 
@@ -14,48 +15,38 @@ revision, down_revision, branch_labels, depends_on = "0005d", "0003i", None, Non
 def upgrade() -> None:
     op.create_table(
         "deployments",
-        sa.Column("id", sa.String(length=64), primary_key=True),
-        sa.Column("name", sa.String(length=255), nullable=False),
-        sa.Column("user_id", sa.String(length=64), nullable=False),
-        sa.Column("instance_id", sa.String(length=255), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("id", 64, primary_key=True),
+        string("name", 255),
+        string("user_id", 64),
+        string("instance_id", 255, nullable=True),
+        moment_now("created_at"),
+        moment_now("updated_at"),
     )
     op.create_index("deployments_user_name", "deployments", ["user_id", "name"])
     op.create_table(
         "quantum_programs",
-        sa.Column("id", sa.String(length=64), primary_key=True),
-        sa.Column(
-            "deployment_id",
-            sa.String(length=64),
-            sa.ForeignKey("deployments.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("assembler_language", sa.String(length=16), nullable=False),
-        sa.Column("quantum_circuit", sa.Text(), nullable=False),
-        sa.Column("num_qubits", sa.Integer(), nullable=False),
-        sa.Column("registers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        string("id", 64, primary_key=True),
+        string("deployment_id", 64, sa.ForeignKey("deployments.id", ondelete="CASCADE")),
+        integer("position"),
+        string("assembler_language", 16),
+        text("quantum_circuit"),
+        integer("num_qubits"),
+        jsonb("registers"),
     )
     op.create_index("ix_quantum_programs_deployment_id", "quantum_programs", ["deployment_id"])
     op.add_column(
         "jobs",
-        sa.Column(
-            "deployment_id",
-            sa.String(length=64),
-            sa.ForeignKey("deployments.id", ondelete="RESTRICT"),
-            nullable=True,
-        ),
+        string("deployment_id", 64, sa.ForeignKey("deployments.id", ondelete="RESTRICT"), nullable=True),
     )
-    op.add_column("jobs", sa.Column("job_type", sa.String(length=16), nullable=True))
-    op.add_column("jobs", sa.Column("name", sa.String(length=255), nullable=True))
+    op.add_column("jobs", string("job_type", 16, nullable=True))
+    op.add_column("jobs", string("name", 255, nullable=True))
     op.create_index("jobs_deployment", "jobs", ["deployment_id"])
     op.create_table(
         "provider_credentials",
-        sa.Column("user_id", sa.String(length=64), primary_key=True),
-        sa.Column("provider", sa.String(length=32), primary_key=True),
-        sa.Column("token_encrypted", sa.Text(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("user_id", 64, primary_key=True),
+        string("provider", 32, primary_key=True),
+        text("token_encrypted"),
+        moment_now("updated_at"),
     )
 
 

@@ -6,7 +6,8 @@ Revises: 0006
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import big_integer, jsonb, moment_now, string, uuid
 
 revision, down_revision, branch_labels, depends_on = "0007", "0006", None, None
 
@@ -14,14 +15,14 @@ revision, down_revision, branch_labels, depends_on = "0007", "0006", None, None
 def upgrade() -> None:
     op.create_table(
         "events",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, primary_key=True),
-        sa.Column("event_id", sa.UUID(), nullable=False, unique=True),
-        sa.Column("job_id", sa.String(length=64), nullable=True),
-        sa.Column("session_id", sa.String(length=64), nullable=True),
-        sa.Column("user_id", sa.String(length=64), nullable=True),
-        sa.Column("instance_id", sa.String(length=255), nullable=True),
-        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        big_integer("id", autoincrement=True, primary_key=True),
+        uuid("event_id", unique=True),
+        string("job_id", 64, nullable=True),
+        string("session_id", 64, nullable=True),
+        string("user_id", 64, nullable=True),
+        string("instance_id", 255, nullable=True),
+        jsonb("body"),
+        moment_now("created_at"),
     )
     op.create_index("events_job", "events", ["job_id", "id"], postgresql_where=sa.text("job_id IS NOT NULL"))
     op.create_index(

@@ -6,61 +6,56 @@ Revises: 0008
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import (
+    big_integer,
+    boolean,
+    integer,
+    json,
+    jsonb,
+    moment,
+    moment_now,
+    string,
+    text,
+)
 
 revision, down_revision, branch_labels, depends_on = "i15_experiments", "0008", None, None
-
-_TZ = sa.DateTime(timezone=True)
-
-
-def _now() -> sa.TextClause:
-    return sa.text("now()")
 
 
 def upgrade() -> None:
     op.create_table(
         "experiment_paths",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, primary_key=True),
-        sa.Column("instance_id", sa.String(255), nullable=False),
-        sa.Column("path", sa.Text(), nullable=False),
-        sa.Column(
-            "parent_id",
-            sa.BigInteger(),
-            sa.ForeignKey("experiment_paths.id", ondelete="CASCADE"),
-            nullable=True,
-        ),
-        sa.Column("created_at", _TZ, server_default=_now(), nullable=False),
+        big_integer("id", autoincrement=True, primary_key=True),
+        string("instance_id", 255),
+        text("path"),
+        big_integer("parent_id", sa.ForeignKey("experiment_paths.id", ondelete="CASCADE"), nullable=True),
+        moment_now("created_at"),
         sa.UniqueConstraint("instance_id", "path", name="experiment_paths_unique"),
     )
     op.create_index("experiment_paths_parent", "experiment_paths", ["parent_id"])
     op.create_table(
         "experiment_sequences",
-        sa.Column(
-            "path_id",
-            sa.BigInteger(),
-            sa.ForeignKey("experiment_paths.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("instance_id", sa.String(255), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("backend", sa.String(128), nullable=False),
-        sa.Column("program", sa.String(16), nullable=False),
-        sa.Column("circuit", sa.Text(), nullable=False),
-        sa.Column("observables", postgresql.JSONB(), nullable=True),
-        sa.Column("iteration", sa.JSON(), nullable=False),
-        sa.Column("shots", sa.Integer(), nullable=True),
-        sa.Column("device_configuration", sa.String(128), nullable=True),
-        sa.Column("created_by", sa.String(64), nullable=True),
-        sa.Column("created_at", _TZ, server_default=_now(), nullable=False),
-        sa.Column("updated_at", _TZ, server_default=_now(), nullable=False),
-        sa.Column("started_at", _TZ, nullable=True),
-        sa.Column("finished_at", _TZ, nullable=True),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("reason_code", sa.Integer(), nullable=True),
-        sa.Column("expected_points", sa.Integer(), nullable=True),
-        sa.Column("global_parameters_snapshot", sa.JSON(), nullable=True),
-        sa.Column("device_configuration_snapshot", postgresql.JSONB(), nullable=True),
+        big_integer("path_id", sa.ForeignKey("experiment_paths.id", ondelete="CASCADE"), primary_key=True),
+        string("instance_id", 255),
+        string("state", 16),
+        integer("version"),
+        string("backend", 128),
+        string("program", 16),
+        text("circuit"),
+        jsonb("observables", nullable=True),
+        json("iteration"),
+        integer("shots", nullable=True),
+        string("device_configuration", 128, nullable=True),
+        string("created_by", 64, nullable=True),
+        moment_now("created_at"),
+        moment_now("updated_at"),
+        moment("started_at"),
+        moment("finished_at"),
+        text("reason", nullable=True),
+        integer("reason_code", nullable=True),
+        integer("expected_points", nullable=True),
+        json("global_parameters_snapshot", nullable=True),
+        jsonb("device_configuration_snapshot", nullable=True),
         sa.CheckConstraint(
             "state IN ('draft', 'preparing', 'running', 'finished', 'interrupted', 'crashed')",
             name="experiment_sequences_state_valid",
@@ -70,50 +65,42 @@ def upgrade() -> None:
     op.create_index("experiment_sequences_instance_state", "experiment_sequences", ["instance_id", "state"])
     op.create_table(
         "experiment_points",
-        sa.Column(
-            "sequence_id",
-            sa.BigInteger(),
-            sa.ForeignKey("experiment_sequences.path_id", ondelete="CASCADE"),
-            primary_key=True,
+        big_integer(
+            "sequence_id", sa.ForeignKey("experiment_sequences.path_id", ondelete="CASCADE"), primary_key=True
         ),
-        sa.Column("index", sa.Integer(), primary_key=True),
-        sa.Column("parameters", sa.JSON(), nullable=False),
-        sa.Column("data", postgresql.JSONB(), nullable=True),
-        sa.Column("job_id", sa.String(64), nullable=True),
-        sa.Column("started_at", _TZ, nullable=True),
-        sa.Column("finished_at", _TZ, nullable=True),
+        integer("index", primary_key=True),
+        json("parameters"),
+        jsonb("data", nullable=True),
+        string("job_id", 64, nullable=True),
+        moment("started_at"),
+        moment("finished_at"),
     )
     op.create_table(
         "experiment_jobs",
-        sa.Column("job_id", sa.String(64), primary_key=True),
-        sa.Column(
-            "sequence_id",
-            sa.BigInteger(),
-            sa.ForeignKey("experiment_sequences.path_id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column("first_point", sa.Integer(), nullable=False),
-        sa.Column("num_points", sa.Integer(), nullable=False),
+        string("job_id", 64, primary_key=True),
+        big_integer("sequence_id", sa.ForeignKey("experiment_sequences.path_id", ondelete="CASCADE")),
+        integer("first_point"),
+        integer("num_points"),
     )
     op.create_index("experiment_jobs_sequence", "experiment_jobs", ["sequence_id"])
     op.create_table(
         "experiment_global_parameters",
-        sa.Column("instance_id", sa.String(255), primary_key=True),
-        sa.Column("parameters", sa.JSON(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("updated_at", _TZ, server_default=_now(), nullable=False),
+        string("instance_id", 255, primary_key=True),
+        json("parameters"),
+        integer("version"),
+        moment_now("updated_at"),
     )
     op.create_table(
         "experiment_device_configurations",
-        sa.Column("instance_id", sa.String(255), primary_key=True),
-        sa.Column("name", sa.String(128), primary_key=True),
-        sa.Column("backend", sa.String(128), nullable=False),
-        sa.Column("options", postgresql.JSONB(), nullable=False),
-        sa.Column("shots", sa.Integer(), nullable=True),
-        sa.Column("seed", sa.BigInteger(), nullable=True),
-        sa.Column("is_default", sa.Boolean(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("updated_at", _TZ, server_default=_now(), nullable=False),
+        string("instance_id", 255, primary_key=True),
+        string("name", 128, primary_key=True),
+        string("backend", 128),
+        jsonb("options"),
+        integer("shots", nullable=True),
+        big_integer("seed", nullable=True),
+        boolean("is_default"),
+        integer("version"),
+        moment_now("updated_at"),
     )
     op.create_index(
         "experiment_device_configurations_default",

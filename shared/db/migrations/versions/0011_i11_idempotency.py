@@ -4,9 +4,9 @@ Revision ID: i11_idempotency
 Revises: i14_usage_rollup
 """
 
-import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.db.migrations.columns import jsonb, moment_now, string
 
 revision, down_revision, branch_labels, depends_on = "i11_idempotency", "i14_usage_rollup", None, None
 
@@ -14,12 +14,12 @@ revision, down_revision, branch_labels, depends_on = "i11_idempotency", "i14_usa
 def upgrade() -> None:
     op.create_table(
         "idempotency_keys",
-        sa.Column("user_id", sa.String(length=64), primary_key=True),
-        sa.Column("scope", sa.String(length=32), primary_key=True),
-        sa.Column("key", sa.String(length=255), primary_key=True),
-        sa.Column("request_digest", sa.String(length=64), nullable=False),
-        sa.Column("response", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        string("user_id", 64, primary_key=True),
+        string("scope", 32, primary_key=True),
+        string("key", 255, primary_key=True),
+        string("request_digest", 64),
+        jsonb("response", nullable=True),
+        moment_now("created_at"),
     )
     op.create_index("idempotency_keys_created", "idempotency_keys", ["created_at"])
 

@@ -274,7 +274,7 @@ class JobService:
         """The result body and its media type; a failed job's error text is a 2xx body too."""
         async with unit_of_work(self.sessions) as session:
             jobs = JobRepository(session)
-            job = await self._get(jobs, job_id, principal)
+            job = await self._get(jobs, job_id, principal, with_params=False)
             status = job.status
             if status is JobStatus.DONE:
                 body = await jobs.get_result(job_id)
@@ -282,6 +282,7 @@ class JobService:
                     return body, "application/json"
             if status in (JobStatus.ERROR, JobStatus.CANCELLED):
                 if job.program_id == "runner":
+                    job = await self._get(jobs, job_id, principal)  # its inputs name its programs
                     program_ids = json.loads(job.params).get("program_ids", [])
                     return json.dumps(runner_error_results(program_ids, _error_text(job))), "application/json"
                 return _error_text(job), "text/plain"

@@ -11,7 +11,7 @@ from sqlalchemy import String, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
-from shared.db.models import Executor, Job, JobResult
+from shared.db.models import Executor, Job
 from shared.db.repositories.executors import is_live
 from shared.db.repositories.lists import any_of
 from shared.jobs.states import JobStatus, sources_of
@@ -108,6 +108,8 @@ FROM unnest($2::varchar[], $3::float8[], $4::varchar[]) AS done(job_id, seconds,
 WHERE jobs.id = done.job_id AND jobs.executor_id = $1 AND jobs.status = ANY($5::varchar[])
   AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = done.digest
 RETURNING {_WITHOUT_PARAMS}"""
+
+_GET_RESULT = "SELECT body FROM job_results WHERE job_id = $1"
 
 _ADD_RESULT = "INSERT INTO job_results (job_id, body, input_digest) VALUES ($1, $2, $3)"
 
@@ -234,7 +236,8 @@ class JobRepository:
         await self.session.execute(delete(Job).where(Job.id == job_id))
 
     async def get_result(self, job_id: str) -> str | None:
-        return await self.session.scalar(select(JobResult.body).where(JobResult.job_id == job_id))
+        connection = await driver(self.session)  # read once a job, often large: no ORM on the way
+        return await connection.fetchval(_GET_RESULT, job_id)  # type: ignore[no-any-return]
 
     async def cancel(self, job_id: str, reason: str) -> Job | None:
         """QUEUED or RUNNING -> CANCELLED; None when the job is already final."""

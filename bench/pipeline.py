@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import batch_grouping
 from batch_grouping import BELL_QASM2, BenchStack
+from trip import cpu_now, process_groups
 
 HERE = Path(__file__).resolve().parent
 FINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -170,6 +171,7 @@ def burst(stack: BenchStack, jobs: int, threads: int, poll: float) -> dict[str, 
     """`jobs` jobs from `threads` client threads: submit the share, then poll it to the end."""
     errors: list[str] = []
     done = [0]
+    requests = [0]  # HTTP requests the clients made, all threads
     lock = threading.Lock()
 
     def client_thread(share: int) -> None:
@@ -181,15 +183,18 @@ def burst(stack: BenchStack, jobs: int, threads: int, poll: float) -> dict[str, 
                     errors.append(f"POST {response.status_code}: {response.text[:200]}")
                     continue
                 pending.append(response.json()["id"])
+            asked = len(pending)
             while pending:
                 still = []
                 for job_id in pending:
                     view = client.get(f"/api/v1/jobs/{job_id}", params={"exclude_params": "true"}).json()
+                    asked += 1
                     status = view["state"]["status"]
                     if status not in FINAL:
                         still.append(job_id)
                         continue
                     result = client.get(f"/api/v1/jobs/{job_id}/results")
+                    asked += 1
                     problem = _check_counts(result.text) if status == "Completed" else f"job {status}"
                     if problem:
                         errors.append(problem)
@@ -199,16 +204,30 @@ def burst(stack: BenchStack, jobs: int, threads: int, poll: float) -> dict[str, 
                 pending = still
                 if pending:
                     time.sleep(poll)
+            with lock:
+                requests[0] += asked
 
     shares = [jobs // threads + (1 if i < jobs % threads else 0) for i in range(threads)]
     workers = [threading.Thread(target=client_thread, args=(share,)) for share in shares]
+    groups = process_groups(stack)
+    cpu_before = cpu_now(groups)
     start = time.perf_counter()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     wall = time.perf_counter() - start
-    return {"jobs": jobs, "ok": done[0], "wall_s": wall, "jobs_per_s": done[0] / wall, "errors": errors[:5]}
+    cpu_after = cpu_now(groups)
+    return {
+        "jobs": jobs,
+        "ok": done[0],
+        "wall_s": wall,
+        "jobs_per_s": done[0] / wall,
+        "requests_per_job": requests[0] / jobs,
+        # CPU per job, ms, by process (PostgreSQL and RabbitMQ are the whole servers).
+        "cpu_ms_per_job": {name: (cpu_after[name] - cpu_before[name]) / jobs * 1000 for name in cpu_before},
+        "errors": errors[:5],
+    }
 
 
 def estimator_loop(stack: BenchStack | None, jobs: int, resilience_level: int | None = None) -> float:
@@ -324,6 +343,12 @@ def run(args: argparse.Namespace) -> Report:
                 report.failures.append(
                     f"burst: {result['jobs'] - result['ok']} jobs failed: {result['errors']}"
                 )
+            cpu = result["cpu_ms_per_job"]
+            report.notes.append(
+                f"burst: {result['requests_per_job']:.2f} HTTP requests per job; CPU per job (ms): "
+                + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+                + f"; total {sum(cpu.values()):.1f} (bench/http_floor.py: the HTTP stack's own floor)"
+            )
             report.figures["memory_1k"] = memory(stack)
         if "estimator" not in skip:
             served = estimator_loop(stack, args.estimator_jobs)

@@ -373,10 +373,15 @@ class ExecutorService:
                 self.id, [DoneRun(job_id, run.seconds, run.input_digest) for job_id, run in results.items()]
             )
             completed = {job.id for job in done}
+            await jobs.add_results(
+                [
+                    (job_id, run.payload, run.input_digest)
+                    for job_id, run in results.items()
+                    if job_id in completed
+                ]
+            )
             for job_id, run in results.items():
-                if job_id in completed:
-                    await jobs.add_result(job_id, run.payload, run.input_digest)
-                elif not await jobs.input_matches(job_id, run.input_digest):
+                if job_id not in completed and not await jobs.input_matches(job_id, run.input_digest):
                     raise ResultMismatch(f"a result not computed from job {job_id}'s input was refused")
                 # else: cancelled, timed out or taken over meanwhile; the result is not kept
             finished += done

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
+from shared.db.repositories.together import written_together
 from shared.events.publishing import publish_state_change
 from shared.experiments.changes import sequences_follow_jobs
 from shared.jobs.states import JobStatus
@@ -54,7 +55,13 @@ async def job_changed(db: AsyncSession, job: Job) -> None:
 
 
 async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
-    """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once."""
+    """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once.
+    Their event and outbox rows are written together, one statement per table."""
+    async with written_together(db):
+        await _announce_all(db, jobs)
+
+
+async def _announce_all(db: AsyncSession, jobs: list[Job]) -> None:
     outbox = OutboxRepository(db)
     started: set[str] = set()
     completed: dict[str, float] = {}

@@ -297,7 +297,7 @@ async def test_results_tags_metrics_logs_and_rerun(client, people, db):
         execution_seconds=3.5,
     )
     failed = await add_job(db, user_id=me, status=JobStatus.ERROR, reason="boom", reason_code=5203)
-    await JobRepository(db).add_result(done.id, '{"answer": 42}')
+    await JobRepository(db).add_results([(done.id, '{"answer": 42}', None)])
     await db.commit()
     h = people.alice.headers
     refused(await client.get(f"/api/v1/jobs/{queued.id}/results", headers=h), 409, 3213, "Queued")

@@ -75,7 +75,7 @@ async def test_set_tags_delete_and_results(db):
     await jobs.set_tags(job.id, ["a", "b"])
     assert (await jobs.get(job.id)).tags == ["a", "b"]
     assert await jobs.get_result(job.id) is None
-    await jobs.add_result(job.id, '{"ok": 1}')
+    await jobs.add_results([(job.id, '{"ok": 1}', None)])
     await db.flush()
     assert await jobs.get_result(job.id) == '{"ok": 1}'
     await jobs.delete(job.id)
@@ -288,7 +288,7 @@ async def test_a_result_completes_only_the_job_whose_input_it_was_computed_from(
     assert await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=wrong) is None
     assert await status_of(db, mine.id) is R
     assert (await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=digest)) is not None
-    await jobs.add_result(mine.id, "{}", input_digest=digest)
+    await jobs.add_results([(mine.id, "{}", digest)])
     await db.flush()
     stored = await db.scalar(select(JobResult.input_digest).where(JobResult.job_id == mine.id))
     assert stored == digest

@@ -1,15 +1,30 @@
 """SQL for the event log."""
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
 from shared.db.models import EventRecord
 from shared.db.repositories.clock import seconds_ago
+from shared.db.repositories.together import together
 from shared.events.document import Event
 
 _ADD = """
 INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body) VALUES ($1, $2, $3, $4, $5, $6)"""
+
+
+_ADD_MANY = """
+INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body)
+SELECT event_id, job_id, session_id, user_id, instance_id, body::jsonb
+FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[])
+    AS rows(event_id, job_id, session_id, user_id, instance_id, body)"""
+
+
+async def _write_many(db: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+    """Rows written together (shared/db/repositories/together.py): one statement."""
+    await (await driver(db)).execute(_ADD_MANY, *(list(column) for column in zip(*rows, strict=True)))
 
 
 class EventRepository:
@@ -18,8 +33,7 @@ class EventRepository:
 
     async def add(self, event: Event, user_id: str | None) -> None:
         # On the driver (shared/db/driver.py): every change of a job writes one.
-        await (await driver(self.session)).execute(
-            _ADD,
+        row = (
             event.event_id,
             event.job_id,
             event.session_id,
@@ -27,6 +41,11 @@ class EventRepository:
             event.instance,
             event.model_dump_json(),
         )
+        kept = together(self.session)
+        if kept is not None:
+            kept.add(_write_many, row)
+            return
+        await (await driver(self.session)).execute(_ADD, *row)
 
     async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:
         return await self._after(EventRecord.job_id == job_id, after, limit)

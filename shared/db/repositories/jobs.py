@@ -111,7 +111,9 @@ RETURNING {_WITHOUT_PARAMS}"""
 
 _GET_RESULT = "SELECT body FROM job_results WHERE job_id = $1"
 
-_ADD_RESULT = "INSERT INTO job_results (job_id, body, input_digest) VALUES ($1, $2, $3)"
+_ADD_RESULTS = """
+INSERT INTO job_results (job_id, body, input_digest)
+SELECT * FROM unnest($1::varchar[], $2::text[], $3::varchar[])"""
 
 _MARK_DISPATCHED = """
 UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
@@ -469,8 +471,11 @@ class JobRepository:
             finished_at=func.now(),
         )
 
-    async def add_result(self, job_id: str, body: str, input_digest: str | None = None) -> None:
-        await (await driver(self.session)).execute(_ADD_RESULT, job_id, body, input_digest)
+    async def add_results(self, results: Sequence[tuple[str, str, str | None]]) -> None:
+        """Store results as (job id, body, digest of the input it was computed from), in one statement."""
+        if results:
+            job_ids, bodies, digests = (list(column) for column in zip(*results, strict=True))
+            await (await driver(self.session)).execute(_ADD_RESULTS, job_ids, bodies, digests)
 
     async def input_matches(self, job_id: str, input_digest: str) -> bool:
         """Whether the job's stored input has this digest (used to explain a refused completion)."""

@@ -8,7 +8,7 @@ publisher such as the CLI)."""
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, event
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from shared.db.driver import driver
 from shared.db.models import OutboxMessage
 from shared.db.repositories.clock import seconds_ago
+from shared.db.repositories.together import together
 from shared.events.document import Event
 from shared.messaging.messages import Message
 
@@ -81,6 +82,34 @@ LIMIT $3
 FOR UPDATE SKIP LOCKED"""
 
 
+# Rows written together (shared/db/repositories/together.py): one statement, ids in array order.
+_ADD_MANY = """
+INSERT INTO outbox (message_id, exchange, routing_key, body, priority)
+SELECT message_id, exchange, routing_key, body::jsonb, priority
+FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::int[])
+    AS rows(message_id, exchange, routing_key, body, priority)
+RETURNING id, message_id"""
+
+
+async def _write_many(db: AsyncSession, rows: list[CommittedMessage]) -> None:
+    written = await (await driver(db)).fetch(
+        _ADD_MANY,
+        [row.message_id for row in rows],
+        [row.exchange for row in rows],
+        [row.routing_key for row in rows],
+        [json.dumps(row.body) for row in rows],
+        [row.priority for row in rows],
+    )
+    ids = {record["message_id"]: record["id"] for record in written}
+    _remember_written(db, [replace(row, id=ids[row.message_id]) for row in rows])
+
+
+def _remember_written(db: AsyncSession, rows: list[CommittedMessage]) -> None:
+    """Rows for the committing process's publisher, handed over once the transaction commits."""
+    if _AFTER_COMMIT_KEY in db.info:
+        db.info.setdefault(_WRITTEN_KEY, []).extend(rows)
+
+
 class OutboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -96,13 +125,15 @@ class OutboxRepository:
     async def _add(
         self, message_id: uuid.UUID, exchange: str, routing_key: str, body: dict[str, Any], priority: int
     ) -> None:
+        row = CommittedMessage(0, message_id, exchange, routing_key, body, priority)
+        kept = together(self.session)
+        if kept is not None:
+            kept.add(_write_many, row)
+            return
         row_id = await (await driver(self.session)).fetchval(
             _ADD, message_id, exchange, routing_key, json.dumps(body), priority
         )
-        if _AFTER_COMMIT_KEY in self.session.info:
-            self.session.info.setdefault(_WRITTEN_KEY, []).append(
-                CommittedMessage(row_id, message_id, exchange, routing_key, body, priority)
-            )
+        _remember_written(self.session, [replace(row, id=row_id)])
 
     async def lock_unsent(
         self, limit: int, older_than_seconds: float = 0.0, any_age_on: Sequence[str] = ()

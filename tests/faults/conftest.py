@@ -90,7 +90,7 @@ class FaultStack(Stack):
 
     def migrate(self) -> None:
         run_sql(self.pg.admin_dsn, f'CREATE DATABASE "{self.database}"')
-        super().migrate()
+        self.migrate_with_cli()
 
     def start_scheduler(self, name: str = "scheduler") -> Any:
         port = self.health_ports.setdefault(name, free_port())

@@ -29,8 +29,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Parallel workers for the suite: each takes whole test modules, the longest first (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install services lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python bench/pipeline.py

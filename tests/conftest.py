@@ -1,11 +1,54 @@
+import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from tests.inprocess import create_template_database, drop_database, rolled_back_factory
-from tests.stack import Stack
+from tests.stack import LOG_ROOT, Stack, drop_migrated_template
+
+# --- running in parallel (`make test` runs pytest -n 2 --dist loadscope) ------------------------------
+#
+# xdist hands out whole modules (loadscope): a module's tests run in one worker, in order, with its
+# module fixtures (stacks, browsers) started once. Workers take the longest modules first (these,
+# measured on the project's 2-core machine), so that no long module starts last; the others follow
+# in file order. (Not --dist loadgroup: with pytest 9.2, xdist 3.8 cannot tag node ids with groups.)
+SLOWEST_FIRST = [
+    "tests/faults/test_faults.py",
+    "tests/e2e/test_recovery.py",
+    "tests/compat/test_official_client.py",
+    "tests/e2e/test_sessions.py",
+    "tests/e2e/test_readme.py",
+    "tests/compat/test_fidelity.py",
+    "tests/e2e/test_session_recovery.py",
+    "tests/e2e/test_events.py",
+    "tests/e2e/test_up_logs.py",
+    "tests/e2e/test_identity.py",
+    "tests/security/test_hostile_input.py",
+    "tests/e2e/test_api_docs.py",
+    "tests/e2e/test_console.py",
+]
+STARTED = time.time()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+def pytest_sessionfinish() -> None:
+    drop_migrated_template()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Under xdist the fault suite runs in a worker, which prints nothing: show the table it wrote."""
+    table = LOG_ROOT / "faults-table.md"
+    if getattr(config.option, "numprocesses", None) and table.exists() and table.stat().st_mtime >= STARTED:
+        terminalreporter.write_sep("-", "fault scenarios")
+        for line in table.read_text().splitlines():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,11 @@
 and its api, scheduler and executors run as separate OS processes against the real services."""
 
 import asyncio
+import atexit
+import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,6 +27,7 @@ from shared.messaging.topology import Topology
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("QRUNTIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("QRUNTIME_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+LOG_ROOT = Path(os.environ.get("QRUNTIME_TEST_LOGS", "/tmp/qruntime-test-logs"))
 
 BELL_QASM2 = """OPENQASM 2.0;
 include "qelib1.inc";
@@ -66,10 +70,37 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: flo
     return time.monotonic()
 
 
+# Test stacks take their ports from a range below the kernel's ephemeral ports (32768 and up), so no
+# connection's local port can take one between its choice and its bind, and each chosen port is
+# reserved with a lock file held until this process exits, so that parallel test workers (and other
+# test runs on the machine) never pick the same one.
+PORT_RANGE = range(20000, 32700)
+PORT_LOCKS = Path(os.environ.get("QRUNTIME_TEST_PORT_LOCKS", "/tmp/qruntime-test-ports"))
+_held_ports: dict[int, int] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, reserved for this process (a lock file under PORT_LOCKS)."""
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+    for _ in range(500):
+        port = random.choice(PORT_RANGE)
+        if port in _held_ports:
+            continue
+        fd = os.open(PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # another test process holds it
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                os.close(fd)
+                continue  # something outside the suite uses it
+        _held_ports[port] = fd
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def sampler_job(backend: str, circuit: Any = BELL_QASM2, shots: int = 1000, **extra: Any) -> dict[str, Any]:
@@ -90,6 +121,63 @@ def run_sql(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
             await conn.close()
 
     return asyncio.run(go())
+
+
+# Runs `qruntime admin` commands (a JSON list of argument lists) one after the other through the CLI's
+# entry point, printing a JSON list of their outputs.
+ADMIN_BATCH = """
+import contextlib, io, json, sys
+from services.cli.main import main
+outputs = []
+for args in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["admin", *args])
+    if code != 0:
+        sys.exit(f"qruntime admin {' '.join(args)} exited with {code}: {out.getvalue()}")
+    outputs.append(out.getvalue())
+print(json.dumps(outputs))
+"""
+
+
+def _last_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def _crn_in(listing: str, instance: str) -> str:
+    """The CRN of `instance` in the output of `qruntime admin list-instances`."""
+    for line in listing.splitlines():
+        _, name, crn = line.split("\t")
+        if name == instance:
+            return crn
+    raise KeyError(instance)
+
+
+_template: list[str] = []
+
+
+def migrated_template(env: dict[str, str]) -> str:
+    """A database at the newest schema, made by `qruntime migrate` the first time a stack of this
+    process asks; stacks copy it. Dropped when the process exits. Nothing connects to it after its
+    migration (CREATE DATABASE ... TEMPLATE needs that)."""
+    if not _template:
+        name = f"qrt_stpl_{uuid.uuid4().hex[:10]}"
+        dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "migrate"],
+            cwd=ROOT,
+            env={**env, "QRUNTIME_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
+            check=True,
+            capture_output=True,
+        )
+        _template.append(name)
+        atexit.register(drop_migrated_template)
+    return _template[0]
+
+
+def drop_migrated_template() -> None:
+    while _template:
+        run_sql(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{_template.pop()}" WITH (FORCE)')
 
 
 @dataclass
@@ -119,7 +207,7 @@ class Stack:
         # The api serves /metrics on a listener of its own.
         self.metrics_port = free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        self.log_dir = Path(os.environ.get("QRUNTIME_TEST_LOGS", "/tmp/qruntime-test-logs")) / self.tag
+        self.log_dir = LOG_ROOT / self.tag
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -164,6 +252,12 @@ class Stack:
         return process
 
     def migrate(self) -> None:
+        """The stack's database at the newest schema: a copy of a template that `qruntime migrate`
+        made once in this process (CREATE DATABASE ... TEMPLATE, a fraction of a second)."""
+        run_sql(PG_ADMIN_DSN, f'CREATE DATABASE "{self.database}" TEMPLATE "{migrated_template(self.env)}"')
+
+    def migrate_with_cli(self) -> None:
+        """`qruntime migrate` against the stack's database (creating it when missing)."""
         subprocess.run(
             [sys.executable, "-m", "services.cli", "migrate"],
             cwd=ROOT,
@@ -184,33 +278,49 @@ class Stack:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip().splitlines()[-1]
 
-    def add_account(
-        self, name: str, instance: str, admin: bool = False, new_instance: bool = True, **limits: str
-    ) -> Account:
-        self.admin("create-user", name, *(["--admin"] if admin else []))
-        if new_instance:
-            options = [arg for k, v in limits.items() for arg in (f"--{k.replace('_', '-')}", v)]
-            crn = self.admin("create-instance", instance, *options)
-        else:
-            crn = self._crn_of(instance)
-        self.admin("add-member", instance, name)
-        account = Account(name=name, api_key=self.admin("create-key", name), instance_crn=crn)
-        self.accounts[name] = account
-        return account
-
-    def _crn_of(self, instance: str) -> str:
-        for line in subprocess.run(
-            [sys.executable, "-m", "services.cli", "admin", "list-instances"],
+    def admin_batch(self, commands: list[list[str]]) -> list[str]:
+        """Several `qruntime admin ...` commands, each through the CLI's own entry point (argument
+        parsing, settings from the environment, the same code), in one process instead of one per
+        command; returns each command's output. Stops at the first that fails."""
+        done = subprocess.run(
+            [sys.executable, "-c", ADMIN_BATCH, json.dumps(commands)],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout.splitlines():
-            _, name, crn = line.split("\t")
-            if name == instance:
-                return crn
-        raise KeyError(instance)
+        )
+        assert done.returncode == 0, done.stderr
+        outputs: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+        return outputs
+
+    def add_account(
+        self, name: str, instance: str, admin: bool = False, new_instance: bool = True, **limits: str
+    ) -> Account:
+        return self.add_accounts([(name, instance, admin, new_instance, limits)])[0]
+
+    def add_accounts(self, specs: list[tuple[str, str, bool, bool, dict[str, str]]]) -> list[Account]:
+        """Users, each a member of an instance (new, with the limits given, or existing) with an API
+        key: (name, instance, admin, new_instance, limits) each, made with `qruntime admin`."""
+        commands: list[list[str]] = []
+        for name, instance, admin, new_instance, limits in specs:
+            commands.append(["create-user", name, *(["--admin"] if admin else [])])
+            if new_instance:
+                options = [arg for k, v in limits.items() for arg in (f"--{k.replace('_', '-')}", v)]
+                commands.append(["create-instance", instance, *options])
+            else:
+                commands.append(["list-instances"])
+            commands += [["add-member", instance, name], ["create-key", name]]
+        outputs = iter(self.admin_batch(commands))
+        made = []
+        for name, instance, _, new_instance, _ in specs:
+            next(outputs)  # create-user
+            listed = next(outputs)
+            crn = _last_line(listed) if new_instance else _crn_in(listed, instance)
+            next(outputs)  # add-member
+            account = Account(name=name, api_key=_last_line(next(outputs)), instance_crn=crn)
+            self.accounts[name] = account
+            made.append(account)
+        return made
 
     def token(self, user: str) -> str:
         account = self.accounts[user]

@@ -20,9 +20,13 @@ AUTH_CACHE_SECONDS = 5.0  # the default of QRUNTIME_AUTH_CACHE_SECONDS
 def tenants(stack: Stack) -> Iterator[Stack]:
     """alice (lab-a, from the shared stack), bob in his own instance, carol also in lab-a, and an admin."""
     if "bob" not in stack.accounts:
-        stack.add_account("bob", "lab-b")
-        stack.add_account("carol", "lab-a", new_instance=False)
-        stack.add_account("root", "ops", admin=True)
+        stack.add_accounts(
+            [
+                ("bob", "lab-b", False, True, {}),
+                ("carol", "lab-a", False, False, {}),
+                ("root", "ops", True, True, {}),
+            ]
+        )
     yield stack
 
 

@@ -63,9 +63,10 @@ def stack() -> Iterator[Stack]:
         own.migrate()
         # The tests' own client is an administrator (it sees and tidies every session); the named
         # owners are users in instances of their own, so fair share tells them apart.
-        own.add_account("root", "lab-root", admin=True)
-        for owner in OWNERS:
-            own.add_account(owner, f"lab-{owner}")
+        own.add_accounts(
+            [("root", "lab-root", True, True, {})]
+            + [(owner, f"lab-{owner}", False, True, {}) for owner in OWNERS]
+        )
         _STACKS[:] = [own]
         own.start_scheduler()
         own.start_executor("aer_simulator")

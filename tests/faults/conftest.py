@@ -90,7 +90,7 @@ class FaultStack(Stack):
 
     def migrate(self) -> None:
         run_sql(self.pg.admin_dsn, f'CREATE DATABASE "{self.database}"')
-        super().migrate()
+        self.migrate_with_cli()
 
     def start_scheduler(self, name: str = "scheduler") -> Any:
         port = self.health_ports.setdefault(name, free_port())
@@ -296,6 +296,7 @@ def audit(
         http_500=sum(n for sub in subs for code, n in sub.http_codes.items() if code >= 500 and code != 503),
     )
     TABLE.append(figures)
+    write_table()
     if figures.stuck:
         print(f"{scenario}: jobs not final:")
         for row in stack.sql(
@@ -351,16 +352,25 @@ def kill_pid(pid: int) -> None:
         pass
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not TABLE:
-        return
-    lines = [
+def table_lines() -> list[str]:
+    return [
         "| scenario | accepted | final | lost | wrong | failed | duplicate | stuck | recovery s | target s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(fig.row() for fig in TABLE),
     ]
-    terminalreporter.write_sep("-", "fault scenarios")
-    for line in lines:
-        terminalreporter.write_line(line)
+
+
+def write_table() -> None:
+    """The table so far, to $QRUNTIME_TEST_LOGS/faults-table.md (under xdist, tests/conftest.py prints
+    it at the end of the run: a worker's own summary is not shown)."""
     LOG_ROOT.mkdir(parents=True, exist_ok=True)
-    (LOG_ROOT / "faults-table.md").write_text("\n".join(lines) + "\n")
+    (LOG_ROOT / "faults-table.md").write_text("\n".join(table_lines()) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TABLE:
+        return
+    terminalreporter.write_sep("-", "fault scenarios")
+    for line in table_lines():
+        terminalreporter.write_line(line)
+    write_table()

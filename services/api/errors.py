@@ -3,6 +3,7 @@
 import logging
 import traceback
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -60,7 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return unavailable_response()
 
     @app.exception_handler(DataError)
-    async def _out_of_range(request: Request, exc: DataError) -> JSONResponse:
+    @app.exception_handler(asyncpg.DataError)  # the same, from a statement sent to the driver
+    async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
         # A backstop: the input boundary and the schemas bound values before they reach storage.
         log.warning("refused a value the database cannot store on %s %s", request.method, request.url.path)
         return error_response(

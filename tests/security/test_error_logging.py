@@ -28,3 +28,31 @@ def test_a_server_error_logs_no_exception_text(caplog: pytest.LogCaptureFixture)
     assert "RuntimeError" in logged and "GET /boom" in logged and "in boom" in logged
     assert "OPENQASM" not in logged and "1234" not in logged and "5678" not in logged
     assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_a_value_the_database_cannot_store_is_a_400_from_the_driver_too() -> None:
+    """Statements sent to asyncpg directly (shared/db/driver.py) raise asyncpg's own errors: a value
+    the database refuses is still the backstop's 400, and a lost connection still a 503."""
+    import asyncpg
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/too-long")
+    async def too_long() -> None:
+        raise asyncpg.exceptions.StringDataRightTruncationError(
+            "value too long for type character varying(64)"
+        )
+
+    @app.get("/gone")
+    async def gone() -> None:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation"
+        )
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        refused = client.get("/too-long")
+        unavailable = client.get("/gone")
+    assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == 1200
+    assert "too long" in refused.json()["errors"][0]["message"]
+    assert unavailable.status_code == 503 and unavailable.headers.get("Retry-After")

@@ -12,11 +12,11 @@ from multiprocessing.connection import Connection
 from services.executor.protocol import JobRun, Ready, RunReply, RunRequest, StartFailed, input_digest
 
 
-def child_main(conn: Connection, backend: str) -> None:
+def child_main(conn: Connection, backend: str, threads: int = 1) -> None:
     try:
         from services.executor.simulation import SimulatorRuntime
 
-        runtime = SimulatorRuntime(backend)
+        runtime = SimulatorRuntime(backend, threads)
     except Exception as exc:
         conn.send(StartFailed(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"))
         return

@@ -65,7 +65,7 @@ class ExecutorService:
         self.backend = backend
         self.id = f"{socket.gethostname()}-{os.getpid()}-{backend}-{uuid.uuid4().hex[:8]}"
         self.topology = Topology(settings.namespace)
-        self.worker = SimulationWorker(backend)
+        self.worker = SimulationWorker(backend, threads=settings.simulator_threads)
         self.relay = OutboxRelay(settings, sessions)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()

@@ -53,16 +53,16 @@ class _Prepared:
 
 
 class SimulatorRuntime:
-    def __init__(self, backend_name: str) -> None:
+    def __init__(self, backend_name: str, threads: int = 1) -> None:
         self.backend_name = backend_name
         self.device: Any | None
         warnings.filterwarnings("ignore", category=UserWarning)
         if backend_name == AER_SIMULATOR:
-            self.simulator = AerSimulator()
+            self.simulator = AerSimulator(max_parallel_threads=threads)
             self.device = None
         else:
             self.device = fake_device(backend_name)
-            self.simulator = AerSimulator.from_backend(self.device)
+            self.simulator = AerSimulator.from_backend(self.device, max_parallel_threads=threads)
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self.target = self.simulator.target
         # Gate twirling on the ideal simulator needs Clifford 2-qubit gates and rz/sx/x around them.

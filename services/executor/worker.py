@@ -38,8 +38,10 @@ class SimulationWorker:
         start_timeout: float = 120.0,
         start_attempts: int = 5,
         retry_delay: float = 0.5,
+        threads: int = 1,
     ) -> None:
         self.backend = backend
+        self.threads = threads  # qiskit-aer's max_parallel_threads in the child
         self.start_timeout = start_timeout
         self.start_attempts = start_attempts
         self.retry_delay = retry_delay
@@ -100,7 +102,10 @@ class SimulationWorker:
     async def _start_once(self) -> None:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=child_main, args=(child, self.backend), daemon=True, name=f"sim-{self.backend}"
+            target=child_main,
+            args=(child, self.backend, self.threads),
+            daemon=True,
+            name=f"sim-{self.backend}",
         )
         process.start()
         child.close()

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     max_execution_time_limit: int = Field(default=3 * 3600, gt=0)
     # Fair share compares each instance's backend time over this rolling window (28 days, as IBM).
     fair_share_window_seconds: float = Field(default=28 * 24 * 3600.0, gt=0)
+    # Threads qiskit-aer may use per simulator call (its max_parallel_threads); 0: every core, Aer's
+    # own default. One thread is the default because the executor shares the machine's cores with
+    # the api, the scheduler and the database: on 2 cores a Bell job took 2.1 ms with one thread and
+    # 7.9 ms with Aer's default, and a 50-circuit noisy batch 521 against 789 ms (bench/aer_threads.py).
+    # Results do not depend on it (a seeded run gives the same counts). Raise it on nodes of their own.
+    simulator_threads: int = Field(default=1, ge=0)
     # Small jobs on one backend share a dispatch and one simulator call; 1 disables grouping.
     max_group_size: int = Field(default=50, gt=0)
     # A job of more shots than this is worth a dispatch of its own.

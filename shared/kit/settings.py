@@ -86,9 +86,10 @@ class Settings(BaseSettings):
     fair_share_window_seconds: float = Field(default=28 * 24 * 3600.0, gt=0)
     # Threads qiskit-aer may use per simulator call (its max_parallel_threads); 0: every core, Aer's
     # own default. One thread is the default because the executor shares the machine's cores with
-    # the api, the scheduler and the database: on 2 cores a Bell job took 2.1 ms with one thread and
-    # 7.9 ms with Aer's default, and a 50-circuit noisy batch 521 against 789 ms (bench/aer_threads.py).
-    # Results do not depend on it (a seeded run gives the same counts). Raise it on nodes of their own.
+    # the api, the scheduler and the database: with one of 2 cores busy, a Bell job took 2.4 ms with
+    # one thread and 12.1 ms with Aer's default, 50 noisy circuits 157 against 271 ms; on an idle
+    # machine Aer's default is 10-20 % faster for 50-circuit calls (bench/aer_threads.py). Results
+    # do not depend on it (a seeded run gives the same counts). Use 0 on nodes of their own.
     simulator_threads: int = Field(default=1, ge=0)
     # Small jobs on one backend share a dispatch and one simulator call; 1 disables grouping.
     max_group_size: int = Field(default=50, gt=0)

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trip import cpu_now, run_timed
 
 APP = """
 from fastapi import FastAPI, Request
@@ -91,17 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                         http.get("/api/v1/jobs/x", params={"exclude_params": "true"}).json()
 
         threads = [threading.Thread(target=client, args=(args.requests,)) for _ in range(args.threads)]
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        server_cpu = _cpu_seconds(server.pid)
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
-        server_used = _cpu_seconds(server.pid) - server_cpu
-        mine = resource.getrusage(resource.RUSAGE_SELF)
-        client_used = (mine.ru_utime + mine.ru_stime) - (own.ru_utime + own.ru_stime)
+        groups = {"server": [server.pid]}
+        before = cpu_now(groups)
+        wall = run_timed(threads)
+        after = cpu_now(groups)
+        used = {name: after[name] - before[name] for name in after}
+        server_used, client_used = used["server"], used["client (this bench)"]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -112,11 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU per request: server {server_used / total * 1e6:.0f} us, client {client_used / total * 1e6:.0f} us"
     )
     return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import batch_grouping
 from batch_grouping import BELL_QASM2, BenchStack
-from trip import cpu_now, process_groups
+from trip import cpu_now, process_groups, run_timed
 
 HERE = Path(__file__).resolve().parent
 FINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -211,12 +211,7 @@ def burst(stack: BenchStack, jobs: int, threads: int, poll: float) -> dict[str, 
     workers = [threading.Thread(target=client_thread, args=(share,)) for share in shares]
     groups = process_groups(stack)
     cpu_before = cpu_now(groups)
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - start
+    wall = run_timed(workers)
     cpu_after = cpu_now(groups)
     return {
         "jobs": jobs,

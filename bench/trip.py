@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,16 @@ def one_job(client: httpx.Client, backend: str, poll: float) -> Trip:
     client.get(f"/api/v1/jobs/{trip.job_id}/results").raise_for_status()
     trip.fetched = time.time()
     return trip
+
+
+def run_timed(threads: list[threading.Thread]) -> float:
+    """Start the threads, wait for all of them; the wall-clock seconds they took."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -23,7 +23,6 @@ import json
 import logging
 from collections import deque
 from contextlib import suppress
-from typing import Protocol
 
 import aio_pika
 import asyncpg
@@ -85,19 +84,6 @@ class ChangeFeed:
     async def wait(self, at_most: float) -> None:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout=at_most)
-
-
-class OutboxRow(Protocol):
-    @property
-    def message_id(self) -> object: ...
-    @property
-    def exchange(self) -> str: ...
-    @property
-    def routing_key(self) -> str: ...
-    @property
-    def body(self) -> dict[str, object]: ...
-    @property
-    def priority(self) -> int: ...
 
 
 class OutboxRelay:
@@ -259,7 +245,7 @@ class OutboxRelay:
             await outbox.mark_sent([row.id for row in rows])
             return len(rows)
 
-    async def _publish(self, exchanges: dict[str, AbstractExchange], row: OutboxRow) -> None:
+    async def _publish(self, exchanges: dict[str, AbstractExchange], row: CommittedMessage) -> None:
         """Publish one row and wait for its confirm; any broker failure becomes BrokerLost, so it is
         never taken for a database error (aiormq's ConnectionClosed is an OSError)."""
         try:
@@ -276,7 +262,7 @@ class OutboxRelay:
                 raise BrokerLost(describe(exc)) from exc
             raise
 
-    async def _publish_unguarded(self, exchanges: dict[str, AbstractExchange], row: OutboxRow) -> None:
+    async def _publish_unguarded(self, exchanges: dict[str, AbstractExchange], row: CommittedMessage) -> None:
         await exchanges[row.exchange].publish(
             aio_pika.Message(
                 body=json.dumps(row.body).encode(),

@@ -11,10 +11,6 @@ from shared.db.repositories.clock import seconds_ago
 from shared.db.repositories.together import together
 from shared.events.document import Event
 
-_ADD = """
-INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body) VALUES ($1, $2, $3, $4, $5, $6)"""
-
-
 _ADD_MANY = """
 INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body)
 SELECT event_id, job_id, session_id, user_id, instance_id, body::jsonb
@@ -23,7 +19,7 @@ FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar
 
 
 async def _write_many(db: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
-    """Rows written together (shared/db/repositories/together.py): one statement."""
+    """One statement for one row or for the rows written together (shared/db/repositories/together.py)."""
     await (await driver(db)).execute(_ADD_MANY, *(list(column) for column in zip(*rows, strict=True)))
 
 
@@ -44,8 +40,8 @@ class EventRepository:
         kept = together(self.session)
         if kept is not None:
             kept.add(_write_many, row)
-            return
-        await (await driver(self.session)).execute(_ADD, *row)
+        else:
+            await _write_many(self.session, [row])
 
     async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:
         return await self._after(EventRecord.job_id == job_id, after, limit)

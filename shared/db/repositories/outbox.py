@@ -64,12 +64,6 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_WRITTEN_KEY, None)
 
 
-# Written on the driver (shared/db/driver.py): a job's every change writes two to four rows.
-_ADD = """
-INSERT INTO outbox (message_id, exchange, routing_key, body, priority) VALUES ($1, $2, $3, $4, $5)
-RETURNING id"""
-
-
 _MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) AND sent_at IS NULL"
 
 
@@ -82,7 +76,8 @@ LIMIT $3
 FOR UPDATE SKIP LOCKED"""
 
 
-# Rows written together (shared/db/repositories/together.py): one statement, ids in array order.
+# Written on the driver (shared/db/driver.py), one statement for one row or for the rows written
+# together (shared/db/repositories/together.py); ids follow the arrays' order.
 _ADD_MANY = """
 INSERT INTO outbox (message_id, exchange, routing_key, body, priority)
 SELECT message_id, exchange, routing_key, body::jsonb, priority
@@ -129,11 +124,8 @@ class OutboxRepository:
         kept = together(self.session)
         if kept is not None:
             kept.add(_write_many, row)
-            return
-        row_id = await (await driver(self.session)).fetchval(
-            _ADD, message_id, exchange, routing_key, json.dumps(body), priority
-        )
-        _remember_written(self.session, [replace(row, id=row_id)])
+        else:
+            await _write_many(self.session, [row])
 
     async def lock_unsent(
         self, limit: int, older_than_seconds: float = 0.0, any_age_on: Sequence[str] = ()

@@ -37,12 +37,9 @@ def client_python(release: str) -> Path:
     python = home / "bin" / "python"
     if not (stamp.exists() and stamp.read_text() == digest and python.exists()):
         venv.create(home, with_pip=False, clear=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile", "--no-deps"]
-            + ["-r", requirements],
-            check=True,
-            capture_output=True,
-        )
+        pip = [sys.executable, "-m", "pip", "--python", python]
+        install = ["install", "-q", "--no-compile", "--no-deps", "-r", requirements]
+        subprocess.run([*pip, *install], check=True, capture_output=True)
         stamp.write_text(digest)
     return python
 

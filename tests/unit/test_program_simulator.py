@@ -1,0 +1,69 @@
+"""The simulator given to qiskit-ibm-runtime's `run_quantum_program` is built once, not copied per job,
+and the results stay what a fresh copy per job gives (real qiskit-aer, fake_manila's noise)."""
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from qiskit.circuit.library import efficient_su2
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+
+from services.executor.estimation import estimate
+from services.executor.simulation import SimulatorRuntime
+
+HAMILTONIAN = SparsePauliOp.from_list(
+    [("II", -1.05), ("IZ", 0.39), ("ZI", -0.39), ("ZZ", -0.011), ("XX", 0.18)]
+)
+
+
+@pytest.fixture(scope="module")
+def runtime() -> SimulatorRuntime:
+    return SimulatorRuntime("fake_manila")
+
+
+def _params(runtime: SimulatorRuntime, seed: int | None) -> dict[str, Any]:
+    ansatz = efficient_su2(2, reps=1)
+    isa = generate_preset_pass_manager(optimization_level=1, backend=runtime.device).run(ansatz)
+    values = np.linspace(-1.0, 1.0, ansatz.num_parameters)
+    options: dict[str, Any] = {"default_precision": 0.02, "resilience_level": 0}
+    if seed is not None:
+        options["seed_estimator"] = seed
+    return {
+        "pubs": [(isa, HAMILTONIAN.apply_layout(isa.layout), values, None)],
+        "options": options,
+        "version": 2,
+    }
+
+
+def _value(result: Any) -> float:
+    return float(result[0].data.evs)
+
+
+def test_run_quantum_program_gets_the_same_simulator_every_time(runtime: SimulatorRuntime) -> None:
+    assert copy.deepcopy(runtime.program_simulator) is runtime.program_simulator
+    assert runtime.program_simulator is not runtime.simulator
+    assert isinstance(runtime.program_simulator, AerSimulator)
+
+
+def test_seeded_results_are_those_of_a_fresh_copy_per_job(runtime: SimulatorRuntime) -> None:
+    params = _params(runtime, seed=11)
+    ours = _value(runtime._estimate(params, params["options"]))
+    again = _value(runtime._estimate(params, params["options"]))
+    # What the code did before: run_quantum_program deep-copied a simulator built from the device.
+    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    isa, observables, values, precision = params["pubs"][0]
+    reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))
+    assert ours == again == reference
+
+
+def test_an_unseeded_job_after_a_seeded_one_is_not_seeded(runtime: SimulatorRuntime) -> None:
+    seeded = _params(runtime, seed=5)
+    runtime._estimate(seeded, seeded["options"])
+    unseeded = _params(runtime, seed=None)
+    values = {_value(runtime._estimate(unseeded, unseeded["options"])) for _ in range(3)}
+    assert len(values) == 3, "each unseeded job draws its own shots"
+    # The main simulator (sampler jobs) never sees a job's seed.
+    assert runtime.simulator.options.seed_simulator is None

@@ -1,15 +1,19 @@
-"""The simulator given to qiskit-ibm-runtime's `run_quantum_program` is built once, not copied per job,
-and the results stay what a fresh copy per job gives (real qiskit-aer, fake_manila's noise)."""
+"""The device's simulators are built once: the one given to qiskit-ibm-runtime's `run_quantum_program`
+is not copied per job, the noise model is not converted per run, and the results stay what a fresh
+simulator per job gives (real qiskit-aer, fake_manila's noise)."""
 
 import copy
 from typing import Any
 
 import numpy as np
 import pytest
+from qiskit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel
+from qiskit_aer.primitives import SamplerV2
 
 from services.executor.estimation import estimate
 from services.executor.simulation import SimulatorRuntime
@@ -67,3 +71,31 @@ def test_an_unseeded_job_after_a_seeded_one_is_not_seeded(runtime: SimulatorRunt
     assert len(values) == 3, "each unseeded job draws its own shots"
     # The main simulator (sampler jobs) never sees a job's seed.
     assert runtime.simulator.options.seed_simulator is None
+
+
+def test_the_noise_model_is_converted_once_and_is_the_devices(runtime: SimulatorRuntime) -> None:
+    noise = runtime.simulator.options.noise_model
+    assert noise is runtime.program_simulator.options.noise_model
+    assert noise.to_dict(serializable=True) is noise.to_dict(serializable=True)
+    fresh = NoiseModel.from_backend(runtime.device).to_dict(serializable=True)
+    assert _without_ids(noise.to_dict(serializable=True)) == _without_ids(fresh)
+
+
+def _without_ids(document: dict[str, Any]) -> dict[str, Any]:
+    """Each error of a noise model gets a random id when it is built."""
+    return {**document, "errors": [{k: v for k, v in e.items() if k != "id"} for e in document["errors"]]}
+
+
+def test_seeded_samples_are_those_of_a_fresh_simulator(runtime: SimulatorRuntime) -> None:
+    bell = QuantumCircuit(2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure_all()
+    isa = runtime.pass_manager.run(bell)
+    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    counts = [
+        SamplerV2.from_backend(simulator, seed=3).run([(isa,)], shots=2000).result()[0].data.meas.get_counts()
+        for simulator in (runtime.simulator, runtime.simulator, fresh)
+    ]
+    assert counts[0] == counts[1] == counts[2]
+    assert set(counts[0]) > {"00", "11"}, "the device's noise shows in the counts"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.db.repositories.jobs import BackendLoad
+from shared.db.repositories.scheduling import BackendLoad
 from shared.sessions.states import SessionMode, SessionState
 
 # A job's share of usage is never estimated as free, so fair share always alternates between owners.

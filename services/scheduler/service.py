@@ -29,9 +29,10 @@ from services.scheduler.policy import (
 )
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
-from shared.db.repositories.jobs import JobRepository, QueuedJobRow
+from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.locks import try_leader_lock
 from shared.db.repositories.outbox import OutboxRepository
+from shared.db.repositories.scheduling import QueuedJobRow, SchedulingRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed
 from shared.kit.errors import ErrorCode
@@ -240,12 +241,13 @@ class Scheduler:
         for the next pass; else the policy left nothing it could place)."""
         filled = False
         jobs = JobRepository(session)
+        scheduling = SchedulingRepository(session)
         outbox = OutboxRepository(session)
-        loads = await jobs.backend_loads(self.settings.executor_lease_seconds)
+        loads = await scheduling.backend_loads(self.settings.executor_lease_seconds)
         slots = free_slots(loads, self.settings.dispatch_per_executor)
         if not slots:
             return False
-        usage = await jobs.usage_by_instance(self.settings.fair_share_window_seconds)
+        usage = await scheduling.usage_by_instance(self.settings.fair_share_window_seconds)
         # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
         held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
         for backend, free in slots.items():
@@ -274,11 +276,11 @@ class Scheduler:
                     DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
         return filled
 
-    async def _cost_estimate(self, jobs: JobRepository, backend: str) -> float:
+    async def _cost_estimate(self, scheduling: SchedulingRepository, backend: str) -> float:
         now = asyncio.get_running_loop().time()
         estimate, valid_until = self._costs.get(backend, (1.0, 0.0))
         if now >= valid_until:
-            estimate = await jobs.mean_run_seconds(backend) or 1.0
+            estimate = await scheduling.mean_run_seconds(backend) or 1.0
             self._costs[backend] = (estimate, now + COST_ESTIMATE_SECONDS)
         return estimate
 
@@ -294,17 +296,17 @@ class Scheduler:
         held_instances: list[str],
     ) -> tuple[BackendSnapshot, dict[str, QueuedJobRow]]:
         """What the policy sees of one backend."""
-        jobs = JobRepository(session)
-        rows = await jobs.undispatched(
+        scheduling = SchedulingRepository(session)
+        rows = await scheduling.undispatched(
             backend, per_owner_and_session=free * self.settings.max_group_size, held_instances=held_instances
         )
-        in_flight = await jobs.in_flight_sessions(backend)
+        in_flight = await scheduling.in_flight_sessions(backend)
         wanted = {row.session_id for row in rows if row.session_id is not None} | in_flight
         runtime_sessions = await RuntimeSessionRepository(session).for_scheduling(backend, wanted)
-        cost = await self._cost_estimate(jobs, backend)
+        cost = await self._cost_estimate(scheduling, backend)
         # Jobs on their way to an executor are not usage yet; count them at the estimated cost.
         projected = dict(usage)
-        for instance, count in (await jobs.dispatched_unstarted_by_instance(backend)).items():
+        for instance, count in (await scheduling.dispatched_unstarted_by_instance(backend)).items():
             projected[instance] = projected.get(instance, 0.0) + count * cost
         snapshot = BackendSnapshot(
             backend=backend,

@@ -17,7 +17,7 @@ from services.scheduler.policy import (
     owning_session,
     plan_dispatches,
 )
-from shared.db.repositories.jobs import BackendLoad
+from shared.db.repositories.scheduling import BackendLoad
 from shared.sessions.states import SessionMode, SessionState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

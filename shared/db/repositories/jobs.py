@@ -32,48 +32,6 @@ def _allowed_sources(target: JobStatus, sources: frozenset[JobStatus] | None) ->
     return sources
 
 
-# A job in flight: dispatched (QUEUED with a dispatch) or RUNNING. The scheduling pass's statements
-# are plain SQL on the driver; they read the same columns and indexes as the ORM queries they replace.
-_IN_FLIGHT = "(status = 'RUNNING' OR (status = 'QUEUED' AND dispatch_id IS NOT NULL))"
-
-_BACKEND_LOADS = f"""
-WITH waiting AS (SELECT DISTINCT backend FROM jobs WHERE status = 'QUEUED' AND dispatch_id IS NULL)
-SELECT waiting.backend,
-       (SELECT count(DISTINCT dispatch_id) FROM jobs
-         WHERE jobs.backend = waiting.backend AND {_IN_FLIGHT})::int AS in_flight,
-       (SELECT count(*) FROM executors
-         WHERE executors.backend = waiting.backend AND executors.stopped_at IS NULL
-           AND executors.heartbeat_at > now() - make_interval(secs => $1))::int AS live
-FROM waiting"""
-
-_UNDISPATCHED = """
-SELECT id, instance_id, session_id, priority, created_at, total_shots FROM (
-    SELECT id, instance_id, session_id, priority, created_at, total_shots,
-           row_number() OVER (PARTITION BY instance_id, session_id
-                              ORDER BY priority DESC, created_at, id) AS rank
-    FROM jobs
-    WHERE backend = $1 AND status = 'QUEUED' AND dispatch_id IS NULL
-      AND (instance_id IS NULL OR NOT instance_id = ANY($3::varchar[]))
-) AS ranked
-WHERE rank <= $2"""
-
-_IN_FLIGHT_SESSIONS = f"""
-SELECT DISTINCT session_id FROM jobs WHERE backend = $1 AND session_id IS NOT NULL AND {_IN_FLIGHT}"""
-
-_USAGE_BY_INSTANCE = """
-SELECT instance_key, sum(ran_seconds) AS seconds FROM usage_rollup
-WHERE hour >= date_trunc('hour', now() - make_interval(secs => $1))
-GROUP BY instance_key
-UNION ALL
-SELECT instance_id, sum(coalesce(execution_seconds, extract(epoch FROM now() - started_at)))
-FROM jobs WHERE status = 'RUNNING' AND started_at IS NOT NULL
-GROUP BY instance_id"""
-
-_DISPATCHED_UNSTARTED = """
-SELECT instance_id, count(*) FROM jobs
-WHERE backend = $1 AND status = 'QUEUED' AND dispatch_id IS NOT NULL
-GROUP BY instance_id"""
-
 # A job read on the driver is a detached Job built from its row: the columns by attribute name.
 _JOB_COLUMNS = [(Job.__mapper__.get_property_by_column(c).key, c.name) for c in Job.__table__.columns]
 _WITHOUT_PARAMS = ", ".join(f"jobs.{name}" for _key, name in _JOB_COLUMNS if name != "params")
@@ -148,25 +106,6 @@ class JobFilter:
     ascending: bool = False
     limit: int = 10
     offset: int = 0
-
-
-@dataclass(frozen=True)
-class BackendLoad:
-    backend: str
-    in_flight: int  # dispatches (a group of jobs counts once) sent and not yet finished
-    live_executors: int
-
-
-@dataclass(frozen=True)
-class QueuedJobRow:
-    """What the scheduling policy needs to know of a queued, undispatched job."""
-
-    id: str
-    instance_id: str | None
-    session_id: str | None
-    priority: int
-    created_at: datetime
-    total_shots: int
 
 
 class JobRepository:
@@ -290,56 +229,6 @@ class JobRepository:
         return list(result.scalars().all())
 
     # --- scheduler -------------------------------------------------------------------------
-
-    # The scheduling pass's statements run on the driver (shared/db/driver.py): one pass a job.
-
-    async def backend_loads(self, lease_seconds: float) -> list[BackendLoad]:
-        """Dispatched-but-unfinished jobs and live executors per backend with queued work."""
-        rows = await (await driver(self.session)).fetch(_BACKEND_LOADS, lease_seconds)
-        return [BackendLoad(row["backend"], row["in_flight"], row["live"]) for row in rows]
-
-    async def undispatched(
-        self, backend: str, per_owner_and_session: int, held_instances: Sequence[str] = ()
-    ) -> list[QueuedJobRow]:
-        """Queued, undispatched jobs of a backend: the first few of every (instance, session) in their
-        own order, so one owner's long queue never hides another owner's jobs from the policy. Jobs of
-        `held_instances` (their usage allocation is used up) wait and are not offered."""
-        rows = await (await driver(self.session)).fetch(
-            _UNDISPATCHED, backend, per_owner_and_session, list(held_instances)
-        )
-        return [QueuedJobRow(*row) for row in rows]
-
-    async def in_flight_sessions(self, backend: str) -> set[str]:
-        """Sessions with a job dispatched or running on this backend."""
-        rows = await (await driver(self.session)).fetch(_IN_FLIGHT_SESSIONS, backend)
-        return {row[0] for row in rows}
-
-    async def usage_by_instance(self, window_seconds: float) -> dict[str | None, float]:
-        """Backend seconds each instance used within the rolling window (NULL: the anonymous owner),
-        counting what runs now up to this moment. Finished jobs come from the hourly rollup (the hour
-        in which the window starts counts whole), so the cost does not grow with history."""
-        usage: dict[str | None, float] = {}
-        for row in await (await driver(self.session)).fetch(_USAGE_BY_INSTANCE, window_seconds):
-            key = row["instance_key"] or None
-            usage[key] = usage.get(key, 0.0) + float(row["seconds"] or 0.0)
-        return usage
-
-    async def dispatched_unstarted_by_instance(self, backend: str) -> dict[str | None, int]:
-        """Jobs per instance on their way to an executor of this backend (not yet counted as usage)."""
-        rows = await (await driver(self.session)).fetch(_DISPATCHED_UNSTARTED, backend)
-        return {row[0]: int(row[1]) for row in rows}
-
-    async def mean_run_seconds(self, backend: str, sample: int = 100) -> float | None:
-        """How long this backend's recent jobs ran, on average (the policy's estimate of a job's cost)."""
-        recent = (
-            select(Job.execution_seconds)
-            .where(Job.backend == backend, Job.execution_seconds.is_not(None))
-            .order_by(Job.created_at.desc())
-            .limit(sample)
-            .subquery()
-        )
-        value = await self.session.scalar(select(func.avg(recent.c.execution_seconds)))
-        return None if value is None else float(value)
 
     async def mark_dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[str]:
         """Give the still queued and undispatched ones of these jobs to one dispatch; returns their ids."""

@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.api.experiments.calls import Call
 from services.api.experiments.schemas import normalize_path
-from services.api.experiments.service import Call, ExperimentService
+from services.api.experiments.service import ExperimentService
 from shared.experiments.states import SequenceState
 from shared.identity.service import Principal
 

@@ -14,7 +14,7 @@ from services.api.dependencies import context
 from services.api.events.router import LastEventId, event_stream, sse_documented
 from shared.kit.errors import ErrorCode, InvalidInput
 
-from .service import Call, Reply
+from .calls import Call, Reply
 
 router = APIRouter(tags=["experiments"], route_class=DocumentedRoute)
 

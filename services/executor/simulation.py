@@ -8,6 +8,7 @@ A dispatch may carry several small jobs: their pubs run in one SamplerV2 call an
 back, each job getting its own PrimitiveResult of its own pubs.
 """
 
+import copy
 import json
 import math
 import time
@@ -45,10 +46,14 @@ class ProgramError(Exception):
 
 
 class _DeviceNoiseModel(NoiseModel):
-    """A device's noise model, built once per child and never changed afterwards. qiskit-aer turns
-    the noise model into a dictionary (and through JSON) on every run, which cost 41 ms of each call
-    on fake_manila (a one-gate circuit took 63 ms with the noise model, 0.3 ms without): the
-    dictionary is made once here and handed to every run."""
+    """A device's noise model, built once per child. qiskit-aer turns the noise model into a
+    dictionary (and through JSON) on every run, which cost 41 ms of each call on fake_manila (a
+    one-gate circuit took 63 ms with the noise model, 0.3 ms without): the dictionary is made once
+    here and handed to every run.
+
+    The document must never outlive a change: a mutator clears it, and a deep copy (qiskit-aer
+    copies the noise model to add the errors a circuit carries as instructions) is a plain
+    NoiseModel that converts itself afresh."""
 
     def __init__(self, built: NoiseModel) -> None:
         # NoiseModel.from_backend builds a NoiseModel, not a subclass: take over what it built.
@@ -59,6 +64,38 @@ class _DeviceNoiseModel(NoiseModel):
         if serializable not in self._documents:
             self._documents[serializable] = super().to_dict(serializable=serializable)
         return self._documents[serializable]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoiseModel:
+        plain = NoiseModel.__new__(NoiseModel)
+        memo[id(self)] = plain
+        for name, value in self.__dict__.items():
+            if name != "_documents":
+                plain.__dict__[name] = copy.deepcopy(value, memo)
+        return plain
+
+    def add_all_qubit_quantum_error(self, *args: Any, **kwargs: Any) -> None:
+        self._documents.clear()
+        super().add_all_qubit_quantum_error(*args, **kwargs)
+
+    def add_quantum_error(self, *args: Any, **kwargs: Any) -> None:
+        self._documents.clear()
+        super().add_quantum_error(*args, **kwargs)
+
+    def add_all_qubit_readout_error(self, *args: Any, **kwargs: Any) -> None:
+        self._documents.clear()
+        super().add_all_qubit_readout_error(*args, **kwargs)
+
+    def add_readout_error(self, *args: Any, **kwargs: Any) -> None:
+        self._documents.clear()
+        super().add_readout_error(*args, **kwargs)
+
+    def add_basis_gates(self, *args: Any, **kwargs: Any) -> None:
+        self._documents.clear()
+        super().add_basis_gates(*args, **kwargs)
+
+    def reset(self) -> None:
+        self._documents.clear()
+        super().reset()
 
 
 def _device_simulator(cls: type[AerSimulator], device: Any, threads: int, noise: NoiseModel) -> AerSimulator:

@@ -12,7 +12,7 @@ from qiskit.circuit.library import efficient_su2
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel
+from qiskit_aer.noise import NoiseModel, pauli_error
 from qiskit_aer.primitives import SamplerV2
 
 from services.executor.estimation import estimate
@@ -99,3 +99,34 @@ def test_seeded_samples_are_those_of_a_fresh_simulator(runtime: SimulatorRuntime
     ]
     assert counts[0] == counts[1] == counts[2]
     assert set(counts[0]) > {"00", "11"}, "the device's noise shows in the counts"
+
+
+def test_errors_a_circuit_carries_are_not_lost_to_the_converted_noise_model(
+    runtime: SimulatorRuntime,
+) -> None:
+    """qiskit-aer deep-copies the noise model to add a circuit's own error instructions: the copy
+    must not reuse the device's converted document, which lacks them."""
+    warm = QuantumCircuit(1, 1)
+    warm.measure(0, 0)
+    runtime.simulator.run(warm, shots=10).result()  # the device's document is made and kept
+    flipped = QuantumCircuit(1, 1)
+    flipped.append(pauli_error([("X", 1.0)]), [0])
+    flipped.measure(0, 0)
+    ours = runtime.simulator.run(flipped, shots=500, seed_simulator=1).result().get_counts()
+    fresh = (
+        AerSimulator.from_backend(runtime.device)
+        .run(flipped, shots=500, seed_simulator=1)
+        .result()
+        .get_counts()
+    )
+    assert ours == fresh
+    assert ours.get("1", 0) > 400, "the certain X error shows (only readout error flips some back)"
+
+
+def test_a_changed_noise_model_is_converted_again(runtime: SimulatorRuntime) -> None:
+    noise = copy.deepcopy(runtime.simulator.options.noise_model)
+    assert type(noise) is NoiseModel  # a copy converts itself afresh
+    own = type(runtime.simulator.options.noise_model)(NoiseModel.from_backend(runtime.device))
+    before = own.to_dict(serializable=True)
+    own.add_all_qubit_quantum_error(pauli_error([("X", 0.5), ("I", 0.5)]), "x")
+    assert len(own.to_dict(serializable=True)["errors"]) == len(before["errors"]) + 1

@@ -130,3 +130,45 @@ def test_a_changed_noise_model_is_converted_again(runtime: SimulatorRuntime) -> 
     before = own.to_dict(serializable=True)
     own.add_all_qubit_quantum_error(pauli_error([("X", 0.5), ("I", 0.5)]), "x")
     assert len(own.to_dict(serializable=True)["errors"]) == len(before["errors"]) + 1
+
+
+def test_a_run_gets_the_errors_of_the_qubits_it_uses(runtime: SimulatorRuntime) -> None:
+    noise = runtime.simulator.options.noise_model
+    whole = noise.to_dict(serializable=True)["errors"]
+    view = noise.on_qubits(frozenset({0, 1}))
+    kept = view.to_dict(serializable=True)["errors"]
+    assert 0 < len(kept) < len(whole)
+    assert all(set(q) <= {0, 1} for error in kept for q in error.get("gate_qubits", ()))
+    # Every error of the whole model that can meet qubits 0 and 1 is kept.
+    meeting = [e for e in whole if all(set(q) <= {0, 1} for q in e.get("gate_qubits", ()))]
+    assert _without_ids({"errors": kept}) == _without_ids({"errors": meeting})
+    assert noise.on_qubits(frozenset({0, 1})) is view  # made once per set of qubits
+
+
+def test_seeded_samples_with_barriers_delays_and_idle_qubits_are_those_of_a_fresh_simulator(
+    runtime: SimulatorRuntime,
+) -> None:
+    circuit = QuantumCircuit(5, 3)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.barrier()
+    circuit.delay(16000, 3)  # in dt: thermal relaxation on an otherwise idle qubit
+    circuit.x(3)
+    circuit.measure([0, 1, 3], [0, 1, 2])
+    isa = runtime.pass_manager.run(circuit)
+    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    counts = [
+        SamplerV2.from_backend(simulator, seed=7).run([(isa,)], shots=3000).result()[0].data.c.get_counts()
+        for simulator in (runtime.simulator, fresh)
+    ]
+    assert counts[0] == counts[1]
+
+
+def test_twirled_and_mitigated_estimates_are_those_of_a_fresh_simulator(runtime: SimulatorRuntime) -> None:
+    params = _params(runtime, seed=3)
+    params["options"]["resilience_level"] = 1  # measurement twirling and TREX
+    ours = _value(runtime._estimate(params, params["options"]))
+    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    isa, observables, values, precision = params["pubs"][0]
+    reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))
+    assert ours == reference

@@ -4,23 +4,14 @@ from typing import Any
 
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
-from shared.db.models import (
-    ExperimentDeviceConfiguration,
-)
+from shared.db.models import ExperimentDeviceConfiguration
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.kit.settings import Settings
 
 from .calls import Reply, etag, etag_matches
-from .launch import (
-    global_values,
-)
-from .schemas import (
-    SEGMENT,
-    DeviceConfigurationBody,
-    GlobalParametersBody,
-    parse_body,
-)
+from .launch import global_values
+from .schemas import SEGMENT, DeviceConfigurationBody, GlobalParametersBody, parse_body
 
 
 class ConfigurationOperations:

@@ -4,21 +4,13 @@ from typing import Any
 
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
-from shared.db.models import (
-    ExperimentPath,
-)
+from shared.db.models import ExperimentPath
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.kit.settings import Settings
 
 from .calls import Reply, iso
-from .schemas import (
-    MoveBody,
-    ancestors,
-    normalize_path,
-    parent_of,
-    parse_body,
-)
+from .schemas import MoveBody, ancestors, normalize_path, parent_of, parse_body
 
 
 class PathOperations:

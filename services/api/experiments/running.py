@@ -8,12 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.jobs.service import queued_job
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
-from shared.db.models import (
-    ExperimentJob,
-    ExperimentPoint,
-    ExperimentSequence,
-    Job,
-)
+from shared.db.models import ExperimentJob, ExperimentPoint, ExperimentSequence, Job
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobRepository
@@ -26,14 +21,7 @@ from shared.kit.settings import Settings
 
 from .calls import Reply
 from .configurations import ConfigurationOperations, configuration_view
-from .launch import (
-    bind_points,
-    global_values,
-    job_options,
-    job_params,
-    load_circuit,
-    observables_list,
-)
+from .launch import bind_points, global_values, job_options, job_params, load_circuit, observables_list
 from .sequences import SequenceOperations
 
 

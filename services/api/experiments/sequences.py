@@ -4,10 +4,7 @@ from typing import Any
 
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
-from shared.db.models import (
-    ExperimentPath,
-    ExperimentSequence,
-)
+from shared.db.models import ExperimentPath, ExperimentSequence
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.experiments.changes import announce_sequence_state
 from shared.experiments.states import SequenceState, check_sequence_transition
@@ -18,19 +15,9 @@ from shared.kit.settings import Settings
 
 from .calls import Reply, iso, query_int
 from .configurations import configuration_name
-from .launch import (
-    check_iteration,
-    load_circuit,
-    observables_list,
-)
+from .launch import check_iteration, load_circuit, observables_list
 from .paths import PathOperations
-from .schemas import (
-    MoveBody,
-    SequenceBody,
-    SequencePatch,
-    normalize_path,
-    parse_body,
-)
+from .schemas import MoveBody, SequenceBody, SequencePatch, normalize_path, parse_body
 
 # What defines a sequence: what a patch may change and a duplicate copies.
 DEFINITION = ("backend", "program", "circuit", "observables", "iteration", "shots", "device_configuration")

@@ -23,18 +23,10 @@ from shared.kit.errors import Conflict, ErrorCode, InvalidInput, QRuntimeError
 from shared.kit.settings import Settings
 
 from .calls import Call, Reply, etag, etag_matches, query_flag
-from .configurations import (
-    configuration_name,
-    configuration_not_found,
-    configuration_view,
-)
+from .configurations import configuration_name, configuration_not_found, configuration_view
 from .paths import tree_entry
 from .running import RunOperations
-from .schemas import (
-    TransactionBody,
-    normalize_path,
-    parse_body,
-)
+from .schemas import TransactionBody, normalize_path, parse_body
 
 MAX_ATTEMPTS = 8
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}

@@ -181,7 +181,9 @@ def test_state_machine_allowed_and_refused_transitions(lab: Stack, root: str) ->
     path = f"{root}/states"
     try:
         with lab.client("alice") as client:
-            assert client.put(f"{API}sequences/{path}", json=scan(num=3)).status_code == 201
+            # 2,000 points run as 40 jobs: the sequence is still running (seconds) while the
+            # refusals below are checked (a few requests); 3 points once finished before them.
+            assert client.put(f"{API}sequences/{path}", json=scan(num=2000, shots=100)).status_code == 201
             # From DRAFT only launch is allowed.
             refused(client.post(f"{API}sequences/{path}/interrupt"), 409, 3455)
             refused(client.post(f"{API}sequences/{path}/reset"), 409, 3455)
@@ -224,7 +226,7 @@ def test_state_machine_allowed_and_refused_transitions(lab: Stack, root: str) ->
                 "sequence.finished.fake_manila",
                 "sequence.draft.fake_manila",
             ]
-            assert seen[3]["points_done"] == 3 and seen[3]["expected_points"] == 3
+            assert seen[3]["points_done"] == 2000 and seen[3]["expected_points"] == 2000
             assert seen[0]["sequence_id"] == finished["id"]
     finally:
         recorder.delete()
@@ -294,7 +296,8 @@ def test_a_200_point_scan_follows_the_angle_and_finishes(lab: Stack, root: str) 
 def test_an_interrupted_scan_keeps_its_done_points(lab: Stack, root: str) -> None:
     path = f"{root}/long"
     with lab.client("alice") as client:
-        client.put(f"{API}sequences/{path}", json=scan(num=1000, shots=5000))
+        # 80 jobs of 50 points: far more than can finish between the first one and the interrupt.
+        client.put(f"{API}sequences/{path}", json=scan(num=4000, shots=5000))
         client.post(f"{API}sequences/{path}/launch")
         wait_for(
             lambda: client.get(f"{API}sequences/{path}").json()["points"]["done"] > 0,
@@ -307,7 +310,7 @@ def test_an_interrupted_scan_keeps_its_done_points(lab: Stack, root: str) -> Non
         view = interrupted.json()
         assert view["state"] == "interrupted" and view["reason"] == "Interrupted by the user."
         done = view["points"]["done"]
-        assert 0 < done < 1000 and done % 50 == 0
+        assert 0 < done < 4000 and done % 50 == 0
         statuses = [job["status"] for job in view["jobs"]]
         assert "Cancelled" in statuses and "Queued" not in statuses and "Running" not in statuses
         lab.wait_final([job["id"] for job in view["jobs"]])

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.api.jobs.service import queued_job
+from services.api.jobs.submission import queued_job
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
 from shared.db.models import ExperimentJob, ExperimentPoint, ExperimentSequence, Job

@@ -3,19 +3,16 @@
 import asyncio
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.api.boundary import describe_validation
 from services.api.idempotency import IdempotentRequest, Replay, claim_or_replay, remember_answer
-from services.api.ids import is_wellformed_id, new_id
+from services.api.ids import is_wellformed_id
 from services.api.programs.pool import ParsePool
-from services.api.programs.validation import Limits, NormalizedParams, decode_body, normalize
-from shared.backends.catalog import BackendInfo, device_of_mock, rep_delay_range
+from services.api.programs.validation import Limits, NormalizedParams
+from shared.backends.catalog import BackendInfo, rep_delay_range
 from shared.db.engine import single_statement, unit_of_work
-from shared.db.models import Job, RuntimeSession
+from shared.db.models import Job
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter, JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
@@ -26,10 +23,8 @@ from shared.jobs.runner_results import runner_error_results
 from shared.jobs.states import JobStatus, check_job_transition
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
 from shared.messaging.relay import ChangeFeed
-from shared.sessions.states import SessionState
 
 from .schemas import (
-    JobCreate,
     JobCreated,
     JobList,
     JobMetrics,
@@ -40,67 +35,7 @@ from .schemas import (
     ProgramRef,
     UsageSeconds,
 )
-
-
-def new_job_id() -> str:
-    return new_id()
-
-
-def queued_job(principal: Principal, params: NormalizedParams, **fields: Any) -> Job:
-    """A new job of the principal's user, QUEUED and never started, with `params` as its inputs."""
-    return Job(
-        id=new_job_id(),
-        status=JobStatus.QUEUED,
-        params=params.encoded,
-        num_pubs=params.num_pubs,
-        total_shots=params.total_shots,
-        attempts=0,
-        user_id=principal.user_id,
-        **fields,
-    )
-
-
-def find_backend(catalog: dict[str, BackendInfo], name: str) -> BackendInfo:
-    backend = catalog.get(name)
-    if backend is None:
-        raise InvalidInput(
-            ErrorCode.BACKEND_NOT_FOUND,
-            f"Backend '{name}' is not served here; available: {', '.join(catalog)}.",
-        )
-    return backend
-
-
-def prepare_submission(
-    body: bytes, catalog: dict[str, BackendInfo], limits: Limits
-) -> tuple[JobCreate, NormalizedParams, str]:
-    """Decode, validate and normalise a submission (runs in a parse worker, see ParsePool); returns
-    the request without its params, the normalised params and the backend that runs the job."""
-    raw = decode_body(body, limits.max_decoded_bytes, limits.anywhere())
-    if not isinstance(raw, dict):
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, "The request body must be a JSON object.")
-    try:
-        request = JobCreate.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidInput(ErrorCode.INVALID_REQUEST, describe_validation(exc)) from exc
-    if request.private:
-        # A private job's inputs and results must not be kept; qruntime keeps them until the job
-        # is deleted, so it says so rather than run the job as if it were private.
-        raise InvalidInput(
-            ErrorCode.OPTION_NOT_SUPPORTED,
-            "Option environment.private=True is refused: qruntime keeps a job's inputs and results "
-            "until the job is deleted (DELETE /jobs/{id}); submit it without private and delete it "
-            "once you have read its result.",
-        )
-    device = device_of_mock(request.backend)
-    backend = device if device in catalog else request.backend
-    params = normalize(request.program_id, request.params, find_backend(catalog, backend), limits)
-    if device is not None:
-        # A dry run (mock device): its device's executor answers it without simulating.
-        stored = json.loads(params.encoded)
-        stored["dry_run"] = True
-        params = replace(params, encoded=json.dumps(stored))
-    # The decoded circuits stay here: only the normalised (encoded) params travel back.
-    return request.model_copy(update={"params": None}), params, backend
+from .submission import check_session_accepts, find_backend, prepare_submission, queued_job
 
 
 @dataclass
@@ -377,27 +312,6 @@ def _qiskit_version() -> str:
     import qiskit
 
     return str(qiskit.__version__)
-
-
-def check_session_accepts(runtime_session: RuntimeSession | None, session_id: str, backend: str) -> None:
-    """A job may join a session that exists, accepts jobs and runs on the job's backend."""
-    if runtime_session is None:
-        raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
-    if runtime_session.state == SessionState.CLOSED:
-        raise Conflict(
-            ErrorCode.SESSION_CLOSED,
-            f"Job is part of a session that's been closed: session {session_id} is closed.",
-        )
-    if not runtime_session.accepting_jobs:
-        raise Conflict(
-            ErrorCode.SESSION_CLOSED,
-            f"Session {session_id} is closing and accepts no new jobs; create a new session.",
-        )
-    if runtime_session.backend != backend:
-        raise InvalidInput(
-            ErrorCode.SESSION_BACKEND_MISMATCH,
-            f"Session {session_id} runs on {runtime_session.backend}, not on {backend}.",
-        )
 
 
 def _error_text(job: Job) -> str:

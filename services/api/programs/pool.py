@@ -45,7 +45,7 @@ def _vm_bytes() -> int:
 
 
 # Imported by each worker before it serves, so the first request pays no import.
-WARM_MODULES = ("services.api.jobs.service", "services.api.deployments.service")
+WARM_MODULES = ("services.api.jobs.submission", "services.api.deployments.service")
 
 
 def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> None:  # pragma: no cover

@@ -1,12 +1,11 @@
-"""ExperimentRepository: the path tree, sequences and their conditional state changes, points, the jobs
-that run them, global parameters and device configurations, on the real schema."""
+"""ExperimentRepository: the path tree, sequences and their conditional state changes, points and the
+jobs that run them, on the real schema."""
 
 import secrets
 
 from sqlalchemy import func, select
 
 from shared.db.models import (
-    ExperimentDeviceConfiguration,
     ExperimentJob,
     ExperimentPath,
     ExperimentPoint,
@@ -219,37 +218,3 @@ async def test_sequence_jobs_names_a_deleted_job(db):
         [ExperimentJob(job_id="gone", sequence_id=sequence.path_id, first_point=0, num_points=1)]
     )
     assert await repo.sequence_jobs(sequence.path_id) == [("gone", "DELETED")]
-
-
-async def test_global_parameters_replace_and_count_versions(db):
-    repo, me = ExperimentRepository(db), owner()
-    assert await repo.global_parameters(me) is None
-    assert await repo.set_global_parameters(me, {"f": "1"}) == 1
-    assert await repo.set_global_parameters(me, {"g": "2"}) == 2
-    stored = await repo.global_parameters(me, lock=True)
-    assert stored.parameters == {"g": "2"} and stored.version == 2
-    assert await repo.global_parameters(owner()) is None
-
-
-async def test_device_configurations_and_the_default_per_backend(db):
-    repo, me = ExperimentRepository(db), owner()
-
-    def configuration(name, backend="fake_manila", default=False, shots=None):
-        return ExperimentDeviceConfiguration(
-            instance_id=me, name=name, backend=backend, options={}, shots=shots, seed=None, is_default=default
-        )
-
-    first = await repo.put_device_configuration(configuration("a", default=True))
-    assert first.version == 1 and first.is_default
-    await repo.put_device_configuration(configuration("b", default=True))
-    assert (await repo.default_configuration(me, "fake_manila")).name == "b"
-    assert (await repo.device_configuration(me, "a")).is_default is False
-    replaced = await repo.put_device_configuration(configuration("a", shots=99))
-    assert replaced.version == 2 and replaced.shots == 99
-    await repo.put_device_configuration(configuration("c", backend="aer_simulator"))
-    assert [c.name for c in await repo.device_configurations(me)] == ["a", "b", "c"]
-    assert await repo.default_configuration(me, "aer_simulator") is None
-    assert await repo.delete_device_configuration(me, "a") is True
-    assert await repo.delete_device_configuration(me, "a") is False
-    assert await repo.device_configuration(me, "a") is None
-    assert await repo.device_configurations(owner()) == []

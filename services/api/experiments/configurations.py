@@ -22,7 +22,7 @@ class ConfigurationOperations:
     settings: Settings
 
     async def _get_globals(self, repo: ExperimentRepository, owner: str) -> Reply:
-        row = await repo.global_parameters(owner)
+        row = await repo.configurations.global_parameters(owner)
         version = row.version if row else 0
         parameters = row.parameters if row else {}
         return Reply(200, {"parameters": parameters, "version": version}, {"ETag": etag(version)})
@@ -32,7 +32,7 @@ class ConfigurationOperations:
     ) -> Reply:
         parameters = parse_body(GlobalParametersBody, body, "global parameters").parameters
         global_values(parameters)  # every expression evaluates, or the error names the parameter
-        row = await repo.global_parameters(owner, lock=True)
+        row = await repo.configurations.global_parameters(owner, lock=True)
         current = row.version if row else 0
         if if_match is not None and not etag_matches(if_match, current):
             raise QRuntimeError(
@@ -40,19 +40,19 @@ class ConfigurationOperations:
                 f"The global parameters changed: their ETag is now {etag(current)}, not {if_match}.",
                 status=412,
             )
-        version = await repo.set_global_parameters(owner, parameters)
+        version = await repo.configurations.set_global_parameters(owner, parameters)
         return Reply(200, {"parameters": parameters, "version": version}, {"ETag": etag(version)})
 
     async def _configuration(
         self, repo: ExperimentRepository, owner: str, name: str
     ) -> ExperimentDeviceConfiguration:
-        configuration = await repo.device_configuration(owner, name)
+        configuration = await repo.configurations.device_configuration(owner, name)
         if configuration is None:
             raise configuration_not_found(name)
         return configuration
 
     async def _list_configurations(self, repo: ExperimentRepository, owner: str) -> Reply:
-        rows = await repo.device_configurations(owner)
+        rows = await repo.configurations.device_configurations(owner)
         return Reply(200, {"device_configurations": [configuration_view(row) for row in rows]})
 
     async def _put_configuration(self, repo: ExperimentRepository, owner: str, name: str, body: Any) -> Reply:
@@ -66,11 +66,11 @@ class ConfigurationOperations:
             raise InvalidInput(
                 ErrorCode.SHOTS_OUT_OF_RANGE, f"shots is {request.shots}; at most {self.limits.max_shots}."
             )
-        existing = await repo.device_configuration(owner, name)
-        current_default = await repo.default_configuration(owner, request.backend)
+        existing = await repo.configurations.device_configuration(owner, name)
+        current_default = await repo.configurations.default_configuration(owner, request.backend)
         # The first configuration of a backend is its default.
         is_default = request.default or current_default is None or current_default.name == name
-        saved = await repo.put_device_configuration(
+        saved = await repo.configurations.put_device_configuration(
             ExperimentDeviceConfiguration(
                 instance_id=owner,
                 name=name,

@@ -45,7 +45,7 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
             )
         circuit = load_circuit(sequence.circuit, backend)
         observables = observables_list(sequence.observables, circuit, sequence.program)
-        stored = await repo.global_parameters(owner)
+        stored = await repo.configurations.global_parameters(owner)
         namespace = stored.parameters if stored is not None else {}
         configuration = await self._launch_configuration(repo, owner, sequence)
         bound = bind_points(
@@ -143,7 +143,9 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
     ) -> dict[str, Any] | None:
         """The device configuration a launch uses: the sequence's named one, else its backend's default."""
         if sequence.device_configuration is not None:
-            configuration = await repo.device_configuration(owner, sequence.device_configuration)
+            configuration = await repo.configurations.device_configuration(
+                owner, sequence.device_configuration
+            )
             if configuration is None:
                 raise InvalidInput(
                     ErrorCode.DEVICE_CONFIGURATION_NOT_FOUND,
@@ -156,7 +158,7 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
                     f"but the sequence runs on {sequence.backend}.",
                 )
         else:
-            configuration = await repo.default_configuration(owner, sequence.backend)
+            configuration = await repo.configurations.default_configuration(owner, sequence.backend)
         return None if configuration is None else configuration_view(configuration)
 
     async def _capacity(self, db: AsyncSession, owner: str) -> int | None:

@@ -181,7 +181,7 @@ class ExperimentService(RunOperations):
                 if method == "PUT":
                     return await self._put_configuration(repo, owner, name, call.body)
                 if method == "DELETE":
-                    if not await repo.delete_device_configuration(owner, name):
+                    if not await repo.configurations.delete_device_configuration(owner, name):
                         raise configuration_not_found(name)
                     return Reply(204)
         elif head == "tree" and method == "GET":
@@ -202,10 +202,10 @@ class ExperimentService(RunOperations):
                 found = await repo.get_sequence(owner, normalize_path(rest))
                 exists, current = found is not None, (found[1].version if found else None)
             elif head == "global-parameters":
-                row = await repo.global_parameters(owner)
+                row = await repo.configurations.global_parameters(owner)
                 exists, current = True, (row.version if row else 0)
             elif head == "device-configurations" and rest:
-                configuration = await repo.device_configuration(owner, rest)
+                configuration = await repo.configurations.device_configuration(owner, rest)
                 exists, current = (
                     configuration is not None,
                     (configuration.version if configuration else None),

@@ -8,7 +8,6 @@ A dispatch may carry several small jobs: their pubs run in one SamplerV2 call an
 back, each job getting its own PrimitiveResult of its own pubs.
 """
 
-import copy
 import json
 import math
 import time
@@ -34,6 +33,7 @@ from services.executor.estimation import estimate, twirls_gates
 from services.executor.mock import is_dry_run, mock_estimator, mock_quantum_program, mock_sampler
 from services.executor.noise_learning import learn
 from services.executor.protocol import JobRun
+from services.executor.simulators import DeviceNoiseModel, DeviceSimulator, ProgramSimulator, device_simulator
 from services.executor.twirled_sampling import sample, wants_pipeline
 from shared.backends.catalog import AER_SIMULATOR, fake_device, rep_delay_range
 from shared.jobs.options import context_for, option_warnings
@@ -43,136 +43,6 @@ from shared.kit.errors import short_message
 
 class ProgramError(Exception):
     """The job's input cannot run (reported to the user as a failed job)."""
-
-
-class _DeviceNoiseModel(NoiseModel):
-    """A device's noise model, built once per child. qiskit-aer turns the noise model into a
-    dictionary (and through JSON) on every run, which cost 41 ms of each call on fake_manila (a
-    one-gate circuit took 63 ms with the noise model, 0.3 ms without): the dictionary is made once
-    here and handed to every run.
-
-    The document must never outlive a change: a mutator clears it, and a deep copy (qiskit-aer
-    copies the noise model to add the errors a circuit carries as instructions) is a plain
-    NoiseModel that converts itself afresh."""
-
-    def __init__(self, built: NoiseModel) -> None:
-        # NoiseModel.from_backend builds a NoiseModel, not a subclass: take over what it built.
-        self.__dict__.update(built.__dict__)
-        self._documents: dict[bool, dict[str, Any]] = {}
-        self._on: dict[frozenset[int], _QubitsNoiseModel] = {}
-
-    def to_dict(self, serializable: bool = False) -> dict[str, Any]:
-        if serializable not in self._documents:
-            self._documents[serializable] = super().to_dict(serializable=serializable)
-        return self._documents[serializable]
-
-    def on_qubits(self, qubits: frozenset[int]) -> "_QubitsNoiseModel":
-        """This noise model as the simulator needs it for circuits on `qubits` only (kept per set)."""
-        view = self._on.get(qubits)
-        if view is None:
-            view = self._on[qubits] = _QubitsNoiseModel(self, qubits)
-        return view
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NoiseModel:
-        plain = NoiseModel.__new__(NoiseModel)
-        memo[id(self)] = plain
-        for name, value in self.__dict__.items():
-            if name not in ("_documents", "_on"):
-                plain.__dict__[name] = copy.deepcopy(value, memo)
-        return plain
-
-    def _changed(self) -> None:
-        self._documents.clear()
-        self._on.clear()
-
-    def add_all_qubit_quantum_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_all_qubit_quantum_error(*args, **kwargs)
-
-    def add_quantum_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_quantum_error(*args, **kwargs)
-
-    def add_all_qubit_readout_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_all_qubit_readout_error(*args, **kwargs)
-
-    def add_readout_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_readout_error(*args, **kwargs)
-
-    def add_basis_gates(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_basis_gates(*args, **kwargs)
-
-    def reset(self) -> None:
-        self._changed()
-        super().reset()
-
-
-class _QubitsNoiseModel(_DeviceNoiseModel):
-    """The device's noise model for circuits that touch only `qubits`: the same model, whose document
-    for qiskit-aer leaves out the errors of gates and readouts on other qubits, which such circuits
-    cannot meet. qiskit-aer parses the whole document on every call (28 ms for fake_manila's 5
-    qubits, 393 ms for fake_sherbrooke's 127, whatever the circuit); a 2-qubit job now pays for
-    2 qubits. Errors on every qubit (none in a fake device's model) are kept."""
-
-    def __init__(self, device: _DeviceNoiseModel, qubits: frozenset[int]) -> None:
-        super().__init__(device)
-        self.qubits = qubits
-
-    def to_dict(self, serializable: bool = False) -> dict[str, Any]:
-        if serializable not in self._documents:
-            whole = NoiseModel.to_dict(self, serializable=serializable)
-            errors = [error for error in whole["errors"] if self._meets(error)]
-            self._documents[serializable] = {**whole, "errors": errors}
-        return self._documents[serializable]
-
-    def _meets(self, error: dict[str, Any]) -> bool:
-        return all(set(qubits) <= self.qubits for qubits in error.get("gate_qubits", ()))
-
-
-def _qubits_of(circuits: Any) -> frozenset[int] | None:
-    """The qubits the circuits act on, barriers aside (no noise model puts an error on a barrier);
-    None when not all are QuantumCircuits."""
-    listed = circuits if isinstance(circuits, list | tuple) else [circuits]
-    if not all(isinstance(circuit, QuantumCircuit) for circuit in listed):
-        return None
-    used: set[int] = set()
-    for circuit in listed:
-        for instruction in circuit.data:
-            if instruction.operation.name != "barrier":
-                used.update(circuit.find_bit(qubit).index for qubit in instruction.qubits)
-    return frozenset(used)
-
-
-class _DeviceSimulator(AerSimulator):
-    """A fake device's simulator: each run gets the device's noise model for the qubits its
-    circuits use (a control-flow operation lists every qubit of its blocks)."""
-
-    def run(self, circuits: Any, parameter_binds: Any = None, **run_options: Any) -> Any:
-        noise = self.options.noise_model
-        if "noise_model" not in run_options and isinstance(noise, _DeviceNoiseModel):
-            qubits = _qubits_of(circuits)
-            if qubits is not None:
-                run_options["noise_model"] = noise.on_qubits(qubits)
-        return super().run(circuits, parameter_binds=parameter_binds, **run_options)
-
-
-def _device_simulator(cls: type[AerSimulator], device: Any, threads: int, noise: NoiseModel) -> AerSimulator:
-    return cls.from_backend(device, noise_model=noise, max_parallel_threads=threads)
-
-
-class _ProgramSimulator(_DeviceSimulator):
-    """The simulator handed to qiskit-ibm-runtime's `run_quantum_program` (the executor program, the
-    estimator and twirled sampling). That function deep-copies the simulator it is given on every
-    call, only to set the call's seed on the copy: with a device's noise model that copy was most of
-    a small job's time (51 of the 129 ms an estimator job took on fake_manila). This second simulator,
-    built once beside the main one, is its own copy: each call sets its own seed (None included)
-    on it, and nothing else uses it, so the main simulator's options stay as they were."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "_ProgramSimulator":
-        return self
 
 
 @dataclass(frozen=True)
@@ -191,14 +61,14 @@ class SimulatorRuntime:
         warnings.filterwarnings("ignore", category=UserWarning)
         if backend_name == AER_SIMULATOR:
             self.simulator = AerSimulator(max_parallel_threads=threads)
-            self.program_simulator = _ProgramSimulator(max_parallel_threads=threads)
+            self.program_simulator = ProgramSimulator(max_parallel_threads=threads)
             self.device = None
         else:
             self.device = fake_device(backend_name)
             # Both simulators share the one noise model (it is only read).
-            noise = _DeviceNoiseModel(NoiseModel.from_backend(self.device))
-            self.simulator = _device_simulator(_DeviceSimulator, self.device, threads, noise)
-            self.program_simulator = _device_simulator(_ProgramSimulator, self.device, threads, noise)
+            noise = DeviceNoiseModel(NoiseModel.from_backend(self.device))
+            self.simulator = device_simulator(DeviceSimulator, self.device, threads, noise)
+            self.program_simulator = device_simulator(ProgramSimulator, self.device, threads, noise)
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self.target = self.simulator.target
         # Gate twirling on the ideal simulator needs Clifford 2-qubit gates and rz/sx/x around them.

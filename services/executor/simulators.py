@@ -1,0 +1,143 @@
+"""The simulators a backend's child runs on, prepared once per child.
+
+qiskit-aer and qiskit-ibm-runtime would otherwise redo work with the device's noise model on every
+call (architecture.md, decision 36): this module keeps the noise model's document, gives each run
+the part of it that the run's qubits can meet, and hands `run_quantum_program` a simulator it need
+not copy."""
+
+import copy
+from typing import Any
+
+from qiskit import QuantumCircuit
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel
+
+
+class DeviceNoiseModel(NoiseModel):
+    """A device's noise model, built once per child. qiskit-aer turns the noise model into a
+    dictionary (and through JSON) on every run, which cost 41 ms of each call on fake_manila (a
+    one-gate circuit took 63 ms with the noise model, 0.3 ms without): the dictionary is made once
+    here and handed to every run.
+
+    The document must never outlive a change: a mutator clears it, and a deep copy (qiskit-aer
+    copies the noise model to add the errors a circuit carries as instructions) is a plain
+    NoiseModel that converts itself afresh."""
+
+    def __init__(self, built: NoiseModel) -> None:
+        # NoiseModel.from_backend builds a NoiseModel, not a subclass: take over what it built.
+        self.__dict__.update(built.__dict__)
+        self._documents: dict[bool, dict[str, Any]] = {}
+        self._on: dict[frozenset[int], QubitsNoiseModel] = {}
+
+    def to_dict(self, serializable: bool = False) -> dict[str, Any]:
+        if serializable not in self._documents:
+            self._documents[serializable] = super().to_dict(serializable=serializable)
+        return self._documents[serializable]
+
+    def on_qubits(self, qubits: frozenset[int]) -> "QubitsNoiseModel":
+        """This noise model as the simulator needs it for circuits on `qubits` only (kept per set)."""
+        view = self._on.get(qubits)
+        if view is None:
+            view = self._on[qubits] = QubitsNoiseModel(self, qubits)
+        return view
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoiseModel:
+        plain = NoiseModel.__new__(NoiseModel)
+        memo[id(self)] = plain
+        for name, value in self.__dict__.items():
+            if name not in ("_documents", "_on"):
+                plain.__dict__[name] = copy.deepcopy(value, memo)
+        return plain
+
+    def _changed(self) -> None:
+        self._documents.clear()
+        self._on.clear()
+
+    def add_all_qubit_quantum_error(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().add_all_qubit_quantum_error(*args, **kwargs)
+
+    def add_quantum_error(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().add_quantum_error(*args, **kwargs)
+
+    def add_all_qubit_readout_error(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().add_all_qubit_readout_error(*args, **kwargs)
+
+    def add_readout_error(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().add_readout_error(*args, **kwargs)
+
+    def add_basis_gates(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().add_basis_gates(*args, **kwargs)
+
+    def reset(self) -> None:
+        self._changed()
+        super().reset()
+
+
+class QubitsNoiseModel(DeviceNoiseModel):
+    """The device's noise model for circuits that touch only `qubits`: the same model, whose document
+    for qiskit-aer leaves out the errors of gates and readouts on other qubits, which such circuits
+    cannot meet. qiskit-aer parses the whole document on every call (28 ms for fake_manila's 5
+    qubits, 393 ms for fake_sherbrooke's 127, whatever the circuit); a 2-qubit job now pays for
+    2 qubits. Errors on every qubit (none in a fake device's model) are kept."""
+
+    def __init__(self, device: DeviceNoiseModel, qubits: frozenset[int]) -> None:
+        super().__init__(device)
+        self.qubits = qubits
+
+    def to_dict(self, serializable: bool = False) -> dict[str, Any]:
+        if serializable not in self._documents:
+            whole = NoiseModel.to_dict(self, serializable=serializable)
+            errors = [error for error in whole["errors"] if self._meets(error)]
+            self._documents[serializable] = {**whole, "errors": errors}
+        return self._documents[serializable]
+
+    def _meets(self, error: dict[str, Any]) -> bool:
+        return all(set(qubits) <= self.qubits for qubits in error.get("gate_qubits", ()))
+
+
+def qubits_of(circuits: Any) -> frozenset[int] | None:
+    """The qubits the circuits act on, barriers aside (no noise model puts an error on a barrier);
+    None when not all are QuantumCircuits."""
+    listed = circuits if isinstance(circuits, list | tuple) else [circuits]
+    if not all(isinstance(circuit, QuantumCircuit) for circuit in listed):
+        return None
+    used: set[int] = set()
+    for circuit in listed:
+        for instruction in circuit.data:
+            if instruction.operation.name != "barrier":
+                used.update(circuit.find_bit(qubit).index for qubit in instruction.qubits)
+    return frozenset(used)
+
+
+class DeviceSimulator(AerSimulator):
+    """A fake device's simulator: each run gets the device's noise model for the qubits its
+    circuits use (a control-flow operation lists every qubit of its blocks)."""
+
+    def run(self, circuits: Any, parameter_binds: Any = None, **run_options: Any) -> Any:
+        noise = self.options.noise_model
+        if "noise_model" not in run_options and isinstance(noise, DeviceNoiseModel):
+            qubits = qubits_of(circuits)
+            if qubits is not None:
+                run_options["noise_model"] = noise.on_qubits(qubits)
+        return super().run(circuits, parameter_binds=parameter_binds, **run_options)
+
+
+def device_simulator(cls: type[AerSimulator], device: Any, threads: int, noise: NoiseModel) -> AerSimulator:
+    return cls.from_backend(device, noise_model=noise, max_parallel_threads=threads)
+
+
+class ProgramSimulator(DeviceSimulator):
+    """The simulator handed to qiskit-ibm-runtime's `run_quantum_program` (the executor program, the
+    estimator and twirled sampling). That function deep-copies the simulator it is given on every
+    call, only to set the call's seed on the copy: with a device's noise model that copy was most of
+    a small job's time (51 of the 129 ms an estimator job took on fake_manila). This second simulator,
+    built once beside the main one, is its own copy: each call sets its own seed (None included)
+    on it, and nothing else uses it, so the main simulator's options stay as they were."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "ProgramSimulator":
+        return self

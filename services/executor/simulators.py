@@ -99,6 +99,11 @@ class QubitsNoiseModel(DeviceNoiseModel):
     def _meets(self, error: dict[str, Any]) -> bool:
         return all(set(qubits) <= self.qubits for qubits in error.get("gate_qubits", ()))
 
+    def _changed(self) -> None:
+        # A view shares the device model's tables: a change made here would reach the device model
+        # behind its kept document's back.
+        raise TypeError("a noise model for some qubits is read-only; change the device's noise model")
+
 
 def qubits_of(circuits: Any) -> frozenset[int] | None:
     """The qubits the circuits act on, barriers aside (no noise model puts an error on a barrier);

@@ -143,6 +143,9 @@ def test_a_run_gets_the_errors_of_the_qubits_it_uses(runtime: SimulatorRuntime) 
     meeting = [e for e in whole if all(set(q) <= {0, 1} for q in e.get("gate_qubits", ()))]
     assert _without_ids({"errors": kept}) == _without_ids({"errors": meeting})
     assert noise.on_qubits(frozenset({0, 1})) is view  # made once per set of qubits
+    with pytest.raises(TypeError, match="read-only"):
+        view.add_all_qubit_quantum_error(pauli_error([("X", 0.5), ("I", 0.5)]), "x")
+    assert noise.to_dict(serializable=True)["errors"] == whole
 
 
 def test_seeded_samples_with_barriers_delays_and_idle_qubits_are_those_of_a_fresh_simulator(

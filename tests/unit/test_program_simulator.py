@@ -32,13 +32,14 @@ def _params(runtime: SimulatorRuntime, seed: int | None) -> dict[str, Any]:
     ansatz = efficient_su2(2, reps=1)
     isa = generate_preset_pass_manager(optimization_level=1, backend=runtime.device).run(ansatz)
     values = np.linspace(-1.0, 1.0, ansatz.num_parameters)
-    options: dict[str, Any] = {"default_precision": 0.02, "resilience_level": 0}
+    options: dict[str, Any] = {"default_precision": 0.02}
     if seed is not None:
         options["seed_estimator"] = seed
     return {
         "pubs": [(isa, HAMILTONIAN.apply_layout(isa.layout), values, None)],
         "options": options,
         "version": 2,
+        "resilience_level": 0,  # the wire format's place for it (unset: IBM's default, 1)
     }
 
 
@@ -54,7 +55,9 @@ def test_run_quantum_program_gets_the_same_simulator_every_time(runtime: Simulat
 
 def test_seeded_results_are_those_of_a_fresh_copy_per_job(runtime: SimulatorRuntime) -> None:
     params = _params(runtime, seed=11)
-    ours = _value(runtime._estimate(params, params["options"]))
+    result = runtime._estimate(params, params["options"])
+    assert result.metadata["resilience_level"] == 0 and not result.metadata["twirling"]["enable_measure"]
+    ours = _value(result)
     again = _value(runtime._estimate(params, params["options"]))
     # What the code did before: run_quantum_program deep-copied a simulator built from the device.
     fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
@@ -169,8 +172,10 @@ def test_seeded_samples_with_barriers_delays_and_idle_qubits_are_those_of_a_fres
 
 def test_twirled_and_mitigated_estimates_are_those_of_a_fresh_simulator(runtime: SimulatorRuntime) -> None:
     params = _params(runtime, seed=3)
-    params["options"]["resilience_level"] = 1  # measurement twirling and TREX
-    ours = _value(runtime._estimate(params, params["options"]))
+    params["resilience_level"] = 1  # measurement twirling and TREX
+    result = runtime._estimate(params, params["options"])
+    assert result.metadata["resilience_level"] == 1 and result.metadata["twirling"]["enable_measure"]
+    ours = _value(result)
     fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
     isa, observables, values, precision = params["pubs"][0]
     reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))

@@ -6,11 +6,15 @@ the part of it that the run's qubits can meet, and hands `run_quantum_program` a
 not copy."""
 
 import copy
+from collections import OrderedDict
 from typing import Any
 
 from qiskit import QuantumCircuit
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
+
+# Views of a device's noise model kept per child, one per set of qubits used lately.
+KEPT_VIEWS = 64
 
 
 class DeviceNoiseModel(NoiseModel):
@@ -27,7 +31,7 @@ class DeviceNoiseModel(NoiseModel):
         # NoiseModel.from_backend builds a NoiseModel, not a subclass: take over what it built.
         self.__dict__.update(built.__dict__)
         self._documents: dict[bool, dict[str, Any]] = {}
-        self._on: dict[frozenset[int], QubitsNoiseModel] = {}
+        self._on: OrderedDict[frozenset[int], QubitsNoiseModel] = OrderedDict()
 
     def to_dict(self, serializable: bool = False) -> dict[str, Any]:
         if serializable not in self._documents:
@@ -35,17 +39,22 @@ class DeviceNoiseModel(NoiseModel):
         return self._documents[serializable]
 
     def on_qubits(self, qubits: frozenset[int]) -> "QubitsNoiseModel":
-        """This noise model as the simulator needs it for circuits on `qubits` only (kept per set)."""
+        """This noise model as the simulator needs it for circuits on `qubits` only. The views of the
+        sets used last are kept (a bounded number: layouts vary, memory must not grow with them)."""
         view = self._on.get(qubits)
         if view is None:
             view = self._on[qubits] = QubitsNoiseModel(self, qubits)
+            if len(self._on) > KEPT_VIEWS:
+                self._on.popitem(last=False)
+        else:
+            self._on.move_to_end(qubits)
         return view
 
     def __deepcopy__(self, memo: dict[int, Any]) -> NoiseModel:
         plain = NoiseModel.__new__(NoiseModel)
         memo[id(self)] = plain
         for name, value in self.__dict__.items():
-            if name not in ("_documents", "_on"):
+            if name not in ("_documents", "_on", "_device"):
                 plain.__dict__[name] = copy.deepcopy(value, memo)
         return plain
 
@@ -87,11 +96,14 @@ class QubitsNoiseModel(DeviceNoiseModel):
 
     def __init__(self, device: DeviceNoiseModel, qubits: frozenset[int]) -> None:
         super().__init__(device)
+        self._device = device
         self.qubits = qubits
 
     def to_dict(self, serializable: bool = False) -> dict[str, Any]:
         if serializable not in self._documents:
-            whole = NoiseModel.to_dict(self, serializable=serializable)
+            # Filtered from the device's kept document: a new set of qubits costs a pass over its
+            # errors, not a conversion of the whole model (about a second for 127 qubits).
+            whole = self._device.to_dict(serializable=serializable)
             errors = [error for error in whole["errors"] if self._meets(error)]
             self._documents[serializable] = {**whole, "errors": errors}
         return self._documents[serializable]

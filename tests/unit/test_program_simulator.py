@@ -17,6 +17,7 @@ from qiskit_aer.primitives import SamplerV2
 
 from services.executor.estimation import estimate
 from services.executor.simulation import SimulatorRuntime
+from services.executor.simulators import KEPT_VIEWS, DeviceNoiseModel
 
 HAMILTONIAN = SparsePauliOp.from_list(
     [("II", -1.05), ("IZ", 0.39), ("ZI", -0.39), ("ZZ", -0.011), ("XX", 0.18)]
@@ -180,3 +181,14 @@ def test_twirled_and_mitigated_estimates_are_those_of_a_fresh_simulator(runtime:
     isa, observables, values, precision = params["pubs"][0]
     reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))
     assert ours == reference
+
+
+def test_the_views_kept_are_bounded_and_filtered_from_the_kept_document(runtime: SimulatorRuntime) -> None:
+    noise = DeviceNoiseModel(NoiseModel.from_backend(runtime.device))
+    whole = noise.to_dict(serializable=True)
+    sets = [frozenset({a, b}) for a in range(5) for b in range(5) if a < b] * 10
+    views = [noise.on_qubits(frozenset(s | {index})) for index, s in enumerate(sets)]
+    assert len(noise._on) == KEPT_VIEWS and noise._on[next(reversed(noise._on))] is views[-1]
+    document = views[-1].to_dict(serializable=True)
+    # The view's errors are the device document's own objects: filtered, not converted again.
+    assert document["errors"] and all(any(e is w for w in whole["errors"]) for e in document["errors"])

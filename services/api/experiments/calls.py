@@ -1,11 +1,15 @@
 """A call on the experiment store (a REST request, or an operation of a transaction), its reply,
-and the small readers and writers of its parts (ETags, query parameters, timestamps)."""
+the small readers and writers of its parts (ETags, query parameters, timestamps), and the base of
+the classes that carry the calls out."""
 
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from services.api.programs.validation import Limits
+from shared.backends.catalog import BackendInfo
 from shared.kit.errors import ErrorCode, InvalidInput
+from shared.kit.settings import Settings
 
 
 @dataclass
@@ -54,3 +58,12 @@ def query_int(query: dict[str, str], name: str, default: int, low: int, high: in
 
 def query_flag(query: dict[str, str], name: str) -> bool:
     return query.get(name, "false").lower() in ("true", "1", "yes")
+
+
+class Operations:
+    """What every kind of call (paths.py, sequences.py, running.py, configurations.py) reads from
+    the ExperimentService it is part of."""
+
+    catalog: dict[str, BackendInfo]
+    limits: Limits
+    settings: Settings

@@ -2,24 +2,17 @@
 
 from typing import Any
 
-from services.api.programs.validation import Limits
-from shared.backends.catalog import BackendInfo
 from shared.db.models import ExperimentDeviceConfiguration
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.kit.errors import ErrorCode, InvalidInput, NotFound, QRuntimeError
-from shared.kit.settings import Settings
 
-from .calls import Reply, etag, etag_matches
+from .calls import Operations, Reply, etag, etag_matches
 from .launch import global_values
 from .schemas import SEGMENT, DeviceConfigurationBody, GlobalParametersBody, parse_body
 
 
-class ConfigurationOperations:
+class ConfigurationOperations(Operations):
     """Global parameter and device configuration calls, on the caller's transaction."""
-
-    catalog: dict[str, BackendInfo]
-    limits: Limits
-    settings: Settings
 
     async def _get_globals(self, repo: ExperimentRepository, owner: str) -> Reply:
         row = await repo.configurations.global_parameters(owner)

@@ -2,23 +2,16 @@
 
 from typing import Any
 
-from services.api.programs.validation import Limits
-from shared.backends.catalog import BackendInfo
 from shared.db.models import ExperimentPath
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
-from shared.kit.settings import Settings
 
-from .calls import Reply, iso
+from .calls import Operations, Reply, iso
 from .schemas import MoveBody, ancestors, normalize_path, parent_of, parse_body
 
 
-class PathOperations:
+class PathOperations(Operations):
     """Path calls, on the caller's transaction (the service's dispatcher routes them here)."""
-
-    catalog: dict[str, BackendInfo]
-    limits: Limits
-    settings: Settings
 
     async def _ensure_path(
         self, repo: ExperimentRepository, owner: str, path: str

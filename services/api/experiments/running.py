@@ -6,8 +6,6 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.jobs.submission import queued_job
-from services.api.programs.validation import Limits
-from shared.backends.catalog import BackendInfo
 from shared.db.models import ExperimentJob, ExperimentPoint, ExperimentSequence, Job
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.db.repositories.identity import IdentityRepository
@@ -17,7 +15,6 @@ from shared.experiments.states import SequenceState, check_sequence_transition
 from shared.identity.service import Principal
 from shared.jobs.changes import jobs_changed
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput
-from shared.kit.settings import Settings
 
 from .calls import Reply
 from .configurations import ConfigurationOperations, configuration_view
@@ -27,10 +24,6 @@ from .sequences import SequenceOperations
 
 class RunOperations(SequenceOperations, ConfigurationOperations):
     """Launch and interrupt calls, on the caller's transaction."""
-
-    catalog: dict[str, BackendInfo]
-    limits: Limits
-    settings: Settings
 
     async def _launch(
         self, db: AsyncSession, repo: ExperimentRepository, principal: Principal, owner: str, text: str

@@ -2,8 +2,6 @@
 
 from typing import Any
 
-from services.api.programs.validation import Limits
-from shared.backends.catalog import BackendInfo
 from shared.db.models import ExperimentPath, ExperimentSequence
 from shared.db.repositories.experiments import ExperimentRepository
 from shared.experiments.changes import announce_sequence_state
@@ -11,7 +9,6 @@ from shared.experiments.states import SequenceState, check_sequence_transition
 from shared.identity.service import Principal
 from shared.jobs.states import JobStatus
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
-from shared.kit.settings import Settings
 
 from .calls import Reply, iso, query_int
 from .configurations import configuration_name
@@ -25,10 +22,6 @@ DEFINITION = ("backend", "program", "circuit", "observables", "iteration", "shot
 
 class SequenceOperations(PathOperations):
     """Sequence calls, on the caller's transaction."""
-
-    catalog: dict[str, BackendInfo]
-    limits: Limits
-    settings: Settings
 
     def _check_definition(self, definition: dict[str, Any]) -> None:
         """Everything about a sequence that can be checked without the global parameters."""

@@ -6,7 +6,9 @@ the part of it that the run's qubits can meet, and hands `run_quantum_program` a
 not copy."""
 
 import copy
+import functools
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -15,6 +17,15 @@ from qiskit_aer.noise import NoiseModel
 
 # Views of a device's noise model kept per child, one per set of qubits used lately.
 KEPT_VIEWS = 64
+# NoiseModel's methods that change it (qiskit-aer 0.18): each must drop what was kept from it.
+MUTATORS = (
+    "add_all_qubit_quantum_error",
+    "add_quantum_error",
+    "add_all_qubit_readout_error",
+    "add_readout_error",
+    "add_basis_gates",
+    "reset",
+)
 
 
 class DeviceNoiseModel(NoiseModel):
@@ -62,29 +73,21 @@ class DeviceNoiseModel(NoiseModel):
         self._documents.clear()
         self._on.clear()
 
-    def add_all_qubit_quantum_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_all_qubit_quantum_error(*args, **kwargs)
 
-    def add_quantum_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_quantum_error(*args, **kwargs)
+def _clearing(name: str) -> Callable[..., None]:
+    """NoiseModel's mutator `name`, which first drops what was kept from the model."""
+    mutate = getattr(NoiseModel, name)
 
-    def add_all_qubit_readout_error(self, *args: Any, **kwargs: Any) -> None:
+    @functools.wraps(mutate)
+    def method(self: DeviceNoiseModel, *args: Any, **kwargs: Any) -> None:
         self._changed()
-        super().add_all_qubit_readout_error(*args, **kwargs)
+        mutate(self, *args, **kwargs)
 
-    def add_readout_error(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_readout_error(*args, **kwargs)
+    return method
 
-    def add_basis_gates(self, *args: Any, **kwargs: Any) -> None:
-        self._changed()
-        super().add_basis_gates(*args, **kwargs)
 
-    def reset(self) -> None:
-        self._changed()
-        super().reset()
+for _name in MUTATORS:
+    setattr(DeviceNoiseModel, _name, _clearing(_name))
 
 
 class QubitsNoiseModel(DeviceNoiseModel):

@@ -17,7 +17,7 @@ from qiskit_aer.primitives import SamplerV2
 
 from services.executor.estimation import estimate
 from services.executor.simulation import SimulatorRuntime
-from services.executor.simulators import KEPT_VIEWS, DeviceNoiseModel
+from services.executor.simulators import KEPT_VIEWS, MUTATORS, DeviceNoiseModel
 
 HAMILTONIAN = SparsePauliOp.from_list(
     [("II", -1.05), ("IZ", 0.39), ("ZI", -0.39), ("ZZ", -0.011), ("XX", 0.18)]
@@ -192,3 +192,9 @@ def test_the_views_kept_are_bounded_and_filtered_from_the_kept_document(runtime:
     document = views[-1].to_dict(serializable=True)
     # The view's errors are the device document's own objects: filtered, not converted again.
     assert document["errors"] and all(any(e is w for w in whole["errors"]) for e in document["errors"])
+
+
+def test_every_mutator_of_the_noise_model_drops_what_was_kept() -> None:
+    """An upgrade of qiskit-aer that adds a way to change a noise model must add it to MUTATORS."""
+    changing = {name for name in vars(NoiseModel) if name.startswith("add_") or name == "reset"}
+    assert changing == set(MUTATORS)

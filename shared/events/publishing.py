@@ -34,3 +34,15 @@ async def publish_state_change(db: AsyncSession, subject: Placed, user_id: str |
     (type, ids, state, reason...); the backend and the owning instance are the subject's."""
     event = Event(backend=subject.backend, instance=subject.instance_id, **fields)
     await publish_event(db, event, user_id)
+
+
+class Owned(Placed, Protocol):
+    """A job or a session: a subject that keeps its owner's user id."""
+
+    @property
+    def user_id(self) -> str | None: ...
+
+
+async def publish_owned_state_change(outbox: OutboxRepository, subject: Owned, **fields: Any) -> None:
+    """publish_state_change, in the transaction of `outbox`, with the subject's owner as the user."""
+    await publish_state_change(outbox.session, subject, subject.user_id, **fields)

@@ -12,7 +12,7 @@ from shared.db.models import Job
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.db.repositories.together import written_together
-from shared.events.publishing import publish_state_change
+from shared.events.publishing import publish_owned_state_change
 from shared.experiments.changes import sequences_follow_jobs
 from shared.jobs.states import JobStatus
 from shared.messaging.messages import JobFinished, JobSubmitted
@@ -106,10 +106,9 @@ async def announce_job_state(
     pass reads the database), so the jobs of one change that share a backend and a session share one
     (`woken` remembers which were sent)."""
     status = job.status
-    await publish_state_change(
-        outbox.session,
+    await publish_owned_state_change(
+        outbox,
         job,
-        job.user_id,
         type="job.state_changed",
         job_id=job.id,
         session_id=job.session_id,

@@ -2,16 +2,15 @@
 
 from shared.db.models import RuntimeSession
 from shared.db.repositories.outbox import OutboxRepository
-from shared.events.publishing import publish_state_change
+from shared.events.publishing import publish_owned_state_change
 from shared.messaging.messages import SessionChanged
 from shared.messaging.topology import COMMANDS, SCHEDULER_ROUTING_KEY
 
 
 async def announce_session_state(outbox: OutboxRepository, runtime_session: RuntimeSession) -> None:
-    await publish_state_change(
-        outbox.session,
+    await publish_owned_state_change(
+        outbox,
         runtime_session,
-        runtime_session.user_id,
         type="session.state_changed",
         session_id=runtime_session.id,
         mode=runtime_session.mode,

@@ -13,6 +13,7 @@ revision, down_revision, branch_labels, depends_on = "0003i", "0002", None, None
 
 
 def upgrade() -> None:
+    op.create_index("jobs_user_created", "jobs", ["user_id", "created_at"])
     op.create_table(
         "users",
         string("id", 64, primary_key=True),
@@ -30,8 +31,8 @@ def upgrade() -> None:
         moment_now("created_at"),
         moment("last_used_at"),
         moment("revoked_at"),
+        sa.Index("ix_api_keys_user_id", "user_id"),
     )
-    op.create_index("ix_api_keys_user_id", "api_keys", ["user_id"])
     op.create_table(
         "instances",
         string("id", 64, primary_key=True),
@@ -46,9 +47,8 @@ def upgrade() -> None:
         string("instance_id", 64, sa.ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True),
         string("user_id", 64, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
         moment_now("added_at"),
+        sa.Index("ix_instance_members_user_id", "user_id"),
     )
-    op.create_index("ix_instance_members_user_id", "instance_members", ["user_id"])
-    op.create_index("jobs_user_created", "jobs", ["user_id", "created_at"])
 
 
 def downgrade() -> None:

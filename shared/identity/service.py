@@ -3,6 +3,7 @@
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -16,6 +17,7 @@ from shared.db.repositories.identity import IdentityRepository
 from shared.identity.cache import TtlCache
 from shared.identity.tokens import (
     InvalidToken,
+    TokenClaims,
     issue_token,
     new_api_key,
     parse_api_key,
@@ -84,8 +86,9 @@ class IdentityService:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
-        # Successful authentications only, for at most auth_cache_seconds (see shared/identity/cache.py).
-        self.principals: TtlCache[Principal] = TtlCache(settings.auth_cache_seconds)
+        # Successful authentications only, for at most auth_cache_seconds (see shared/identity/cache.py),
+        # each with its access token's expiry (None for an API key).
+        self.principals: TtlCache[tuple[Principal, int | None]] = TtlCache(settings.auth_cache_seconds)
 
     def crn_for(self, instance_id: str) -> str:
         s = self.settings
@@ -221,22 +224,14 @@ class IdentityService:
         return IssuedToken(access_token=token, issued_at=issued, expires_at=expires)
 
     async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
-        scheme, _, credential = (authorization or "").strip().partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            _refuse_api_key_as_bearer(credential.strip())
-            try:  # an expired token is refused at once, whatever the cache holds
-                verify_token(credential.strip(), self.settings.signing_secret)
-            except InvalidToken as exc:
-                raise Unauthorized(f"Authentication failed: {exc}.") from exc
         # The credential is kept only as a hash, even in memory.
         key = (hashlib.sha256((authorization or "").encode()).hexdigest(), service_crn or "")
-        principal = self.principals.get(key)
-        if principal is None:
-            principal = await self._authenticate(authorization, service_crn)
-            self.principals.put(key, principal)
-        return principal
-
-    async def _authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
+        remembered = self.principals.get(key)
+        # A remembered token had its signature verified when it was remembered (the key is this very
+        # header): only its expiry is left to check, and an expired token is refused at once.
+        if remembered is not None and (remembered[1] is None or time.time() < remembered[1]):
+            return remembered[0]
+        claims: TokenClaims | None = None
         scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
         if not credential or scheme.lower() not in ("bearer", "apikey"):
@@ -244,12 +239,26 @@ class IdentityService:
                 "Send 'Authorization: apikey <API key>', or 'Authorization: Bearer <access token>' "
                 "with a token from POST /identity/token."
             )
+        if scheme.lower() == "bearer":
+            _refuse_api_key_as_bearer(credential)
+            try:
+                claims = verify_token(credential, self.settings.signing_secret)
+            except InvalidToken as exc:
+                raise Unauthorized(f"Authentication failed: {exc}.") from exc
+        principal = await self._authenticate(credential, claims, service_crn)
+        self.principals.put(key, (principal, claims.expires_at if claims else None))
+        return principal
+
+    async def _authenticate(
+        self, credential: str, claims: TokenClaims | None, service_crn: str | None
+    ) -> Principal:
+        """The caller of a verified token (`claims`), or of the API key `credential`."""
         async with unit_of_work(self.sessions) as session:
             repo = IdentityRepository(session)
-            if scheme.lower() == "apikey":
+            if claims is None:
                 _, user = await self._valid_key(repo, credential, ErrorCode.INVALID_API_KEY)
             else:
-                user = await self._user_of_token(repo, credential)
+                user = await self._user_of_token(repo, claims)
             instance = await self._instance_for(repo, user, service_crn)
         return Principal(
             user_id=user.id,
@@ -269,12 +278,7 @@ class IdentityService:
             raise Unauthorized("The API key is not valid, or it was revoked.", code)
         return found
 
-    async def _user_of_token(self, repo: IdentityRepository, token: str) -> User:
-        _refuse_api_key_as_bearer(token)
-        try:
-            claims = verify_token(token, self.settings.signing_secret)
-        except InvalidToken as exc:
-            raise Unauthorized(f"Authentication failed: {exc}.") from exc
+    async def _user_of_token(self, repo: IdentityRepository, claims: TokenClaims) -> User:
         found = await repo.key_with_user(claims.key_id)
         if (
             found is None

@@ -1,6 +1,7 @@
 """The routes outside /api/v1 in-process: the token exchange, probes, metrics, the event contract,
 and the one error shape for unknown routes and methods."""
 
+import asyncio
 import time
 
 import httpx
@@ -117,3 +118,31 @@ async def test_an_unreachable_database_is_503_not_500(api_settings, parse_pool):
             assert (await http.get("/readyz")).json()["checks"]["database"] is False
     finally:
         await dead.dispose()
+
+
+async def test_a_remembered_token_is_not_verified_again_and_is_refused_once_expired(
+    app, client, people, monkeypatch
+):
+    """With the authentication cache on, a bearer token's signature is verified once; later requests
+    with the same header check only its expiry, and an expired token is refused at once."""
+    import shared.identity.service as identity_service
+    from shared.identity.tokens import issue_token
+
+    identity = app.state.context.identity
+    identity.principals.ttl = 60.0
+    verified: list[str] = []
+    verify = identity_service.verify_token
+
+    def counting_verify(token: str, secret: str):  # type: ignore[no-untyped-def]
+        verified.append(token)
+        return verify(token, secret)
+
+    monkeypatch.setattr(identity_service, "verify_token", counting_verify)
+    key_id = people.alice.api_key.split("_")[1]
+    token, _, expires = issue_token(people.alice.user.id, key_id, TEST_JWT_SECRET, ttl_seconds=1)
+    bearer = {"Authorization": f"Bearer {token}", "Service-CRN": people.alice.instance.crn}
+    for _ in range(3):
+        assert (await client.get("/api/v1/jobs", headers=bearer)).status_code == 200
+    assert verified == [token]  # once, for the first request
+    await asyncio.sleep(max(0.0, expires - time.time()))  # at most a second: the token's lifetime
+    refused(await client.get("/api/v1/jobs", headers=bearer), 401, 3200, "expired")

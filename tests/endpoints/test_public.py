@@ -139,10 +139,12 @@ async def test_a_remembered_token_is_not_verified_again_and_is_refused_once_expi
 
     monkeypatch.setattr(identity_service, "verify_token", counting_verify)
     key_id = people.alice.api_key.split("_")[1]
-    token, _, expires = issue_token(people.alice.user.id, key_id, TEST_JWT_SECRET, ttl_seconds=1)
+    # Valid for two to three seconds (issued at a whole second): time for three requests, even on a
+    # busy machine, and not long to wait for its expiry.
+    token, _, expires = issue_token(people.alice.user.id, key_id, TEST_JWT_SECRET, ttl_seconds=3)
     bearer = {"Authorization": f"Bearer {token}", "Service-CRN": people.alice.instance.crn}
     for _ in range(3):
         assert (await client.get("/api/v1/jobs", headers=bearer)).status_code == 200
     assert verified == [token]  # once, for the first request
-    await asyncio.sleep(max(0.0, expires - time.time()))  # at most a second: the token's lifetime
+    await asyncio.sleep(max(0.0, expires - time.time()))  # the rest of the token's lifetime
     refused(await client.get("/api/v1/jobs", headers=bearer), 401, 3200, "expired")

@@ -3,7 +3,7 @@
 from sqlalchemy import func, select, update
 
 from shared.db.models import EventRecord
-from shared.db.repositories.events import EventRepository
+from shared.db.repositories.events import EventRepository, columns, write_many
 from shared.events.document import Event
 from tests.inprocess import ago
 
@@ -90,3 +90,21 @@ async def test_latest_id_and_owners_since_tell_the_hub_what_changed(db):
     again = await events.owners_since(latest, [first_id], limit=10)
     assert [row[1] for row in again] == ["hub-j1"]
     assert await events.owners_since(before, [], limit=1) == owners[:1]
+
+
+async def test_write_many_writes_rows_given_as_tuples_in_one_statement(db):
+    first, second = job_event("ew1", "queued"), job_event("ew2", "done")
+    rows = [
+        (e.event_id, e.job_id, e.session_id, "u9", e.instance, e.model_dump_json()) for e in (first, second)
+    ]
+    assert columns(rows)[1] == ["ew1", "ew2"]  # one list a column, rows in order
+    await write_many(db, rows)
+    written = list(
+        await db.scalars(
+            select(EventRecord).where(EventRecord.job_id.in_(["ew1", "ew2"])).order_by(EventRecord.id)
+        )
+    )
+    assert [(r.job_id, r.user_id, r.body["state"]) for r in written] == [
+        ("ew1", "u9", "queued"),
+        ("ew2", "u9", "done"),
+    ]

@@ -6,9 +6,12 @@ from sqlalchemy import select
 
 from shared.db.engine import unit_of_work
 from shared.db.models import EventRecord, OutboxMessage
+from shared.db.repositories import events as events_module
+from shared.db.repositories import outbox as outbox_module
+from shared.db.repositories import together as together_module
 from shared.db.repositories.events import EventRepository
 from shared.db.repositories.outbox import CommittedMessage, OutboxRepository, hand_over_after_commit
-from shared.db.repositories.together import together, written_together
+from shared.db.repositories.together import together, write_both, written_together
 from shared.events.document import Event
 from shared.messaging.messages import JobSubmitted
 
@@ -64,3 +67,59 @@ async def test_rows_written_together_are_handed_over_with_their_ids(db_factory):
         stored = {m.id: m.message_id for m in await db.scalars(select(OutboxMessage))}
     assert {m.id: m.message_id for m in received} == stored
     assert received[0].id < received[1].id
+
+
+async def test_a_registered_pair_of_writers_is_written_in_one_call(db, monkeypatch):
+    monkeypatch.setattr(together_module, "_BOTH", dict(together_module._BOTH))  # restored afterwards
+    calls: list[tuple[object, ...]] = []
+
+    async def first(_db, rows):
+        calls.append(("first", rows))
+
+    async def second(_db, rows):
+        calls.append(("second", rows))
+
+    async def both(_db, first_rows, second_rows):
+        calls.append(("both", first_rows, second_rows))
+
+    write_both(first, second, both)
+    async with written_together(db):
+        kept = together(db)
+        kept.add(second, 1)
+        kept.add(first, 2)
+        kept.add(first, 3)
+    assert calls == [("both", [2, 3], [1])]
+    calls.clear()
+    async with written_together(db):
+        together(db).add(first, 4)  # alone: its own writer
+    assert calls == [("first", [4])]
+
+
+async def test_a_changes_event_and_outbox_rows_take_one_statement(db, monkeypatch):
+    statements: list[str] = []
+    real_driver = events_module.driver
+
+    async def counting_driver(session):
+        connection = await real_driver(session)
+
+        class Counting:
+            async def execute(self, sql, *args):
+                statements.append(sql)
+                return await connection.execute(sql, *args)
+
+            async def fetch(self, sql, *args):
+                statements.append(sql)
+                return await connection.fetch(sql, *args)
+
+        return Counting()
+
+    monkeypatch.setattr(outbox_module, "driver", counting_driver)
+    monkeypatch.setattr(events_module, "driver", counting_driver)
+    async with written_together(db):
+        await OutboxRepository(db).add_event("events", "job.one", _event("one"))
+        await EventRepository(db).add(_event("one"), "u1")
+        await OutboxRepository(db).add("commands", "one", JobSubmitted(job_id="one", backend="b"))
+    assert len(statements) == 1 and "INSERT INTO events" in statements[0]
+    assert await _outbox_keys(db) == ["job.one", "one"]
+    written = list(await db.scalars(select(EventRecord).where(EventRecord.job_id == "one")))
+    assert [(e.user_id, e.body["state"]) for e in written] == [("u1", "queued")]

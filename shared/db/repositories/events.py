@@ -11,16 +11,24 @@ from shared.db.repositories.clock import seconds_ago
 from shared.db.repositories.together import together
 from shared.events.document import Event
 
-_ADD_MANY = """
+_ADD_MANY_PATTERN = """
 INSERT INTO events (event_id, job_id, session_id, user_id, instance_id, body)
 SELECT event_id, job_id, session_id, user_id, instance_id, body::jsonb
-FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[])
+FROM unnest(${0}::uuid[], ${1}::varchar[], ${2}::varchar[], ${3}::varchar[], ${4}::varchar[], ${5}::text[])
     AS rows(event_id, job_id, session_id, user_id, instance_id, body)"""
+_ADD_MANY = _ADD_MANY_PATTERN.format(*range(1, 7))
+# The same statement with its arrays at parameters $6 to $11, for a statement that writes outbox rows
+# first (shared/db/repositories/outbox.py).
+ADD_MANY_AT_6 = _ADD_MANY_PATTERN.format(*range(6, 12))
 
 
-async def _write_many(db: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+def columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def write_many(db: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
     """One statement for one row or for the rows written together (shared/db/repositories/together.py)."""
-    await (await driver(db)).execute(_ADD_MANY, *(list(column) for column in zip(*rows, strict=True)))
+    await (await driver(db)).execute(_ADD_MANY, *columns(rows))
 
 
 class EventRepository:
@@ -39,9 +47,9 @@ class EventRepository:
         )
         kept = together(self.session)
         if kept is not None:
-            kept.add(_write_many, row)
+            kept.add(write_many, row)
         else:
-            await _write_many(self.session, [row])
+            await write_many(self.session, [row])
 
     async def of_job(self, job_id: str, after: int, limit: int = 100) -> list[EventRecord]:
         return await self._after(EventRecord.job_id == job_id, after, limit)

@@ -30,8 +30,18 @@ def recurse(depth: int) -> int:
     return 0 if depth == 0 else 1 + recurse(depth - 1)
 
 
-def where_am_i() -> tuple[int, str]:
-    return os.getpid(), os.getcwd()
+def where_am_i() -> tuple[int, str, bool]:
+    """The worker's pid, its working directory, and whether a relative path can be written there."""
+    try:
+        with open("probe", "w"):
+            writable = True
+    except OSError:
+        writable = False
+    return os.getpid(), os.readlink("/proc/self/cwd"), writable
+
+
+def gone(path: str) -> bool:
+    return not os.path.exists(path)
 
 
 def test_budgets_are_kept_and_the_pool_recovers() -> None:
@@ -40,8 +50,11 @@ def test_budgets_are_kept_and_the_pool_recovers() -> None:
         pool.start()
         try:
             await pool.wait_ready()
-            pid, cwd = await pool.run(where_am_i)
-            assert pid != os.getpid() and os.listdir(cwd) == []  # another process, an empty directory
+            pid, cwd, writable = await pool.run(where_am_i)
+            assert pid != os.getpid()  # another process
+            # Its working directory is gone: a relative path names nothing, and nothing is left behind.
+            assert cwd.endswith(" (deleted)") and gone(cwd.removesuffix(" (deleted)"))
+            assert not writable
 
             assert await pool.run(spin, 0.01) == "done"
             started = time.monotonic()

@@ -2,8 +2,8 @@
 
 Decoding a request's circuits (OpenQASM text, QPY) is CPU work that can be made arbitrarily large by
 its sender, so the api never does it on its event loop nor in a thread of its own process (qiskit
-holds the GIL). Each worker is a separate process that imports qiskit once, runs in an empty
-working directory, and lives under an address-space limit (`QRUNTIME_PARSE_MEMORY_MB` above its
+holds the GIL). Each worker is a separate process that imports qiskit once, runs in a working
+directory removed as it started, and lives under an address-space limit (`QRUNTIME_PARSE_MEMORY_MB` above its
 idle size). Each task has a wall-clock budget (`QRUNTIME_PARSE_TIMEOUT_SECONDS`): a worker that
 overruns it, or dies of its memory limit, is killed and replaced, and the request is refused with a
 message naming the limit. Refusals raised inside a worker travel back as the same error.
@@ -52,8 +52,12 @@ def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> 
     for module in warm:  # already there when the fork server preloaded them
         importlib.import_module(module)
 
-    # Nothing a request names can be found relative to here.
-    os.chdir(tempfile.mkdtemp(prefix="qruntime-parse-"))
+    # Nothing a request names can be found relative to here: the working directory is an empty
+    # directory, removed at once (a relative path names nothing, and no directory is left behind
+    # by a worker that is killed).
+    directory = tempfile.mkdtemp(prefix="qruntime-parse-")
+    os.chdir(directory)
+    os.rmdir(directory)
     if memory_bytes > 0:
         limit = _vm_bytes() + memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -56,7 +56,7 @@ async def job_changed(db: AsyncSession, job: Job) -> None:
 
 async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
     """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once.
-    Their event and outbox rows are written together, one statement per table."""
+    Their event and outbox rows are written together, in one statement."""
     async with written_together(db):
         await _announce_all(db, jobs)
 

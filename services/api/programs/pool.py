@@ -3,10 +3,11 @@
 Decoding a request's circuits (OpenQASM text, QPY) is CPU work that can be made arbitrarily large by
 its sender, so the api never does it on its event loop nor in a thread of its own process (qiskit
 holds the GIL). Each worker is a separate process that imports qiskit once, runs in a working
-directory removed as it started, and lives under an address-space limit (`QRUNTIME_PARSE_MEMORY_MB` above its
-idle size). Each task has a wall-clock budget (`QRUNTIME_PARSE_TIMEOUT_SECONDS`): a worker that
-overruns it, or dies of its memory limit, is killed and replaced, and the request is refused with a
-message naming the limit. Refusals raised inside a worker travel back as the same error.
+directory removed as it started, and lives under an address-space limit
+(`QRUNTIME_PARSE_MEMORY_MB` above its idle size). Each task has a wall-clock budget
+(`QRUNTIME_PARSE_TIMEOUT_SECONDS`): a worker that overruns it, or dies of its memory limit, is
+killed and replaced, and the request is refused with a message naming the limit. Refusals raised
+inside a worker travel back as the same error.
 """
 
 import asyncio

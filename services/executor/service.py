@@ -73,6 +73,7 @@ class ExecutorService:
         # the one still running instead of running its jobs a second time.
         self._handling: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._turn = asyncio.Lock()  # the simulator's turn: claim, then run, one dispatch at a time
+        self._beaten_at = 0.0  # time.monotonic() of the last committed heartbeat
 
     async def stop(self) -> None:
         self._stop.set()
@@ -227,7 +228,13 @@ class ExecutorService:
         # No claim without a working simulator (a dead child is replaced first, or this raises).
         await self.worker.start()
         claimed: list[ClaimedJob] = []
+        # The heartbeat pauses while the simulator restarts (after a cancelled run, a crash), which
+        # can outlast the lease: a claim made then renews the lease in its own transaction, or the
+        # scheduler would take the jobs it claims for orphans and run them a second time.
+        beating = time.monotonic() - self._beaten_at >= self.settings.executor_heartbeat_seconds
         async with unit_of_work(self.sessions) as session:
+            if beating:
+                await ExecutorRepository(session).heartbeat(self.id)
             jobs = JobRepository(session)
             if dispatch.any_in_session:
                 await RuntimeSessionRepository(session).lock_sessions_of(job_ids)
@@ -254,6 +261,8 @@ class ExecutorService:
                     )
                 )
             await jobs_changed(session, changed)
+        if beating:
+            self._beaten_at = time.monotonic()
         return claimed
 
     def _time_limit(self, job: Job) -> int:
@@ -418,6 +427,7 @@ class ExecutorService:
             try:
                 async with unit_of_work(self.sessions) as session:
                     await ExecutorRepository(session).heartbeat(self.id)
+                self._beaten_at = time.monotonic()
             except DATABASE_ERRORS as exc:
                 log.warning("heartbeat failed after %.1fs: %s", time.monotonic() - started, describe(exc))
 

@@ -27,7 +27,7 @@ from services.scheduler.policy import (
     message_priority,
     plan_dispatches,
 )
-from shared.db.engine import asyncpg_dsn, unit_of_work
+from shared.db.engine import asyncpg_dsn, single_statement, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.locks import try_leader_lock
@@ -201,12 +201,22 @@ class Scheduler:
                 await self.reap_orphans()
             timers_due = now >= self._next_timer_check
             fired, next_deadline = TimerPass([], [], []), None
-            async with unit_of_work(self.sessions) as session:
-                if timers_due:
-                    fired = await fire_due_timers(session)
-                    next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
-                # Last, so that the dispatches commit (and leave) as soon as they are written.
-                filled = await self._dispatch_in(session)
+            # Free slots are read on their own first: most passes (a job finished, nothing waits) end
+            # there, without a transaction. Only this process adds to a backend's load, so the slots
+            # can only have grown by the time the dispatches are written.
+            async with single_statement(self.sessions) as session:
+                loads = await SchedulingRepository(session).backend_loads(
+                    self.settings.executor_lease_seconds
+                )
+            slots = free_slots(loads, self.settings.dispatch_per_executor)
+            filled = False
+            if slots or timers_due:
+                async with unit_of_work(self.sessions) as session:
+                    if timers_due:
+                        fired = await fire_due_timers(session)
+                        next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                    # Last, so that the dispatches commit (and leave) as soon as they are written.
+                    filled = await self._dispatch_in(session, slots)
             if timers_due:
                 wait = (
                     TIMER_CHECK_SECONDS if next_deadline is None else min(TIMER_CHECK_SECONDS, next_deadline)
@@ -235,16 +245,14 @@ class Scheduler:
             self._next_timer_check = 0.0  # a session may have drained, closed or changed its deadlines
         self._wake.set()
 
-    async def _dispatch_in(self, session: AsyncSession) -> bool:
-        """Dispatch queued jobs into free slots, in the policy's order, within the caller's
-        transaction; returns whether some backend's free slots were all filled (then more may wait
-        for the next pass; else the policy left nothing it could place)."""
+    async def _dispatch_in(self, session: AsyncSession, slots: dict[str, int]) -> bool:
+        """Dispatch queued jobs into the free slots of their backends, in the policy's order, within
+        the caller's transaction; returns whether some backend's free slots were all filled (then
+        more may wait for the next pass; else the policy left nothing it could place)."""
         filled = False
         jobs = JobRepository(session)
         scheduling = SchedulingRepository(session)
         outbox = OutboxRepository(session)
-        loads = await scheduling.backend_loads(self.settings.executor_lease_seconds)
-        slots = free_slots(loads, self.settings.dispatch_per_executor)
         if not slots:
             return False
         usage = await scheduling.usage_by_instance(self.settings.fair_share_window_seconds)

@@ -376,19 +376,16 @@ class ExecutorService:
                 )
                 if failed is not None:
                     finished.append(failed)
-            # The results of a dispatch complete their jobs in one statement, each only with the
-            # digest of its own stored input.
+            # The results of a dispatch complete their jobs and are stored in one statement, each
+            # only with the digest of its own stored input.
             done = await jobs.complete_done(
-                self.id, [DoneRun(job_id, run.seconds, run.input_digest) for job_id, run in results.items()]
+                self.id,
+                [
+                    DoneRun(job_id, run.seconds, run.input_digest, run.payload)
+                    for job_id, run in results.items()
+                ],
             )
             completed = {job.id for job in done}
-            await jobs.add_results(
-                [
-                    (job_id, run.payload, run.input_digest)
-                    for job_id, run in results.items()
-                    if job_id in completed
-                ]
-            )
             for job_id, run in results.items():
                 if job_id not in completed and not await jobs.input_matches(job_id, run.input_digest):
                     raise ResultMismatch(f"a result not computed from job {job_id}'s input was refused")

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.db.models import JobResult
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionState
 from tests.endpoints.conftest import MAX_REQUEST_BYTES, written
@@ -283,7 +284,6 @@ async def test_cancel_and_delete(client, people, db):
 
 
 async def test_results_tags_metrics_logs_and_rerun(client, people, db):
-    from shared.db.repositories.jobs import JobRepository
 
     me, inst = people.alice.user.id, people.alice.instance.id
     queued = await add_job(db, user_id=me, instance_id=inst)
@@ -297,7 +297,7 @@ async def test_results_tags_metrics_logs_and_rerun(client, people, db):
         execution_seconds=3.5,
     )
     failed = await add_job(db, user_id=me, status=JobStatus.ERROR, reason="boom", reason_code=5203)
-    await JobRepository(db).add_results([(done.id, '{"answer": 42}', None)])
+    db.add(JobResult(job_id=done.id, body='{"answer": 42}'))
     await db.commit()
     h = people.alice.headers
     refused(await client.get(f"/api/v1/jobs/{queued.id}/results", headers=h), 409, 3213, "Queued")

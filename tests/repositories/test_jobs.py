@@ -75,7 +75,7 @@ async def test_set_tags_delete_and_results(db):
     await jobs.set_tags(job.id, ["a", "b"])
     assert (await jobs.get(job.id)).tags == ["a", "b"]
     assert await jobs.get_result(job.id) is None
-    await jobs.add_results([(job.id, '{"ok": 1}', None)])
+    db.add(JobResult(job_id=job.id, body='{"ok": 1}'))
     await db.flush()
     assert await jobs.get_result(job.id) == '{"ok": 1}'
     await jobs.delete(job.id)
@@ -216,10 +216,6 @@ async def test_a_result_completes_only_the_job_whose_input_it_was_computed_from(
     assert await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=wrong) is None
     assert await status_of(db, mine.id) is R
     assert (await jobs.complete(mine.id, "ex-1", D, 1.0, input_digest=digest)) is not None
-    await jobs.add_results([(mine.id, "{}", digest)])
-    await db.flush()
-    stored = await db.scalar(select(JobResult.input_digest).where(JobResult.job_id == mine.id))
-    assert stored == digest
 
 
 async def test_complete_done_completes_a_dispatch_in_one_statement(db):
@@ -235,7 +231,12 @@ async def test_complete_done_completes_a_dispatch_in_one_statement(db):
     elsewhere = await add_job(db, status=R, executor_id="ex-2", params='{"pubs": [["x"]], "version": 2}')
 
     def run(job, seconds, digest=None):
-        return DoneRun(job.id, seconds, digest or hashlib.sha256(job.params.encode()).hexdigest())
+        return DoneRun(
+            job.id,
+            seconds,
+            digest or hashlib.sha256(job.params.encode()).hexdigest(),
+            f'{{"of": "{job.id}"}}',
+        )
 
     done = await jobs.complete_done(
         "ex-1",
@@ -249,6 +250,17 @@ async def test_complete_done_completes_a_dispatch_in_one_statement(db):
     assert {job.id: job.execution_seconds for job in done} == {mine[0].id: 0.5, mine[1].id: 1.5}
     assert all(job.status is D and job.finished_at is not None for job in done)
     assert [await status_of(db, job.id) for job in (mine[2], mine[3], elsewhere)] == [R, R, R]
+    # The same statement stored the results of the jobs it completed, each with its input's digest,
+    # and nothing for the others.
+    stored = {
+        row.job_id: (row.body, row.input_digest)
+        for row in await db.scalars(
+            select(JobResult).where(JobResult.job_id.in_([j.id for j in [*mine, elsewhere]]))
+        )
+    }
+    assert stored == {
+        job.id: (f'{{"of": "{job.id}"}}', hashlib.sha256(job.params.encode()).hexdigest()) for job in mine[:2]
+    }
     assert await jobs.complete_done("ex-1", []) == []
     # One run alone takes the same way.
     assert [job.id for job in await jobs.complete_done("ex-1", [run(mine[3], 0.1)])] == [mine[3].id]

@@ -59,19 +59,24 @@ UPDATE jobs SET status = 'RUNNING', executor_id = $3, attempts = attempts + 1,
 WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = ANY($4::varchar[])
 RETURNING *"""
 
-# The digest is the one params_digest() computes (SHA-256 hex of the stored input).
+# The digest is the one params_digest() computes (SHA-256 hex of the stored input). The results of
+# the jobs it completes are stored by the same statement, and only theirs.
 _COMPLETE_DONE = f"""
-UPDATE jobs SET status = 'DONE', execution_seconds = done.seconds, finished_at = now()
-FROM unnest($2::varchar[], $3::float8[], $4::varchar[]) AS done(job_id, seconds, digest)
-WHERE jobs.id = done.job_id AND jobs.executor_id = $1 AND jobs.status = ANY($5::varchar[])
-  AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = done.digest
-RETURNING {_WITHOUT_PARAMS}"""
+WITH done AS (
+    UPDATE jobs SET status = 'DONE', execution_seconds = run.seconds, finished_at = now()
+    FROM unnest($2::varchar[], $3::float8[], $4::varchar[]) AS run(job_id, seconds, digest)
+    WHERE jobs.id = run.job_id AND jobs.executor_id = $1 AND jobs.status = ANY($5::varchar[])
+      AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = run.digest
+    RETURNING {_WITHOUT_PARAMS}
+), stored AS (
+    INSERT INTO job_results (job_id, body, input_digest)
+    SELECT run.job_id, run.body, run.digest
+    FROM unnest($2::varchar[], $6::text[], $4::varchar[]) AS run(job_id, body, digest)
+    JOIN done ON done.id = run.job_id
+)
+SELECT * FROM done"""
 
 _GET_RESULT = "SELECT body FROM job_results WHERE job_id = $1"
-
-_ADD_RESULTS = """
-INSERT INTO job_results (job_id, body, input_digest)
-SELECT * FROM unnest($1::varchar[], $2::text[], $3::varchar[])"""
 
 _MARK_DISPATCHED = """
 UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
@@ -81,11 +86,12 @@ RETURNING id"""
 
 @dataclass(frozen=True)
 class DoneRun:
-    """A job that ran to a result: how long it ran and the digest of the input it ran."""
+    """A job that ran to a result: how long it ran, the digest of the input it ran, the result."""
 
     job_id: str
     seconds: float
     input_digest: str
+    body: str  # the result document
 
 
 @dataclass(frozen=True)
@@ -331,11 +337,12 @@ class JobRepository:
         )
 
     async def complete_done(self, executor_id: str, runs: Sequence[DoneRun]) -> list[Job]:
-        """`complete(..., DONE, ...)` for many jobs in one UPDATE: each RUNNING job held by this
-        executor whose stored input has the run's digest becomes DONE with the run's seconds. The
-        jobs that did not (cancelled, timed out, taken over, or another input) are left out. On the
-        driver, three arrays unnested side by side (one statement text for any number of runs); the
-        jobs returned are detached views of the rows, without their inputs."""
+        """`complete(..., DONE, ...)` for many jobs in one statement: each RUNNING job held by this
+        executor whose stored input has the run's digest becomes DONE with the run's seconds, and
+        its result is stored with that digest. The jobs that did not (cancelled, timed out, taken
+        over, or another input) are left out and no result of theirs is stored. On the driver, the
+        runs as arrays unnested side by side (one statement text for any number of runs); the jobs
+        returned are detached views of the rows, without their inputs."""
         if not runs:
             return []
         allowed = _allowed_sources(JobStatus.DONE, frozenset({JobStatus.RUNNING}))
@@ -346,6 +353,7 @@ class JobRepository:
             [run.seconds for run in runs],
             [run.input_digest for run in runs],
             _in_states(allowed),
+            [run.body for run in runs],
         )
         return [_detached_job(row) for row in rows]
 
@@ -359,12 +367,6 @@ class JobRepository:
             execution_seconds=seconds,
             finished_at=func.now(),
         )
-
-    async def add_results(self, results: Sequence[tuple[str, str, str | None]]) -> None:
-        """Store results as (job id, body, digest of the input it was computed from), in one statement."""
-        if results:
-            job_ids, bodies, digests = (list(column) for column in zip(*results, strict=True))
-            await (await driver(self.session)).execute(_ADD_RESULTS, job_ids, bodies, digests)
 
     async def input_matches(self, job_id: str, input_digest: str) -> bool:
         """Whether the job's stored input has this digest (used to explain a refused completion)."""

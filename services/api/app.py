@@ -104,7 +104,7 @@ def build_context(
             settings.auth_failures_per_key,
             settings.auth_failure_window_seconds,
         ),
-        experiments=ExperimentService(sessions, catalog, limits, settings),
+        experiments=ExperimentService(sessions, catalog, limits, settings, pool),
     )
 
 

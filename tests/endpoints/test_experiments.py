@@ -4,6 +4,7 @@ The service runs each call in a SERIALIZABLE transaction. Inside the test's roll
 isolation level cannot change, so the test's connection is opened SERIALIZABLE and the sessions the
 service gets leave the (already honoured) request for it out."""
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -235,6 +236,35 @@ async def test_a_launch_beyond_the_concurrent_jobs_limit_crashes(client, people,
     crashed = (await client.post(f"{API}sequences/lab/s/launch", headers=h)).json()
     assert crashed["state"].lower() == "crashed" and crashed["reason_code"] == 1012
     assert (await written(db))[0] == 0
+
+
+async def test_circuits_are_parsed_and_jobs_encoded_in_a_parse_worker(client, people, app, monkeypatch):
+    """A sequence's circuit is the sender's input: checking it and a launch's encoding of every job
+    run in the parse pool's worker processes, never on the api's event loop."""
+    pool = app.state.context.experiments.pool
+    ran: list[tuple[str, int]] = []
+    real_run = pool.run
+
+    async def recorded(function, *args):
+        result = await real_run(function, *args)
+        ran.append((function.__name__, await real_run(os.getpid)))
+        return result
+
+    monkeypatch.setattr(pool, "run", recorded)
+    h = people.alice.headers
+    assert (await client.put(f"{API}sequences/lab/s", json=scan(num=7), headers=h)).status_code == 201
+    launched = await client.post(f"{API}sequences/lab/s/launch", headers=h)
+    assert launched.status_code == 200, launched.text
+    assert [name for name, _pid in ran] == ["check_sequence_input", "plan_launch"]
+    assert all(pid != os.getpid() for _name, pid in ran)
+    view = launched.json()
+    assert view["state"].lower() == "running" and view["points"]["expected"] == 7 and view["jobs"]
+    # A refusal raised in the worker comes back as the same 4xx, and nothing is written.
+    ran.clear()
+    bad = await client.put(f"{API}sequences/lab/bad", json=scan(circuit="OPENQASM 2.0; qreg"), headers=h)
+    refused(bad, 400, 1201)
+    assert ran == []  # the worker refused: nothing came back to record
+    refused(await client.get(f"{API}sequences/lab/bad", headers=h), 404, 3453)
 
 
 async def test_global_parameters_and_their_etag(client, people):

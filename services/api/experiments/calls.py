@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
 from shared.kit.errors import ErrorCode, InvalidInput
@@ -67,3 +68,4 @@ class Operations:
     catalog: dict[str, BackendInfo]
     limits: Limits
     settings: Settings
+    pool: ParsePool

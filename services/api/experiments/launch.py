@@ -131,6 +131,52 @@ def job_params(
     return normalize_sampler({"pubs": [[circuit, values, shots]], "options": options}, backend, limits)
 
 
+def check_sequence_input(circuit_text: str, observables: Any, program: str, backend: BackendInfo) -> None:
+    """A sequence's circuit parses and fits its backend, and its observables fit the circuit. Runs in
+    a parse worker (the api's ParsePool): the circuit is the sender's input."""
+    circuit = load_circuit(circuit_text, backend)
+    observables_list(observables, circuit, program)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a launch writes: every point's parameters, and the jobs' inputs (one per chunk of points)."""
+
+    points: list[dict[str, float]]
+    chunks: list[tuple[int, int]]  # [first, last) point indexes of each job
+    params: list[NormalizedParams]
+
+
+def plan_launch(
+    program: str,
+    circuit_text: str,
+    raw_observables: Any,
+    iteration: dict[str, Any],
+    namespace: Any,
+    configuration: dict[str, Any] | None,
+    shots: int | None,
+    backend: BackendInfo,
+    limits: Limits,
+    max_points: int,
+    points_per_job: int,
+) -> LaunchPlan:
+    """Everything a launch computes from the sequence's definition and its snapshots: the circuit
+    parsed, the points bound, each job's input encoded and validated. Runs in a parse worker."""
+    circuit = load_circuit(circuit_text, backend)
+    observables = observables_list(raw_observables, circuit, program)
+    bound = bind_points(circuit, iteration, global_values(namespace), max_points)
+    options = job_options(configuration)
+    chunks = [
+        (start, min(start + points_per_job, len(bound.parameters)))
+        for start in range(0, len(bound.parameters), points_per_job)
+    ]
+    params = [
+        job_params(program, circuit, observables, bound.values[a:b], shots, options, backend, limits)
+        for a, b in chunks
+    ]
+    return LaunchPlan(bound.parameters, chunks, params)
+
+
 def job_options(configuration: dict[str, Any] | None) -> dict[str, Any]:
     """A device configuration's options, with its seed as the simulator's seed."""
     if configuration is None:

@@ -18,7 +18,7 @@ from shared.kit.errors import Conflict, ErrorCode, InvalidInput
 
 from .calls import Reply
 from .configurations import ConfigurationOperations, configuration_view
-from .launch import bind_points, global_values, job_options, job_params, load_circuit, observables_list
+from .launch import plan_launch
 from .sequences import SequenceOperations
 
 
@@ -36,34 +36,26 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
             raise InvalidInput(
                 ErrorCode.BACKEND_NOT_FOUND, f"Backend '{sequence.backend}' is not served here."
             )
-        circuit = load_circuit(sequence.circuit, backend)
-        observables = observables_list(sequence.observables, circuit, sequence.program)
         stored = await repo.configurations.global_parameters(owner)
         namespace = stored.parameters if stored is not None else {}
         configuration = await self._launch_configuration(repo, owner, sequence)
-        bound = bind_points(
-            circuit, sequence.iteration, global_values(namespace), self.settings.experiment_max_points
+        # Parsing the circuit and encoding every job's sweep is CPU spent on the sender's input: in a
+        # parse worker, never on the event loop.
+        plan = await self.pool.run(
+            plan_launch,
+            sequence.program,
+            sequence.circuit,
+            sequence.observables,
+            sequence.iteration,
+            namespace,
+            configuration,
+            sequence.shots or (configuration or {}).get("shots"),
+            backend,
+            self.limits,
+            self.settings.experiment_max_points,
+            self.settings.experiment_points_per_job,
         )
-        shots = sequence.shots or (configuration or {}).get("shots")
-        options = job_options(configuration)
-        size = self.settings.experiment_points_per_job
-        chunks = [
-            (start, min(start + size, len(bound.parameters)))
-            for start in range(0, len(bound.parameters), size)
-        ]
-        params = [
-            job_params(
-                sequence.program,
-                circuit,
-                observables,
-                bound.values[a:b],
-                shots,
-                options,
-                backend,
-                self.limits,
-            )
-            for a, b in chunks
-        ]
+        chunks = plan.chunks
         # DRAFT -> PREPARING takes the snapshots in this transaction, the one that read them.
         preparing = await repo.transition(
             sequence.path_id,
@@ -72,7 +64,7 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
             finished_at=None,
             reason=None,
             reason_code=None,
-            expected_points=len(bound.parameters),
+            expected_points=len(plan.points),
             global_parameters_snapshot=namespace,
             device_configuration_snapshot=configuration,
         )
@@ -97,12 +89,12 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
         await repo.add_points(
             [
                 ExperimentPoint(sequence_id=sequence.path_id, index=index, parameters=parameters)
-                for index, parameters in enumerate(bound.parameters)
+                for index, parameters in enumerate(plan.points)
             ]
         )
         jobs: list[Job] = []
         links: list[ExperimentJob] = []
-        for (first, last), normalized in zip(chunks, params, strict=True):
+        for (first, last), normalized in zip(chunks, plan.params, strict=True):
             job = queued_job(
                 principal,
                 normalized,

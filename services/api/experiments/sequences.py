@@ -12,7 +12,7 @@ from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound
 
 from .calls import Reply, iso, query_int
 from .configurations import configuration_name
-from .launch import check_iteration, load_circuit, observables_list
+from .launch import check_iteration, check_sequence_input
 from .paths import PathOperations
 from .schemas import MoveBody, SequenceBody, SequencePatch, normalize_path, parse_body
 
@@ -23,7 +23,7 @@ DEFINITION = ("backend", "program", "circuit", "observables", "iteration", "shot
 class SequenceOperations(PathOperations):
     """Sequence calls, on the caller's transaction."""
 
-    def _check_definition(self, definition: dict[str, Any]) -> None:
+    async def _check_definition(self, definition: dict[str, Any]) -> None:
         """Everything about a sequence that can be checked without the global parameters."""
         backend = self.catalog.get(definition["backend"])
         if backend is None:
@@ -31,8 +31,14 @@ class SequenceOperations(PathOperations):
                 ErrorCode.BACKEND_NOT_FOUND,
                 f"Backend '{definition['backend']}' is not served here; available: {', '.join(self.catalog)}.",
             )
-        circuit = load_circuit(definition["circuit"], backend)
-        observables_list(definition.get("observables"), circuit, definition["program"])
+        # The circuit is the sender's input: parsed in a parse worker, never on the event loop.
+        await self.pool.run(
+            check_sequence_input,
+            definition["circuit"],
+            definition.get("observables"),
+            definition["program"],
+            backend,
+        )
         check_iteration(definition["iteration"])
         shots = definition.get("shots")
         if shots is not None and shots > self.limits.max_shots:
@@ -58,7 +64,7 @@ class SequenceOperations(PathOperations):
     ) -> Reply:
         path = normalize_path(text)
         definition = parse_body(SequenceBody, body, "sequence").model_dump()
-        self._check_definition(definition)
+        await self._check_definition(definition)
         found = await repo.get_sequence(owner, path, lock=True)
         if found is not None:
             check_draft(found[1], path)
@@ -102,7 +108,7 @@ class SequenceOperations(PathOperations):
         check_draft(sequence, row.path)
         changes = patch.model_dump(include=patch.model_fields_set)
         definition = {name: changes.get(name, getattr(sequence, name)) for name in DEFINITION}
-        self._check_definition(definition)
+        await self._check_definition(definition)
         edited = await repo.edit_draft(sequence.path_id, **changes)
         if edited is None:
             check_draft(sequence, row.path)

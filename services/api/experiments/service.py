@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.api.programs.pool import ParsePool
 from services.api.programs.validation import Limits
 from shared.backends.catalog import BackendInfo
 from shared.db.repositories.experiments import ExperimentRepository
@@ -48,11 +49,13 @@ class ExperimentService(RunOperations):
         catalog: dict[str, BackendInfo],
         limits: Limits,
         settings: Settings,
+        pool: ParsePool,
     ) -> None:
         self.sessions = sessions
         self.catalog = catalog
         self.limits = limits
         self.settings = settings
+        self.pool = pool
 
     # --- entry points --------------------------------------------------------------------------
 

@@ -46,7 +46,11 @@ def _vm_bytes() -> int:
 
 
 # Imported by each worker before it serves, so the first request pays no import.
-WARM_MODULES = ("services.api.jobs.submission", "services.api.deployments.service")
+WARM_MODULES = (
+    "services.api.jobs.submission",
+    "services.api.deployments.service",
+    "services.api.experiments.launch",
+)
 
 
 def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> None:  # pragma: no cover

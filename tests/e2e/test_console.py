@@ -232,6 +232,9 @@ def test_console_in_a_browser(stack: Stack, people: dict[str, Account], browser:
     counts = {b.get_attribute("data-outcome"): int(b.get_attribute("data-count")) for b in bars}
     assert set(counts) <= {"00", "01", "10", "11"} and sum(counts.values()) == 1000, counts
     assert counts.get("00", 0) + counts.get("11", 0) == 1000, counts
+    # Its inputs, decoded in a parse worker: the Bell circuit's pub.
+    inputs = driver.find_element(By.ID, "inputs").text
+    assert "pub 0: circuit" in inputs and "2 qubits" in inputs, inputs
     history = driver.find_element(By.ID, "history").text
     assert "Queued" in history and "Running" in history and "Completed" in history, history
     shot(driver, "job")

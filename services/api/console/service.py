@@ -2,10 +2,10 @@
 job or session of another user is the same NotFound as a missing one) and the console repository."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlencode
 
 from services.api.dependencies import AppContext
@@ -30,11 +30,13 @@ from shared.db.repositories.jobs import JobFilter
 from shared.db.repositories.overview import OverviewRepository
 from shared.identity.service import Principal
 from shared.jobs.states import IBM_STATUS_NAMES, JobStatus
-from shared.kit.errors import Conflict, ErrorCode, InvalidInput
+from shared.kit.errors import Conflict, ErrorCode, InvalidInput, QRuntimeError
 from shared.sessions.states import SessionState
 
 from . import charts
-from .results import plots_of_result, summarize_inputs
+from .results import Plot, plots_of_result, summarize_inputs
+
+T = TypeVar("T")
 
 POLL_SECONDS = 1.0  # the console's own event stream still polls (the API's streams use the EventHub)
 
@@ -238,17 +240,34 @@ class ConsoleService:
             except Conflict:
                 body, media_type = "", "text/plain"
             if status is JobStatus.DONE and media_type == "application/json":
-                for plot in plots_of_result(body):
+                no_plots: list[Plot] = []
+                for plot in await self._decoded(plots_of_result, body, no_plots):
                     if plot.counts:
                         drawn.append((plot.title, charts.histogram_svg(plot.counts, plot.title)))
                     elif plot.evs:
                         drawn.append((plot.title, charts.expectation_svg(plot.evs, plot.stds, plot.title)))
             elif status is not JobStatus.DONE:
                 error_text = body if media_type == "text/plain" else None
-        inputs = summarize_inputs(json.dumps(job.params)) if job.params is not None else []
+        inputs = (
+            await self._decoded(
+                summarize_inputs,
+                json.dumps(job.params),
+                ["The inputs are too large to summarize here; the API returns them whole."],
+            )
+            if job.params is not None
+            else []
+        )
         logs = await self.ctx.jobs.logs(job_id, principal)
         job.params = None  # not rendered raw
         return JobPage(job, history, inputs, drawn, error_text, logs, status.is_final)
+
+    async def _decoded(self, read: Callable[[str], T], text: str, too_large: T) -> T:
+        """`read(text)` in a parse worker: a job's inputs are the sender's QPY, and decoding them (or a
+        large result) is never done on the event loop. Beyond the parse budget, `too_large`."""
+        try:
+            return cast(T, await self.ctx.jobs.pool.run(read, text))
+        except QRuntimeError:
+            return too_large
 
     async def session(self, session_id: str, principal: Principal) -> SessionPage:
         view = await self.ctx.runtime_sessions.view(session_id, principal)  # NotFound for others

@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import IO
 
-import uvloop
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
@@ -45,10 +44,7 @@ def _run_until_signalled(make: Callable[[], Awaitable[None]], stop: Callable[[],
             if health is not None:
                 await health.stop()
 
-    # The api runs on uvloop (uvicorn picks it); the scheduler and the executors too: their work is
-    # many small messages and statements, where the loop's own overhead is a large share.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    asyncio.run(main())
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:

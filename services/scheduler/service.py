@@ -205,16 +205,17 @@ class Scheduler:
             # there, without a transaction. Only this process adds to a backend's load, so the slots
             # can only have grown by the time the dispatches are written.
             async with single_statement(self.sessions) as session:
-                loads = await SchedulingRepository(session).backend_loads(
-                    self.settings.executor_lease_seconds
-                )
-            slots = free_slots(loads, self.settings.dispatch_per_executor)
+                slots = await self._free_slots(session)
             filled = False
             if slots or timers_due:
                 async with unit_of_work(self.sessions) as session:
                     if timers_due:
                         fired = await fire_due_timers(session)
                         next_deadline = await RuntimeSessionRepository(session).seconds_to_next_deadline()
+                        # The slots are read again after the timers: a session they closed may have
+                        # ended with a job cancelled since, and the slots decide how the queued jobs
+                        # are grouped (one slot takes them all in one dispatch).
+                        slots = await self._free_slots(session)
                     # Last, so that the dispatches commit (and leave) as soon as they are written.
                     filled = await self._dispatch_in(session, slots)
             if timers_due:
@@ -244,6 +245,10 @@ class Scheduler:
         if isinstance(command, SessionChanged) or command.session_id is not None:
             self._next_timer_check = 0.0  # a session may have drained, closed or changed its deadlines
         self._wake.set()
+
+    async def _free_slots(self, session: AsyncSession) -> dict[str, int]:
+        loads = await SchedulingRepository(session).backend_loads(self.settings.executor_lease_seconds)
+        return free_slots(loads, self.settings.dispatch_per_executor)
 
     async def _dispatch_in(self, session: AsyncSession, slots: dict[str, int]) -> bool:
         """Dispatch queued jobs into the free slots of their backends, in the policy's order, within

@@ -8,8 +8,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -19,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.executor.protocol import JobInput, JobRun, Outcome
 from services.executor.worker import SimulationWorker, SimulatorUnavailable
-from shared.db.engine import unit_of_work
+from shared.db.engine import single_statement, unit_of_work
 from shared.db.models import Job
 from shared.db.repositories.executors import ExecutorRepository
-from shared.db.repositories.jobs import DoneRun, JobRepository
+from shared.db.repositories.jobs import DoneRun, JobRepository, as_started
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed, jobs_changed
 from shared.jobs.states import JobStatus
@@ -42,6 +44,10 @@ PREFETCH = 2
 # How long the results of a finished run are kept trying to reach a database that is away.
 RECORD_RETRY_SECONDS = 120.0
 DATABASE_ERRORS = (DBAPIError, asyncpg.PostgresError, OSError)
+
+
+# A finished run's write, retried while the database is away.
+Record = Callable[[], Awaitable[None]]
 
 
 class ResultMismatch(RuntimeError):
@@ -209,24 +215,81 @@ class ExecutorService:
         """Claim and simulate in the simulator's turn, then record outside it: the record of one
         dispatch overlaps with the claim and the run of the next. A job is claimed (RUNNING) only
         when the child is about to take it, so a dispatch waiting for its turn stays QUEUED and can
-        still be cancelled with its session."""
+        still be cancelled with its session. A first delivery outside sessions runs before its
+        claim (`_run_unclaimed`)."""
         async with self._turn:
-            claimed = await self._claim(dispatch, redelivered)
-            if not claimed:
+            if redelivered or dispatch.any_in_session:
+                records = await self._claim_and_run(dispatch, redelivered)
+            else:
+                records = await self._run_unclaimed(dispatch)
+            if records is None:
                 log.info(
                     "dispatch %s is stale or a duplicate; dropped",
                     dispatch.dispatch_id,
                     extra={"dispatch_id": dispatch.dispatch_id, "backend": self.backend},
                 )
                 return
-            outcomes = await self._simulate(str(dispatch.dispatch_id), claimed)
-        for jobs, outcome in outcomes:
-            await self._record_with_retry(jobs, outcome)
+        for record in records:
+            await self._with_retry(record)
+
+    async def _claim_and_run(
+        self, dispatch: Dispatch | DispatchGroup, redelivered: bool
+    ) -> list[Record] | None:
+        """Claim, then run; the records to write, or None when nothing of the dispatch was claimed."""
+        await self.worker.start()  # no claim without a working simulator
+        claimed = await self._claim(dispatch, redelivered)
+        if not claimed:
+            return None
+        outcomes = await self._simulate(str(dispatch.dispatch_id), claimed)
+        return [partial(self._record, jobs, outcome) for jobs, outcome in outcomes]
+
+    async def _run_unclaimed(self, dispatch: Dispatch | DispatchGroup) -> list[Record] | None:
+        """Run a dispatch before claiming it, and claim it only if the run outlasts the worker's
+        first look (0.2 s): a short job then costs one transaction, its record, which writes its
+        start and its end together. Until claimed the jobs stay QUEUED, so a cancel, or a claim by
+        another executor after a redelivery, still wins: the record then finds them gone and keeps
+        nothing. Session jobs are claimed first, because a start changes their session's clock.
+        None when nothing of the dispatch is left to run."""
+        job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
+        await self.worker.start()  # no run without a working simulator (as for a claim)
+        async with single_statement(self.sessions) as session:
+            queued = await JobRepository(session).dispatched(job_ids, dispatch.dispatch_id)
+        if not queued:
+            return None
+        if any(job.session_id or job.attempts >= self.settings.max_job_attempts for job in queued):
+            return await self._claim_and_run(dispatch, redelivered=False)  # the usual claim decides
+        dispatch_id = str(dispatch.dispatch_id)
+        jobs = [
+            ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job), job.attempts + 1)
+            for job in queued
+        ]
+        claimed: list[ClaimedJob] | None = None  # once the run outlasted the first look
+
+        async def should_stop(elapsed: float) -> bool:
+            nonlocal claimed
+            if claimed is None:
+                claimed = await self._claim(dispatch, redelivered=False)
+            return not claimed or await self._should_stop(claimed, elapsed)
+
+        began = time.perf_counter()
+        inputs = [JobInput(job.id, job.program_id, job.params) for job in jobs]
+        outcome = await self.worker.run(dispatch_id, inputs, should_stop)
+        if claimed is None and outcome.kind == "done" and all(run.ok for run in self._runs(jobs, outcome)):
+            ran = time.perf_counter() - began
+            return [partial(self._record_unclaimed, dispatch.dispatch_id, jobs, outcome, ran)]
+        if claimed is None:  # failed or crashed before the first look: claimed now, recorded as usual
+            claimed = await self._claim(dispatch, redelivered=False)
+            if not claimed:
+                return []  # all cancelled or taken meanwhile
+        # All the jobs go on: what was not claimed here is neither completed nor requeued by this
+        # executor, since both match the jobs it holds.
+        outcomes = await self._after_run(dispatch_id, jobs, outcome)
+        return [partial(self._record, jobs, outcome) for jobs, outcome in outcomes]
 
     async def _claim(self, dispatch: Dispatch | DispatchGroup, redelivered: bool) -> list[ClaimedJob]:
+        """Take the dispatch's jobs (RUNNING here). Never from inside a run: the caller makes sure a
+        simulator is there first, where it must be (a dead child is replaced, or that raises)."""
         job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
-        # No claim without a working simulator (a dead child is replaced first, or this raises).
-        await self.worker.start()
         claimed: list[ClaimedJob] = []
         # The heartbeat pauses while the simulator restarts (after a cancelled run, a crash), which
         # can outlast the lease: a claim made then renews the lease in its own transaction, or the
@@ -279,6 +342,11 @@ class ExecutorService:
             [JobInput(job.id, job.program_id, job.params) for job in claimed],
             lambda elapsed: self._should_stop(claimed, elapsed),
         )
+        return await self._after_run(dispatch_id, claimed, outcome)
+
+    async def _after_run(
+        self, dispatch_id: str, claimed: list[ClaimedJob], outcome: Outcome
+    ) -> list[tuple[list[ClaimedJob], Outcome]]:
         if outcome.kind != "crashed" or len(claimed) == 1:
             return [(claimed, outcome)]
         # One job may have taken the simulator down: run each alone so the others still complete.
@@ -290,13 +358,13 @@ class ExecutorService:
                 outcomes += await self._simulate(f"{dispatch_id}/{job.id}", [job])
         return outcomes
 
-    async def _record_with_retry(self, claimed: list[ClaimedJob], outcome: Outcome) -> None:
-        """Write the outcome; while the database is away, keep the results and try again."""
+    async def _with_retry(self, record: Record) -> None:
+        """Write an outcome; while the database is away, keep the results and try again."""
         deadline = time.monotonic() + RECORD_RETRY_SECONDS
         delay = 0.5
         while True:
             try:
-                await self._record(claimed, outcome)
+                await record()
                 return
             except DATABASE_ERRORS as exc:
                 if time.monotonic() > deadline:
@@ -304,6 +372,33 @@ class ExecutorService:
                 log.warning("cannot record results yet (%s); retrying in %.1f s", describe(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _record_unclaimed(
+        self, dispatch_id: uuid.UUID, jobs: list[ClaimedJob], outcome: Outcome, ran_seconds: float
+    ) -> None:
+        """Record a dispatch that ran to results before it was claimed: its jobs still QUEUED in it
+        become DONE with their results, and each one's start and end are announced."""
+        paired = list(zip(jobs, self._runs(jobs, outcome), strict=True))
+        for job, run in paired:
+            if run.job_id and run.job_id != job.id:
+                raise ResultMismatch(f"a run for job {run.job_id} came back for job {job.id}")
+        async with unit_of_work(self.sessions) as session:
+            repository = JobRepository(session)
+            done = await repository.complete_unclaimed(
+                self.id,
+                dispatch_id,
+                ran_seconds,
+                [DoneRun(job.id, run.seconds, run.input_digest, run.payload) for job, run in paired],
+            )
+            completed = {job.id for job in done}
+            for job, run in paired:
+                if job.id not in completed and not await repository.input_matches(job.id, run.input_digest):
+                    raise ResultMismatch(f"a result not computed from job {job.id}'s input was refused")
+                # else: cancelled or taken by another executor meanwhile; the result is not kept
+            await jobs_changed(session, [view for job in done for view in (as_started(job), job)])
+        for finished_job in done:
+            EXECUTION_SECONDS.labels(self.backend).observe(finished_job.execution_seconds or 0.0)
+            JOBS_FINISHED.labels(self.backend, finished_job.status.lower()).inc()
 
     async def _should_stop(self, claimed: list[ClaimedJob], elapsed: float) -> bool:
         """Time out the jobs past their max execution time (`elapsed`: seconds the simulator has

@@ -38,9 +38,13 @@ IBM_STATUS_NAMES = {
 
 # QUEUED -> QUEUED is a dispatch (the job is handed to a backend's queue and waits there);
 # RUNNING -> QUEUED is the requeue of a job whose executor died before finishing it;
-# RUNNING -> RUNNING is a redelivered dispatch taking over a job from an executor that vanished.
+# RUNNING -> RUNNING is a redelivered dispatch taking over a job from an executor that vanished;
+# QUEUED -> DONE is a short job run before it was claimed and recorded with its start in one step
+# (its RUNNING event is written in the same transaction, before its DONE).
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.ERROR}),
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.CANCELLED, JobStatus.ERROR}
+    ),
     JobStatus.RUNNING: frozenset(
         {JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED, JobStatus.QUEUED, JobStatus.RUNNING}
     ),

@@ -1,18 +1,23 @@
 """The executor's claim, in-process over the test's rolled-back transaction (a real simulator child):
 a claim renews the executor's lease when its heartbeat has paused, so the scheduler never takes the
-jobs it just claimed for orphans."""
+jobs it just claimed for orphans; a short dispatch outside sessions runs before it is claimed and is
+recorded with its start, and one that runs longer is claimed while it runs."""
 
+import json
 import uuid
 
+from qiskit import QuantumCircuit
+from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from sqlalchemy import select
 
 from services.executor.service import ExecutorService
-from shared.db.models import Executor
+from shared.db.models import EventRecord, Executor
 from shared.db.repositories.jobs import JobRepository
 from shared.jobs.states import JobStatus
 from shared.kit.settings import Settings
 from shared.messaging.messages import Dispatch
 from tests.inprocess import add_executor, add_job, ago
+from tests.stack import layered_qasm
 
 
 async def test_a_claim_after_a_paused_heartbeat_renews_the_lease(db, db_factory, migrated_database_url):
@@ -37,3 +42,86 @@ async def test_a_claim_after_a_paused_heartbeat_renews_the_lease(db, db_factory,
     assert await jobs.orphaned_running(settings.executor_lease_seconds) == []  # the lease holds
     heartbeat = await db.scalar(select(Executor.heartbeat_at).where(Executor.id == row.id))
     assert heartbeat > ago(60)
+
+
+def _sampler_params(circuit: QuantumCircuit, shots: int) -> str:
+    return json.dumps({"pubs": [(circuit, None, shots)], "version": 2}, cls=RuntimeEncoder)
+
+
+async def _states_announced(db, job_id: str) -> list[str]:
+    bodies = await db.scalars(
+        select(EventRecord.body).where(EventRecord.job_id == job_id).order_by(EventRecord.id)
+    )
+    return [body["state"] for body in bodies]
+
+
+class ClaimSpy:
+    """Records the executor's claims (the real ones run) and what each took."""
+
+    def __init__(self, executor: ExecutorService) -> None:
+        self.taken: list[list[str]] = []
+        self._claim = executor._claim
+        executor._claim = self  # type: ignore[method-assign]
+
+    async def __call__(self, dispatch, redelivered):
+        claimed = await self._claim(dispatch, redelivered)
+        self.taken.append([job.id for job in claimed])
+        return claimed
+
+
+async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_unclaimed(
+    db, db_factory, migrated_database_url
+):
+    settings = Settings(_env_file=None, database_url=migrated_database_url)  # type: ignore[call-arg]
+    executor = ExecutorService(settings, db_factory, "aer_simulator")
+    claims = ClaimSpy(executor)
+    executor.id = (await add_executor(db)).id
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure([0, 1], [0, 1])
+    dispatch_id = uuid.uuid4()
+    job = await add_job(db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=_sampler_params(bell, 200))
+    await db.commit()
+    try:
+        await executor.handle(
+            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
+            redelivered=False,
+        )
+    finally:
+        await executor.worker.stop()
+    assert claims.taken == []  # a run of milliseconds is never claimed on its own
+    done = await JobRepository(db).get(job.id)
+    assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
+    # Started when the run began, before the record (now() is the test transaction's start).
+    assert done.started_at < done.finished_at and done.execution_seconds > 0
+    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
+    assert sum(result[0].data.c.get_counts().values()) == 200
+    # Its start is announced before its end, in the record's transaction, as if it had been claimed.
+    assert await _states_announced(db, job.id) == ["running", "done"]
+
+
+async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
+    db, db_factory, migrated_database_url
+):
+    settings = Settings(_env_file=None, database_url=migrated_database_url)  # type: ignore[call-arg]
+    executor = ExecutorService(settings, db_factory, "aer_simulator")
+    claims = ClaimSpy(executor)
+    executor.id = (await add_executor(db)).id
+    slow = QuantumCircuit.from_qasm_str(layered_qasm(18, 20))  # well over 0.2 s at 20,000 shots
+    dispatch_id = uuid.uuid4()
+    job = await add_job(
+        db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=_sampler_params(slow, 20_000)
+    )
+    await db.commit()
+    try:
+        await executor.handle(
+            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
+            redelivered=False,
+        )
+    finally:
+        await executor.worker.stop()
+    assert claims.taken == [[job.id]]  # claimed (RUNNING) at the first look, while the child ran
+    done = await JobRepository(db).get(job.id)
+    assert done.status is JobStatus.DONE and done.attempts == 1 and done.execution_seconds > 0.2
+    assert await _states_announced(db, job.id) == ["running", "done"]

@@ -35,6 +35,14 @@ async def test_add_and_get(db):
     assert light is not None and light.num_pubs == 2
     assert "params" not in light.__dict__  # deferred: a status poll does not read the inputs
     assert await jobs.get_without_params("missing") is None
+    whole = await jobs.get_detached(job.id)
+    assert (
+        whole is not None
+        and whole.params == "{}"
+        and whole.status is Q
+        and whole.created_at == found.created_at
+    )
+    assert await jobs.get_detached("missing") is None
 
 
 async def test_find_filters_orders_and_counts(db):
@@ -265,6 +273,73 @@ async def test_complete_done_completes_a_dispatch_in_one_statement(db):
     # One run alone takes the same way.
     assert [job.id for job in await jobs.complete_done("ex-1", [run(mine[3], 0.1)])] == [mine[3].id]
     assert await jobs.complete_done("ex-1", [run(mine[3], 0.1)]) == []  # already DONE
+
+
+async def test_dispatched_reads_the_dispatchs_queued_jobs_with_their_inputs_without_claiming(db):
+    jobs = JobRepository(db)
+    dispatch_id = uuid.uuid4()
+    first = await add_job(db, dispatch_id=dispatch_id, params='{"pubs": [["a"]], "version": 2}')
+    second = await add_job(db, dispatch_id=dispatch_id, attempts=1)
+    cancelled = await add_job(db, status=C, dispatch_id=dispatch_id)
+    other = await add_job(db, dispatch_id=uuid.uuid4())
+    found = await jobs.dispatched([second.id, first.id, cancelled.id, other.id], dispatch_id)
+    assert [job.id for job in found] == [second.id, first.id]  # the dispatch's order, still QUEUED only
+    assert found[1].params == first.params and found[0].attempts == 1
+    assert [await status_of(db, job.id) for job in (first, second)] == [Q, Q]  # nothing claimed
+
+
+async def test_complete_unclaimed_is_the_claim_and_the_record_in_one_statement(db):
+    import hashlib
+
+    from shared.db.repositories.jobs import DoneRun, as_started
+
+    jobs = JobRepository(db)
+    dispatch_id = uuid.uuid4()
+    mine = [
+        await add_job(db, dispatch_id=dispatch_id, attempts=n, params=f'{{"pubs": [["u{n}"]], "version": 2}}')
+        for n in range(2)
+    ]
+    foreign = await add_job(db, dispatch_id=dispatch_id, params='{"pubs": [["f"]], "version": 2}')
+    cancelled = await add_job(db, status=C, dispatch_id=dispatch_id)
+    taken = await add_job(db, status=R, executor_id="ex-2", dispatch_id=dispatch_id)  # claimed elsewhere
+    other_dispatch = await add_job(db, dispatch_id=uuid.uuid4())
+
+    def run(job, digest=None):
+        return DoneRun(job.id, 0.25, digest or hashlib.sha256(job.params.encode()).hexdigest(), f'"{job.id}"')
+
+    done = await jobs.complete_unclaimed(
+        "ex-1",
+        dispatch_id,
+        2.0,
+        [
+            *[run(job) for job in mine],
+            run(foreign, digest=hashlib.sha256(b"another input").hexdigest()),  # not its result
+            *[run(job) for job in (cancelled, taken, other_dispatch)],
+        ],
+    )
+    assert sorted(job.id for job in done) == sorted(job.id for job in mine)
+    for job in done:
+        assert job.status is D and job.executor_id == "ex-1" and job.execution_seconds == 0.25
+        # started when the run began: ran_seconds before the record (now() is the test's start)
+        assert (job.finished_at - job.started_at).total_seconds() == 2.0
+    assert {job.id: job.attempts for job in done} == {mine[0].id: 1, mine[1].id: 2}
+    assert [await status_of(db, job.id) for job in (foreign, cancelled, taken, other_dispatch)] == [
+        Q,
+        C,
+        R,
+        Q,
+    ]
+    everyone = [*mine, foreign, cancelled, taken, other_dispatch]
+    stored = set(
+        await db.scalars(select(JobResult.job_id).where(JobResult.job_id.in_([j.id for j in everyone])))
+    )
+    assert stored == {job.id for job in mine}
+    assert await jobs.complete_unclaimed("ex-1", dispatch_id, 1.0, [run(mine[0])]) == []  # already DONE
+    assert await jobs.complete_unclaimed("ex-1", dispatch_id, 1.0, []) == []
+    # What its RUNNING event announces: the job as it started.
+    started = as_started(done[0])
+    assert started.status is R and started.finished_at is None and started.execution_seconds is None
+    assert (started.id, started.started_at, started.executor_id) == (done[0].id, done[0].started_at, "ex-1")
 
 
 async def test_requeue_running_here_only_for_this_executors_running_job(db):

@@ -37,11 +37,22 @@ _JOB_COLUMNS = [(Job.__mapper__.get_property_by_column(c).key, c.name) for c in 
 _WITHOUT_PARAMS = ", ".join(f"jobs.{name}" for _key, name in _JOB_COLUMNS if name != "params")
 
 
+_NEW_JOB = Job.__mapper__.class_manager.new_instance
+
+
 def _detached_job(row: Mapping[str, Any]) -> Job:
     present = set(row.keys())
     values = {key: row[name] for key, name in _JOB_COLUMNS if name in present}
     values["status"] = JobStatus(values["status"])
-    return Job(**values)
+    return _job_view(values)
+
+
+def _job_view(values: dict[str, Any]) -> Job:
+    """A Job holding `values` as its loaded state, the way the ORM fills a row it loads: without the
+    constructor's attribute events (20 times as long, and paid on every status poll)."""
+    job = _NEW_JOB()
+    job.__dict__.update(values)
+    return job
 
 
 _INSERTED_COLUMNS = [(key, name) for key, name in _JOB_COLUMNS if name != "created_at"]
@@ -52,6 +63,7 @@ _ADD_JOB = (
 )
 
 _GET_WITHOUT_PARAMS = f"SELECT {_WITHOUT_PARAMS} FROM jobs WHERE id = $1"
+_GET_DETACHED = "SELECT * FROM jobs WHERE id = $1"
 
 _CLAIM = """
 UPDATE jobs SET status = 'RUNNING', executor_id = $3, attempts = attempts + 1,
@@ -75,6 +87,28 @@ WITH done AS (
     JOIN done ON done.id = run.job_id
 )
 SELECT * FROM done"""
+
+# A short job's claim folded into its record (`complete_unclaimed`): the dispatch's jobs that are
+# still QUEUED in it become DONE here at once, started when the run began; results as above.
+_COMPLETE_UNCLAIMED = f"""
+WITH done AS (
+    UPDATE jobs SET status = 'DONE', executor_id = $1, attempts = attempts + 1,
+                    started_at = now() - make_interval(secs => $7), execution_seconds = run.seconds,
+                    finished_at = now()
+    FROM unnest($3::varchar[], $4::float8[], $5::varchar[]) AS run(job_id, seconds, digest)
+    WHERE jobs.id = run.job_id AND jobs.dispatch_id = $2 AND jobs.status = ANY($6::varchar[])
+      AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = run.digest
+    RETURNING {_WITHOUT_PARAMS}
+), stored AS (
+    INSERT INTO job_results (job_id, body, input_digest)
+    SELECT run.job_id, run.body, run.digest
+    FROM unnest($3::varchar[], $8::text[], $5::varchar[]) AS run(job_id, body, digest)
+    JOIN done ON done.id = run.job_id
+)
+SELECT * FROM done"""
+
+_DISPATCHED_INPUTS = """
+SELECT * FROM jobs WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = 'QUEUED'"""
 
 _GET_RESULT = "SELECT body FROM job_results WHERE job_id = $1"
 
@@ -132,6 +166,11 @@ class JobRepository:
 
     async def get(self, job_id: str) -> Job | None:
         return await self.session.get(Job, job_id, populate_existing=True)
+
+    async def get_detached(self, job_id: str) -> Job | None:
+        """The job by primary key, inputs included, on the driver: a detached view of the row."""
+        row = await (await driver(self.session)).fetchrow(_GET_DETACHED, job_id)
+        return None if row is None else _detached_job(row)
 
     async def get_without_params(self, job_id: str) -> Job | None:
         """The job by primary key without its inputs (often the largest column): what a status poll
@@ -300,6 +339,37 @@ class JobRepository:
         claimed = {row["id"]: _detached_job(row) for row in rows}
         return [claimed[job_id] for job_id in job_ids if job_id in claimed]
 
+    async def dispatched(self, job_ids: Sequence[str], dispatch_id: uuid.UUID) -> list[Job]:
+        """The dispatch's jobs still QUEUED in it, inputs included, in the dispatch's order, without
+        claiming them (for `complete_unclaimed`). On the driver; detached views of the rows."""
+        rows = await (await driver(self.session)).fetch(_DISPATCHED_INPUTS, list(job_ids), dispatch_id)
+        found = {row["id"]: _detached_job(row) for row in rows}
+        return [found[job_id] for job_id in job_ids if job_id in found]
+
+    async def complete_unclaimed(
+        self, executor_id: str, dispatch_id: uuid.UUID, ran_seconds: float, runs: Sequence[DoneRun]
+    ) -> list[Job]:
+        """A short job's claim and record in one statement: each job of the dispatch still QUEUED in
+        it (not cancelled, not taken by another executor's claim) whose stored input has the run's
+        digest becomes DONE on this executor, one attempt more, started `ran_seconds` ago; its
+        result is stored with that digest. The others are left out, and no result of theirs is
+        stored. The jobs returned are detached views of the rows, without their inputs."""
+        if not runs:
+            return []
+        allowed = _allowed_sources(JobStatus.DONE, frozenset({JobStatus.QUEUED}))
+        rows = await (await driver(self.session)).fetch(
+            _COMPLETE_UNCLAIMED,
+            executor_id,
+            dispatch_id,
+            [run.job_id for run in runs],
+            [run.seconds for run in runs],
+            [run.input_digest for run in runs],
+            _in_states(allowed),
+            ran_seconds,
+            [run.body for run in runs],
+        )
+        return [_detached_job(row) for row in rows]
+
     async def running_here(self, job_ids: Sequence[str], executor_id: str) -> set[str]:
         """Which of these jobs are still RUNNING on this executor (not cancelled, not taken over)."""
         rows = await self.session.scalars(
@@ -372,6 +442,14 @@ class JobRepository:
         """Whether the job's stored input has this digest (used to explain a refused completion)."""
         found = await self.session.scalar(select(params_digest() == input_digest).where(Job.id == job_id))
         return bool(found)
+
+
+def as_started(job: Job) -> Job:
+    """A detached view of a job completed unclaimed as it was when it started: what its RUNNING
+    event announces."""
+    values = {key: job.__dict__[key] for key, _name in _JOB_COLUMNS if key in job.__dict__}
+    values.update(status=JobStatus.RUNNING, finished_at=None, execution_seconds=None)
+    return _job_view(values)
 
 
 def params_digest() -> Any:

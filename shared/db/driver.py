@@ -13,12 +13,18 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db.engine import POOLED_CONNECTION
+
 _DRIVER_KEY = "driver_connection"
 
 
 async def driver(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection of `session`'s current transaction, with the transaction begun and
-    whatever the session holds unflushed written first (the driver does not autoflush)."""
+    whatever the session holds unflushed written first (the driver does not autoflush). For the
+    unbound session of `single_statement`, its pooled connection, outside any transaction."""
+    pooled = session.info.get(POOLED_CONNECTION)
+    if pooled is not None:
+        return pooled  # type: ignore[no-any-return]
     if session.new or session.dirty or session.deleted:
         await session.flush()
     transaction = session.sync_session.get_transaction()

@@ -1,10 +1,14 @@
-"""The engine's pool: a connection the server closed is replaced at checkout, with no ping per use."""
+"""The engine's pool: a connection the server closed is replaced at checkout, with no ping per use; a
+single statement's pooled connection goes back clean, or is closed when it may not be."""
 
 import asyncio
 
 import asyncpg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import UnboundExecutionError
 
+from shared.db.driver import driver
 from shared.db.engine import (
     asyncpg_dsn,
     create_engine,
@@ -33,10 +37,56 @@ async def test_a_connection_closed_by_the_server_is_replaced_not_used(migrated_d
         assert second != first
         # In a single-statement session each statement is its own transaction (no BEGIN around them).
         async with single_statement(sessions) as db:
-            one = await db.scalar(text("SELECT txid_current()"))
-            assert await db.scalar(text("SELECT txid_current()")) != one
+            one = await (await driver(db)).fetchval("SELECT txid_current()")
+            assert await (await driver(db)).fetchval("SELECT txid_current()") != one
         async with unit_of_work(sessions) as db:
             one = await db.scalar(text("SELECT txid_current()"))
             assert await db.scalar(text("SELECT txid_current()")) == one
+    finally:
+        await engine.dispose()
+
+
+async def test_a_single_statements_connection_is_reused_when_clean_and_closed_when_in_doubt(
+    migrated_database_url,
+):
+    settings = Settings(database_url=migrated_database_url, db_pool_size=1, _env_file=None)  # type: ignore[call-arg]
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+
+    async def backend() -> int:
+        async with single_statement(sessions) as db:
+            return await (await driver(db)).fetchval("SELECT pg_backend_pid()")  # type: ignore[no-any-return]
+
+    try:
+        first = await backend()
+        # The caller's own error, and one the server answered, leave the connection clean: reused.
+        with pytest.raises(LookupError):
+            async with single_statement(sessions) as db:
+                await (await driver(db)).fetchval("SELECT 1")
+                raise LookupError("the job is not there")
+        with pytest.raises(asyncpg.PostgresError):
+            async with single_statement(sessions) as db:
+                await (await driver(db)).fetchval("SELECT 1 / 0")
+        assert await backend() == first
+        # ORM work has no connection here: it fails at once instead of running somewhere else.
+        with pytest.raises(UnboundExecutionError):
+            async with single_statement(sessions) as db:
+                await db.scalar(text("SELECT 1"))
+        assert await backend() == first
+
+        # Cancelled in the middle of a statement: the connection is not trusted again.
+        async def sleeping() -> None:
+            async with single_statement(sessions) as db:
+                await (await driver(db)).execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(sleeping())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        second = await backend()
+        assert second != first
+        async with unit_of_work(sessions) as db:  # the pool serves transactions as before
+            assert await db.scalar(text("SELECT pg_backend_pid()")) == second
     finally:
         await engine.dispose()

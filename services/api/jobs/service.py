@@ -184,7 +184,7 @@ class JobService:
         while True:
             async with single_statement(self.sessions) as session:
                 job = await self._get(
-                    JobRepository(session), job_id, principal, with_params=not exclude_params
+                    JobRepository(session), job_id, principal, with_params=not exclude_params, detached=True
                 )
             remaining = deadline - loop.time()
             if JobStatus(job.status).is_final or remaining <= 0:
@@ -296,12 +296,21 @@ class JobService:
         return option_warnings(params, context)
 
     async def _get(
-        self, jobs: JobRepository, job_id: str, principal: Principal, with_params: bool = True
+        self,
+        jobs: JobRepository,
+        job_id: str,
+        principal: Principal,
+        with_params: bool = True,
+        detached: bool = False,
     ) -> Job:
+        """The job if the principal may see it. `detached`: a view of the row read on the driver (what
+        a `single_statement` can read), not an instance of the session."""
         if not is_wellformed_id(job_id):
             job = None
+        elif not with_params:
+            job = await jobs.get_without_params(job_id)
         else:
-            job = await jobs.get(job_id) if with_params else await jobs.get_without_params(job_id)
+            job = await jobs.get_detached(job_id) if detached else await jobs.get(job_id)
         # Another user's job answers exactly like a missing one: its existence is not revealed.
         if job is None or not (principal.is_admin or job.user_id == principal.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")

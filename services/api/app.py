@@ -144,10 +144,17 @@ def create_app(settings: Settings) -> FastAPI:
             await pool.close()
             await engine.dispose()
 
+    telemetry = settings.otel_telemetry
     app = FastAPI(
         title="qruntime",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry={
+            "tracing": telemetry,
+            "metrics": telemetry,
+            "logs": telemetry,
+            "operation_spans": telemetry,
+        },
         dependencies=[Depends(remember_route)],
         # Served by the apidocs feature from local assets instead of FastAPI's CDN pages.
         docs_url=None,

@@ -31,16 +31,16 @@ async def guarded(request: Request, credential: str | None, attempt: Awaitable[T
     address is throttled, and a 401 is logged and counted."""
     throttle = context(request).auth_throttle
     address = request.client.host if request.client else "-"
-    key_id = key_id_of(credential)
-    try:
-        throttle.check(address, key_id)
-    except QRuntimeError:
-        close_unawaited(attempt)
-        raise
+    if throttle.watching:  # else no failure is recent enough to throttle anyone
+        try:
+            throttle.check(address, key_id_of(credential))
+        except QRuntimeError:
+            close_unawaited(attempt)
+            raise
     try:
         return await attempt
     except Unauthorized as exc:
-        throttle.failed(address, key_id, exc.message)
+        throttle.failed(address, key_id_of(credential), exc.message)
         raise
 
 

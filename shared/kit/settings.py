@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # "text" for a terminal, "json" (one object per line, with job and session ids) for log shippers.
     log_format: Literal["text", "json"] = "text"
+    # FastAPI's own OpenTelemetry spans, request metrics and logs, for an installation that adds an
+    # OpenTelemetry SDK and exporter. Off by default: /metrics and the logs are the built-in
+    # observability, and with it on, FastAPI looks for a configured provider on every request (8 %
+    # of a status poll's CPU here, where none is installed).
+    otel_telemetry: bool = False
 
     # The api serves /metrics on its own listener, not on the API port. Port None: no metrics
     # listener. A configured token is then required as `Authorization: Bearer <token>`.

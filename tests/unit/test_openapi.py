@@ -161,3 +161,12 @@ def test_the_experimental_mirror_is_not_documented_twice(document: dict[str, Any
 def test_other_responses_are_kept(document: dict[str, Any]) -> None:
     not_ready = document["paths"]["/readyz"]["get"]["responses"]["503"]
     assert not_ready["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Readiness"}
+
+
+@pytest.mark.parametrize("wanted", [False, True])
+def test_fastapis_own_telemetry_follows_the_setting(wanted: bool) -> None:
+    # Off by default (nothing then looks for an OpenTelemetry provider on every request); on when
+    # an installation that adds an SDK asks for it.
+    app = create_app(Settings(otel_telemetry=wanted) if wanted else Settings())
+    config = app._telemetry  # FastAPI's own configuration of its native telemetry
+    assert [config[part] for part in ("tracing", "metrics", "logs", "operation_spans")] == [wanted] * 4

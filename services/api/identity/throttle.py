@@ -68,6 +68,13 @@ class AuthThrottle:
         self._address: dict[str, deque[float]] = defaultdict(deque)
         self._key_address: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._key: dict[str, deque[float]] = defaultdict(deque)
+        self._last_failure = -math.inf
+
+    @property
+    def watching(self) -> bool:
+        """Whether a failure is recent enough to throttle anyone: when not, `check` refuses no one
+        and need not be asked (nor the credential's key id read for it)."""
+        return time.monotonic() - self._last_failure <= self.window
 
     def check(self, address: str, key_id: str) -> None:
         """Refuse (429) before the credential is even looked at, if this caller is throttled."""
@@ -85,6 +92,7 @@ class AuthThrottle:
     def failed(self, address: str, key_id: str, reason: str) -> None:
         log.warning("authentication failed: key_id=%s source=%s reason=%s", key_id, address, reason)
         now = time.monotonic()
+        self._last_failure = now
         if len(self._address) > _MAX_TRACKED or len(self._key_address) > _MAX_TRACKED:
             self._forget_old(now)
         self._address[address].append(now)

@@ -80,17 +80,20 @@ async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_uncl
     bell.h(0)
     bell.cx(0, 1)
     bell.measure([0, 1], [0, 1])
-    dispatch_id = uuid.uuid4()
+    warm_up, dispatch_id = uuid.uuid4(), uuid.uuid4()
+    first = await add_job(db, dispatch_id=warm_up, dispatched_at=ago(1), params=_sampler_params(bell, 200))
     job = await add_job(db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=_sampler_params(bell, 200))
     await db.commit()
     try:
-        await executor.handle(
-            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
-            redelivered=False,
-        )
+        # A new child's first run pays for what qiskit sets up once; the second is the usual case.
+        for dispatched, on in ((first, warm_up), (job, dispatch_id)):
+            await executor.handle(
+                Dispatch(dispatch_id=on, job_id=dispatched.id, backend="aer_simulator", any_in_session=False),
+                redelivered=False,
+            )
     finally:
         await executor.worker.stop()
-    assert claims.taken == []  # a run of milliseconds is never claimed on its own
+    assert all(job.id not in taken for taken in claims.taken)  # a run of milliseconds is never claimed
     done = await JobRepository(db).get(job.id)
     assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
     # Started when the run began, before the record (now() is the test transaction's start).

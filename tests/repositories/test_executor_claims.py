@@ -69,13 +69,19 @@ class ClaimSpy:
         return claimed
 
 
-async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_unclaimed(
-    db, db_factory, migrated_database_url
-):
-    settings = Settings(_env_file=None, database_url=migrated_database_url)  # type: ignore[call-arg]
+async def _watched_executor(db, db_factory, database_url: str) -> tuple[ExecutorService, ClaimSpy]:
+    """An executor of aer_simulator registered in the test's database, its claims recorded."""
+    settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
     executor = ExecutorService(settings, db_factory, "aer_simulator")
     claims = ClaimSpy(executor)
     executor.id = (await add_executor(db)).id
+    return executor, claims
+
+
+async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_unclaimed(
+    db, db_factory, migrated_database_url
+):
+    executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
     bell = QuantumCircuit(2, 2)
     bell.h(0)
     bell.cx(0, 1)
@@ -107,10 +113,7 @@ async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_uncl
 async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
     db, db_factory, migrated_database_url
 ):
-    settings = Settings(_env_file=None, database_url=migrated_database_url)  # type: ignore[call-arg]
-    executor = ExecutorService(settings, db_factory, "aer_simulator")
-    claims = ClaimSpy(executor)
-    executor.id = (await add_executor(db)).id
+    executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
     slow = QuantumCircuit.from_qasm_str(layered_qasm(20, 20))  # 0.8 s at 20,000 shots here: 4x the first look
     dispatch_id = uuid.uuid4()
     job = await add_job(

@@ -71,13 +71,18 @@ UPDATE jobs SET status = 'RUNNING', executor_id = $3, attempts = attempts + 1,
 WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = ANY($4::varchar[])
 RETURNING *"""
 
-# The digest is the one params_digest() computes (SHA-256 hex of the stored input). The results of
-# the jobs it completes are stored by the same statement, and only theirs.
-_COMPLETE_DONE = f"""
+
+def _completing(held: str, also_set: str = "") -> str:
+    """The statement that completes runs as DONE and stores their results, for the jobs `held`
+    selects: $1 the executor, $2-$4 the runs' job ids, seconds and input digests (arrays side by
+    side), $5 the allowed source states, $6 the results. The digest is the one params_digest()
+    computes (SHA-256 hex of the stored input); the results of the jobs it completes are stored by
+    the same statement, and only theirs."""
+    return f"""
 WITH done AS (
-    UPDATE jobs SET status = 'DONE', execution_seconds = run.seconds, finished_at = now()
+    UPDATE jobs SET status = 'DONE', execution_seconds = run.seconds, finished_at = now(){also_set}
     FROM unnest($2::varchar[], $3::float8[], $4::varchar[]) AS run(job_id, seconds, digest)
-    WHERE jobs.id = run.job_id AND jobs.executor_id = $1 AND jobs.status = ANY($5::varchar[])
+    WHERE jobs.id = run.job_id AND {held} AND jobs.status = ANY($5::varchar[])
       AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = run.digest
     RETURNING {_WITHOUT_PARAMS}
 ), stored AS (
@@ -88,24 +93,15 @@ WITH done AS (
 )
 SELECT * FROM done"""
 
-# A short job's claim folded into its record (`complete_unclaimed`): the dispatch's jobs that are
-# still QUEUED in it become DONE here at once, started when the run began; results as above.
-_COMPLETE_UNCLAIMED = f"""
-WITH done AS (
-    UPDATE jobs SET status = 'DONE', executor_id = $1, attempts = attempts + 1,
-                    started_at = now() - make_interval(secs => $7), execution_seconds = run.seconds,
-                    finished_at = now()
-    FROM unnest($3::varchar[], $4::float8[], $5::varchar[]) AS run(job_id, seconds, digest)
-    WHERE jobs.id = run.job_id AND jobs.dispatch_id = $2 AND jobs.status = ANY($6::varchar[])
-      AND encode(sha256(convert_to(jobs.params, 'UTF8')), 'hex') = run.digest
-    RETURNING {_WITHOUT_PARAMS}
-), stored AS (
-    INSERT INTO job_results (job_id, body, input_digest)
-    SELECT run.job_id, run.body, run.digest
-    FROM unnest($3::varchar[], $8::text[], $5::varchar[]) AS run(job_id, body, digest)
-    JOIN done ON done.id = run.job_id
+
+# The jobs this executor holds (RUNNING here).
+_COMPLETE_DONE = _completing("jobs.executor_id = $1")
+# A short job's claim folded into its record (`complete_unclaimed`): the jobs still QUEUED in
+# dispatch $7 become DONE on this executor, one attempt more, started $8 seconds ago.
+_COMPLETE_UNCLAIMED = _completing(
+    "jobs.dispatch_id = $7",
+    ", executor_id = $1, attempts = attempts + 1, started_at = now() - make_interval(secs => $8)",
 )
-SELECT * FROM done"""
 
 _DISPATCHED_INPUTS = """
 SELECT * FROM jobs WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = 'QUEUED'"""
@@ -358,15 +354,7 @@ class JobRepository:
             return []
         allowed = _allowed_sources(JobStatus.DONE, frozenset({JobStatus.QUEUED}))
         rows = await (await driver(self.session)).fetch(
-            _COMPLETE_UNCLAIMED,
-            executor_id,
-            dispatch_id,
-            [run.job_id for run in runs],
-            [run.seconds for run in runs],
-            [run.input_digest for run in runs],
-            _in_states(allowed),
-            ran_seconds,
-            [run.body for run in runs],
+            _COMPLETE_UNCLAIMED, *_completion_arguments(executor_id, runs, allowed), dispatch_id, ran_seconds
         )
         return [_detached_job(row) for row in rows]
 
@@ -417,13 +405,7 @@ class JobRepository:
             return []
         allowed = _allowed_sources(JobStatus.DONE, frozenset({JobStatus.RUNNING}))
         rows = await (await driver(self.session)).fetch(
-            _COMPLETE_DONE,
-            executor_id,
-            [run.job_id for run in runs],
-            [run.seconds for run in runs],
-            [run.input_digest for run in runs],
-            _in_states(allowed),
-            [run.body for run in runs],
+            _COMPLETE_DONE, *_completion_arguments(executor_id, runs, allowed)
         )
         return [_detached_job(row) for row in rows]
 
@@ -442,6 +424,20 @@ class JobRepository:
         """Whether the job's stored input has this digest (used to explain a refused completion)."""
         found = await self.session.scalar(select(params_digest() == input_digest).where(Job.id == job_id))
         return bool(found)
+
+
+def _completion_arguments(
+    executor_id: str, runs: Sequence[DoneRun], allowed: frozenset[JobStatus]
+) -> tuple[Any, ...]:
+    """$1-$6 of `_completing`'s statements."""
+    return (
+        executor_id,
+        [run.job_id for run in runs],
+        [run.seconds for run in runs],
+        [run.input_digest for run in runs],
+        _in_states(allowed),
+        [run.body for run in runs],
+    )
 
 
 def as_started(job: Job) -> Job:

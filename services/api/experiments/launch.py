@@ -131,11 +131,19 @@ def job_params(
     return normalize_sampler({"pubs": [[circuit, values, shots]], "options": options}, backend, limits)
 
 
-def check_sequence_input(circuit_text: str, observables: Any, program: str, backend: BackendInfo) -> None:
-    """A sequence's circuit parses and fits its backend, and its observables fit the circuit. Runs in
-    a parse worker (the api's ParsePool): the circuit is the sender's input."""
+def _sequence_input(
+    circuit_text: str, observables: Any, program: str, backend: BackendInfo
+) -> tuple[QuantumCircuit, list[Any] | None]:
+    """A sequence's circuit, parsed and checked against its backend, and its observables checked
+    against the circuit."""
     circuit = load_circuit(circuit_text, backend)
-    observables_list(observables, circuit, program)
+    return circuit, observables_list(observables, circuit, program)
+
+
+def check_sequence_input(circuit_text: str, observables: Any, program: str, backend: BackendInfo) -> None:
+    """`_sequence_input` in a parse worker (the api's ParsePool): the circuit is the sender's input.
+    Nothing comes back but a refusal, so no circuit crosses the pipe."""
+    _sequence_input(circuit_text, observables, program, backend)
 
 
 @dataclass(frozen=True)
@@ -162,8 +170,7 @@ def plan_launch(
 ) -> LaunchPlan:
     """Everything a launch computes from the sequence's definition and its snapshots: the circuit
     parsed, the points bound, each job's input encoded and validated. Runs in a parse worker."""
-    circuit = load_circuit(circuit_text, backend)
-    observables = observables_list(raw_observables, circuit, program)
+    circuit, observables = _sequence_input(circuit_text, raw_observables, program, backend)
     bound = bind_points(circuit, iteration, global_values(namespace), max_points)
     options = job_options(configuration)
     chunks = [

@@ -55,7 +55,6 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
             self.settings.experiment_max_points,
             self.settings.experiment_points_per_job,
         )
-        chunks = plan.chunks
         # DRAFT -> PREPARING takes the snapshots in this transaction, the one that read them.
         preparing = await repo.transition(
             sequence.path_id,
@@ -74,12 +73,12 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
             )
         await announce_sequence_state(db, preparing, row.path, 0)
         capacity = await self._capacity(db, owner)
-        if capacity is not None and capacity < len(chunks):
+        if capacity is not None and capacity < len(plan.chunks):
             crashed = await repo.transition(
                 sequence.path_id,
                 SequenceState.CRASHED,
                 finished_at=func.now(),
-                reason=f"The scan needs {len(chunks)} job(s) but the instance may queue only {capacity} more "
+                reason=f"The scan needs {len(plan.chunks)} job(s) but the instance may queue only {capacity} more "
                 "now (its concurrent-jobs limit).",
                 reason_code=int(ErrorCode.MAX_CONCURRENT_JOBS),
             )
@@ -94,7 +93,7 @@ class RunOperations(SequenceOperations, ConfigurationOperations):
         )
         jobs: list[Job] = []
         links: list[ExperimentJob] = []
-        for (first, last), normalized in zip(chunks, plan.params, strict=True):
+        for (first, last), normalized in zip(plan.chunks, plan.params, strict=True):
             job = queued_job(
                 principal,
                 normalized,

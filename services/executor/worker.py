@@ -49,6 +49,9 @@ class SimulationWorker:
         self._process: Any = None
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()  # one run or one (re)start at a time
+        # How often a run looks at `should_stop` while the child works (the first look is when a
+        # run that began unclaimed is claimed).
+        self.look_seconds = _POLL_SECONDS
         self.restarts = 0
         self.failed = False  # True once start_attempts in a row failed: the process must go
 
@@ -185,7 +188,7 @@ class SimulationWorker:
         except (OSError, EOFError, ValueError):
             return self._crashed(process, started)
         while True:
-            if await _readable(conn, _POLL_SECONDS):
+            if await _readable(conn, self.look_seconds):
                 try:
                     reply = conn.recv()
                 except (EOFError, OSError):

@@ -80,7 +80,18 @@ async def test_a_single_statements_connection_is_reused_when_clean_and_closed_wh
                 await (await driver(db)).execute("SELECT pg_sleep(30)")
 
         task = asyncio.create_task(sleeping())
-        await asyncio.sleep(0.3)
+        # Cancelled once the server is running the statement, however long that takes to happen.
+        admin = await asyncpg.connect(asyncpg_dsn(migrated_database_url))
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query = 'SELECT pg_sleep(30)'",
+                first,
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the statement never started"
+                await asyncio.sleep(0.02)
+        finally:
+            await admin.close()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 from shared.identity.tokens import parse_api_key
 from shared.kit.errors import ErrorCode, QRuntimeError
@@ -61,7 +62,14 @@ def _clean(value: str) -> str:
 
 
 class AuthThrottle:
-    def __init__(self, per_address: int, per_key: int, window_seconds: float) -> None:
+    def __init__(
+        self,
+        per_address: int,
+        per_key: int,
+        window_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.per_address = per_address
         self.per_key = per_key
         self.window = window_seconds
@@ -74,11 +82,11 @@ class AuthThrottle:
     def watching(self) -> bool:
         """Whether a failure is recent enough to throttle anyone: when not, `check` refuses no one
         and need not be asked (nor the credential's key id read for it)."""
-        return time.monotonic() - self._last_failure <= self.window
+        return self.clock() - self._last_failure <= self.window
 
     def check(self, address: str, key_id: str) -> None:
         """Refuse (429) before the credential is even looked at, if this caller is throttled."""
-        now = time.monotonic()
+        now = self.clock()
         waits = [self._wait(self._address.get(address), self.per_address, now)]
         if key_id != "-":
             waits.append(self._wait(self._key_address.get((key_id, address)), self.per_key, now))
@@ -91,7 +99,7 @@ class AuthThrottle:
 
     def failed(self, address: str, key_id: str, reason: str) -> None:
         log.warning("authentication failed: key_id=%s source=%s reason=%s", key_id, address, reason)
-        now = time.monotonic()
+        now = self.clock()
         self._last_failure = now
         if len(self._address) > _MAX_TRACKED or len(self._key_address) > _MAX_TRACKED:
             self._forget_old(now)

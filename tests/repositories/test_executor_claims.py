@@ -11,7 +11,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from sqlalchemy import select
 
 from services.executor.service import ExecutorService
-from shared.db.models import EventRecord, Executor
+from shared.db.models import EventRecord, Executor, Job
 from shared.db.repositories.jobs import JobRepository
 from shared.jobs.states import JobStatus
 from shared.kit.settings import Settings
@@ -78,6 +78,21 @@ async def _watched_executor(db, db_factory, database_url: str) -> tuple[Executor
     return executor, claims
 
 
+async def _handled_alone(db, executor: ExecutorService, params: str) -> Job:
+    """A job dispatched alone, outside sessions, handled by `executor` (first delivery)."""
+    dispatch_id = uuid.uuid4()
+    job = await add_job(db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=params)
+    await db.commit()
+    try:
+        await executor.handle(
+            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
+            redelivered=False,
+        )
+    finally:
+        await executor.worker.stop()
+    return job
+
+
 async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_unclaimed(
     db, db_factory, migrated_database_url
 ):
@@ -89,16 +104,7 @@ async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_uncl
     bell.h(0)
     bell.cx(0, 1)
     bell.measure([0, 1], [0, 1])
-    dispatch_id = uuid.uuid4()
-    job = await add_job(db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=_sampler_params(bell, 200))
-    await db.commit()
-    try:
-        await executor.handle(
-            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
-            redelivered=False,
-        )
-    finally:
-        await executor.worker.stop()
+    job = await _handled_alone(db, executor, _sampler_params(bell, 200))
     assert claims.taken == []  # a run that ends before the first look is never claimed
     done = await JobRepository(db).get(job.id)
     assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
@@ -115,18 +121,7 @@ async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
 ):
     executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
     slow = QuantumCircuit.from_qasm_str(layered_qasm(20, 20))  # 0.8 s at 20,000 shots here: 4x the first look
-    dispatch_id = uuid.uuid4()
-    job = await add_job(
-        db, dispatch_id=dispatch_id, dispatched_at=ago(1), params=_sampler_params(slow, 20_000)
-    )
-    await db.commit()
-    try:
-        await executor.handle(
-            Dispatch(dispatch_id=dispatch_id, job_id=job.id, backend="aer_simulator", any_in_session=False),
-            redelivered=False,
-        )
-    finally:
-        await executor.worker.stop()
+    job = await _handled_alone(db, executor, _sampler_params(slow, 20_000))
     assert claims.taken == [[job.id]]  # claimed (RUNNING) at the first look, while the child ran
     done = await JobRepository(db).get(job.id)
     assert done.status is JobStatus.DONE and done.attempts == 1 and done.execution_seconds > 0.2

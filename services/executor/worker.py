@@ -15,12 +15,12 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
 from services.executor.child import child_main
 from services.executor.protocol import JobInput, Outcome, Ready, RunReply, RunRequest, StartFailed
+from shared.kit.pipes import readable
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class SimulationWorker:
         except (OSError, EOFError, ValueError):
             return self._crashed(process, started)
         while True:
-            if await _readable(conn, self.look_seconds):
+            if await readable(conn, self.look_seconds):
                 try:
                     reply = conn.recv()
                 except (EOFError, OSError):
@@ -220,28 +220,6 @@ class SimulationWorker:
             message=f"the simulator process died (exit code {process.exitcode}); the job may need more memory",
             seconds=time.perf_counter() - started,
         )
-
-
-async def _readable(conn: Connection, at_most: float) -> bool:
-    """Wait until the child's pipe has something to read (a reply, or EOF), at most `at_most`
-    seconds. The event loop watches the pipe itself: no thread hop between the reply and its reader."""
-    if conn.poll(0):
-        return True
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    fd = conn.fileno()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(ready, at_most)
-    finally:
-        loop.remove_reader(fd)
-    return conn.poll(0)
 
 
 def _kill(process: Any, conn: Connection | None) -> None:

@@ -99,3 +99,37 @@ def test_a_caller_that_gives_up_does_not_leak_a_busy_worker() -> None:
             await pool.close()
 
     asyncio.run(scenario())
+
+
+def reversed_bytes(data: bytes) -> bytes:
+    return data[::-1]
+
+
+def test_small_and_large_tasks_cross_the_pipe_whole_and_in_order() -> None:
+    """A small task goes through the pipe on the event loop, a large one (beyond a pipe's buffer)
+    in a thread; both come back whole, each as its own reply, with the loop free meanwhile."""
+
+    async def scenario() -> None:
+        pool = ParsePool(workers=1, timeout_seconds=10.0, memory_mb=0, warm=())
+        pool.start()
+        try:
+            await pool.wait_ready()
+            small = bytes(range(256)) * 4
+            large = os.urandom(3 * 1024 * 1024)
+            ticks = 0
+
+            async def ticking() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0)
+
+            ticker = asyncio.create_task(ticking())
+            answers = await asyncio.gather(*(pool.run(reversed_bytes, data) for data in (small, large, small)))
+            ticker.cancel()
+            assert answers == [small[::-1], large[::-1], small[::-1]]
+            assert ticks > 0
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())

@@ -125,7 +125,9 @@ def test_small_and_large_tasks_cross_the_pipe_whole_and_in_order() -> None:
                     await asyncio.sleep(0)
 
             ticker = asyncio.create_task(ticking())
-            answers = await asyncio.gather(*(pool.run(reversed_bytes, data) for data in (small, large, small)))
+            answers = await asyncio.gather(
+                *(pool.run(reversed_bytes, data) for data in (small, large, small))
+            )
             ticker.cancel()
             assert answers == [small[::-1], large[::-1], small[::-1]]
             assert ticks > 0

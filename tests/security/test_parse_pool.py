@@ -105,9 +105,13 @@ def reversed_bytes(data: bytes) -> bytes:
     return data[::-1]
 
 
+def grown(size: int) -> bytes:
+    return bytes(size)
+
+
 def test_small_and_large_tasks_cross_the_pipe_whole_and_in_order() -> None:
-    """A small task goes through the pipe on the event loop, a large one (beyond a pipe's buffer)
-    in a thread; both come back whole, each as its own reply, with the loop free meanwhile."""
+    """A small task or reply goes through the pipe on the event loop, a large one (beyond a pipe's
+    buffer) in a thread; all come back whole, each as its own reply, with the loop free meanwhile."""
 
     async def scenario() -> None:
         pool = ParsePool(workers=1, timeout_seconds=10.0, memory_mb=0, warm=())
@@ -128,6 +132,8 @@ def test_small_and_large_tasks_cross_the_pipe_whole_and_in_order() -> None:
             answers = await asyncio.gather(
                 *(pool.run(reversed_bytes, data) for data in (small, large, small))
             )
+            # A small task with a large reply: the reply crosses in a thread.
+            assert await pool.run(grown, 5 * 1024 * 1024) == bytes(5 * 1024 * 1024)
             ticker.cancel()
             assert answers == [small[::-1], large[::-1], small[::-1]]
             assert ticks > 0

@@ -77,15 +77,19 @@ def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> 
         except EOFError:
             return
         try:
-            conn.send(("ok", function(*args)))
+            reply: tuple[str, Any] = ("ok", function(*args))
         except QRuntimeError as exc:
-            conn.send(("refused", (int(exc.code), exc.message, exc.status)))
+            reply = ("refused", (int(exc.code), exc.message, exc.status))
         except MemoryError:
-            conn.send(("memory", None))
+            reply = ("memory", None)
         except RecursionError:
-            conn.send(("refused", (int(ErrorCode.INVALID_REQUEST), "The input is nested too deeply.", 400)))
+            reply = ("refused", (int(ErrorCode.INVALID_REQUEST), "The input is nested too deeply.", 400))
         except Exception as exc:  # a parser bug: the request is refused, the worker lives on
-            conn.send(("failed", type(exc).__name__))
+            reply = ("failed", type(exc).__name__)
+        data = ForkingPickler.dumps(reply)
+        # Its size first, so that the api knows whether to read the reply on its event loop.
+        conn.send_bytes(len(data).to_bytes(8, "big"))
+        conn.send_bytes(data)
 
 
 class _Worker:
@@ -102,19 +106,22 @@ class _Worker:
         self.conn.recv()
 
     async def call(self, function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
-        """Hand the task to the worker and wait for its reply. A small task (almost every job) is
-        written and its reply read on the event loop, which watches the pipe: two thread hops fewer
-        per request. A large one is written and read in a thread, so the loop never waits while
-        megabytes cross the pipe."""
+        """Hand the task to the worker and wait for its reply. A small task or reply (almost every
+        job's) crosses the pipe on the event loop, which watches the pipe: two thread hops fewer per
+        request. A large one crosses in a thread, so the loop never waits while megabytes move."""
         request = ForkingPickler.dumps((function, args))
-        small = len(request) <= INLINE_BYTES
-        if small:
+        if len(request) <= INLINE_BYTES:
             self.conn.send_bytes(request)  # the idle worker's pipe is empty: this fits its buffer
         else:
             await asyncio.to_thread(self.conn.send_bytes, request)
         while not await readable(self.conn, 3600.0):
             pass  # the caller's budget (wait_for) decides how long
-        reply: tuple[str, Any] = self.conn.recv() if small else await asyncio.to_thread(self.conn.recv)
+        size = int.from_bytes(self.conn.recv_bytes(16), "big")
+        if size <= INLINE_BYTES:
+            data = self.conn.recv_bytes()
+        else:
+            data = await asyncio.to_thread(self.conn.recv_bytes)
+        reply: tuple[str, Any] = ForkingPickler.loads(data)
         return reply
 
     def kill(self) -> None:

@@ -1,6 +1,7 @@
 """Waiting on a child process's pipe from the event loop."""
 
 import asyncio
+import os
 from contextlib import suppress
 from multiprocessing.connection import Connection
 
@@ -24,4 +25,8 @@ async def readable(conn: Connection, at_most: float) -> bool:
             await asyncio.wait_for(ready, at_most)
     finally:
         loop.remove_reader(fd)
+        # uvloop (the api's loop) leaves a watched descriptor non-blocking, and a Connection's
+        # reads and writes then fail midway through a message larger than the pipe's buffer.
+        if not conn.closed:
+            os.set_blocking(fd, True)
     return conn.poll(0)

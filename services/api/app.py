@@ -47,6 +47,7 @@ from services.api.usage.router import router as usage_router
 from shared.backends.catalog import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
+from shared.jobs.placement import Placement
 from shared.kit.health import HealthServer
 from shared.kit.settings import Settings
 from shared.kit.supervision import Supervisor
@@ -84,7 +85,15 @@ def build_context(
     catalog = build_catalog(settings.backends, settings.aer_max_qubits)
     limits = Limits.of(settings)
     relay = OutboxRelay(settings, sessions)
-    jobs = JobService(sessions, catalog, limits, pool, relay.changes, settings.job_wait_limit_seconds)
+    jobs = JobService(
+        sessions,
+        catalog,
+        limits,
+        pool,
+        relay.changes,
+        settings.job_wait_limit_seconds,
+        Placement.of(settings),
+    )
     backends = BackendService(settings, sessions, catalog)
     return AppContext(
         settings=settings,

@@ -82,12 +82,6 @@ def free_slots(loads: list[BackendLoad], per_executor: int) -> dict[str, int]:
     return slots
 
 
-def message_priority(job_priority: int, max_priority: int) -> int:
-    """Map a job priority (-10..10) onto the queue's few priority levels (0..max)."""
-    clamped = max(-10, min(10, job_priority))
-    return round((clamped + 10) / 20 * max_priority)
-
-
 def owning_session(snapshot: BackendSnapshot) -> str | None:
     """The dedicated session that owns the backend: an active one, or one whose job is already on its
     way (dispatched, about to activate it). The earliest activated wins if there were ever two."""

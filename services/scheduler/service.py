@@ -24,32 +24,29 @@ from services.scheduler.policy import (
     QueuedJob,
     SessionInfo,
     free_slots,
-    message_priority,
     plan_dispatches,
 )
 from shared.db.engine import asyncpg_dsn, single_statement, unit_of_work
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobRepository
-from shared.db.repositories.locks import try_leader_lock
+from shared.db.repositories.locks import placement_locks, try_leader_lock
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.scheduling import QueuedJobRow, SchedulingRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.jobs.changes import job_changed
+from shared.jobs.placement import add_dispatch, observe_dispatch_latency
 from shared.kit.errors import ErrorCode
-from shared.kit.metrics import DISPATCH_LATENCY, refresh_state_gauges
+from shared.kit.metrics import refresh_state_gauges
 from shared.kit.settings import Settings
 from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
 from shared.messaging.connection import keep_connected
 from shared.messaging.messages import (
-    Dispatch,
-    DispatchGroup,
-    Message,
     SessionChanged,
     read_or_dead_letter,
     scheduler_command_adapter,
 )
 from shared.messaging.relay import OutboxRelay
-from shared.messaging.topology import DISPATCH, MAX_PRIORITY, Topology
+from shared.messaging.topology import Topology
 from shared.sessions.lifecycle import TimerPass, fire_due_timers
 
 log = logging.getLogger(__name__)
@@ -202,8 +199,7 @@ class Scheduler:
             timers_due = now >= self._next_timer_check
             fired, next_deadline = TimerPass([], [], []), None
             # Free slots are read on their own first: most passes (a job finished, nothing waits) end
-            # there, without a transaction. Only this process adds to a backend's load, so the slots
-            # can only have grown by the time the dispatches are written.
+            # there, without a transaction; the pass reads them again under the placement locks.
             async with single_statement(self.sessions) as session:
                 slots = await self._free_slots(session)
             filled = False
@@ -260,6 +256,15 @@ class Scheduler:
         outbox = OutboxRepository(session)
         if not slots:
             return False
+        # An api process may have placed a job alone on one of these backends since the slots were
+        # read (decision 39). Under the backends' placement locks, held until the commit, they are
+        # read again and stay true while the dispatches are written.
+        await placement_locks(session, list(slots))
+        slots = {
+            backend: free for backend, free in (await self._free_slots(session)).items() if backend in slots
+        }
+        if not slots:
+            return False
         usage = await scheduling.usage_by_instance(self.settings.fair_share_window_seconds)
         # Instances whose allocation is used up keep their jobs queued (not dropped) until usage ages out.
         held = await IdentityRepository(session).instances_over_allocation(self._usage_window_start())
@@ -272,21 +277,16 @@ class Scheduler:
                 job_ids = await jobs.mark_dispatched(group, dispatch_id)
                 if not job_ids:
                     continue
-                in_session = any(rows[job_id].session_id is not None for job_id in job_ids)
-                message: Message
-                if len(job_ids) == 1:
-                    message = Dispatch(
-                        dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend, any_in_session=in_session
-                    )
-                else:
-                    message = DispatchGroup(
-                        dispatch_id=dispatch_id, job_ids=job_ids, backend=backend, any_in_session=in_session
-                    )
-                top = max(rows[job_id].priority for job_id in job_ids)
-                await outbox.add(DISPATCH, backend, message, priority=message_priority(top, MAX_PRIORITY))
-                now = datetime.now(UTC)
+                await add_dispatch(
+                    outbox,
+                    dispatch_id,
+                    job_ids,
+                    backend,
+                    any_in_session=any(rows[job_id].session_id is not None for job_id in job_ids),
+                    top_priority=max(rows[job_id].priority for job_id in job_ids),
+                )
                 for job_id in job_ids:
-                    DISPATCH_LATENCY.labels(backend).observe((now - rows[job_id].created_at).total_seconds())
+                    observe_dispatch_latency(backend, rows[job_id].created_at)
         return filled
 
     async def _cost_estimate(self, scheduling: SchedulingRepository, backend: str) -> float:

@@ -48,26 +48,27 @@ def _log_on_commit(db: AsyncSession, job: Job, status: JobStatus) -> None:
     db.sync_session.info.setdefault(_PENDING_LINES, []).append((message, tuple(args), extra))
 
 
-async def job_changed(db: AsyncSession, job: Job) -> None:
+async def job_changed(db: AsyncSession, job: Job, *, wake_scheduler: bool = True) -> None:
     """Announce the job's new state and keep its session's clock: a start activates the session,
-    a completion restarts its interactive timer."""
-    await jobs_changed(db, [job])
+    a completion restarts its interactive timer. A job dispatched in the same transaction (placed
+    alone by the api) has nothing for the scheduler to do: `wake_scheduler=False` sends it no command."""
+    await jobs_changed(db, [job], wake_scheduler=wake_scheduler)
 
 
-async def jobs_changed(db: AsyncSession, jobs: list[Job]) -> None:
+async def jobs_changed(db: AsyncSession, jobs: list[Job], *, wake_scheduler: bool = True) -> None:
     """job_changed for the jobs of one dispatch: each is announced, each session's clock is kept once.
     Their event and outbox rows are written together, in one statement."""
     async with written_together(db):
-        await _announce_all(db, jobs)
+        await _announce_all(db, jobs, wake_scheduler)
 
 
-async def _announce_all(db: AsyncSession, jobs: list[Job]) -> None:
+async def _announce_all(db: AsyncSession, jobs: list[Job], wake_scheduler: bool = True) -> None:
     outbox = OutboxRepository(db)
     started: set[str] = set()
     completed: dict[str, float] = {}
     woken: set[tuple[str, str, str | None]] = set()
     for job in jobs:
-        await announce_job_state(outbox, job, woken)
+        await announce_job_state(outbox, job, woken, wake_scheduler)
         status = job.status
         if job.session_id is None:
             continue
@@ -100,7 +101,7 @@ def _run_seconds(job: Job) -> float:
 
 
 async def announce_job_state(
-    outbox: OutboxRepository, job: Job, woken: set[tuple[str, str, str | None]]
+    outbox: OutboxRepository, job: Job, woken: set[tuple[str, str, str | None]], wake_scheduler: bool = True
 ) -> None:
     """The job's event, and the command that wakes the scheduler. Commands are only wake-ups (the
     pass reads the database), so the jobs of one change that share a backend and a session share one
@@ -121,7 +122,7 @@ async def announce_job_state(
     )
     _log_on_commit(outbox.session, job, status)
     kind = "submitted" if status is JobStatus.QUEUED else "finished" if status.is_final else None
-    if kind is None or (kind, job.backend, job.session_id) in woken:
+    if not wake_scheduler or kind is None or (kind, job.backend, job.session_id) in woken:
         return
     woken.add((kind, job.backend, job.session_id))
     if status is JobStatus.QUEUED:

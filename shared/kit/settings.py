@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # Scheduling and recovery.
     dispatch_per_executor: int = Field(default=2, gt=0)
+    # The api dispatches a job outside sessions itself when its backend is idle and nothing else
+    # waits (the scheduler's policy could only start that job next), saving the scheduler's hop.
+    direct_dispatch: bool = True
     executor_heartbeat_seconds: float = Field(default=2.0, gt=0)
     # An executor whose heartbeat is older than this is presumed dead; its running jobs are requeued.
     executor_lease_seconds: float = Field(default=15.0, gt=0)

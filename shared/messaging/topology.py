@@ -22,6 +22,12 @@ MAX_PRIORITY = 4
 EXCHANGES = (COMMANDS, DISPATCH, EVENTS, TENANT_EVENTS, DEAD)
 
 
+def message_priority(job_priority: int, max_priority: int = MAX_PRIORITY) -> int:
+    """Map a job priority (-10..10) onto the queue's few priority levels (0..max)."""
+    clamped = max(-10, min(10, job_priority))
+    return round((clamped + 10) / 20 * max_priority)
+
+
 @dataclass(frozen=True)
 class Topology:
     namespace: str

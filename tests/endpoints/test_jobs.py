@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from shared.db.models import JobResult
+from shared.db.models import Job, JobResult, OutboxMessage
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionState
 from tests.endpoints.conftest import MAX_REQUEST_BYTES, written
@@ -98,18 +99,52 @@ async def test_submission_refused_with_a_clear_error_and_nothing_written(client,
     assert await written(db) == before
 
 
-async def test_submission_accepted_writes_the_job_and_its_announcements(client, people, db):
-    before = await written(db)
+async def new_work(db, before: int) -> list[tuple[str, str, dict]]:
+    """(exchange, routing key, body) of the work rows (not events) written after outbox row `before`."""
+    rows = await db.execute(
+        select(OutboxMessage.exchange, OutboxMessage.routing_key, OutboxMessage.body)
+        .where(OutboxMessage.id > before, OutboxMessage.exchange.in_(["commands", "dispatch"]))
+        .order_by(OutboxMessage.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+async def last_outbox_id(db) -> int:
+    return int(await db.scalar(select(func.coalesce(func.max(OutboxMessage.id), 0))))
+
+
+async def test_submission_to_an_idle_backend_is_dispatched_in_its_own_transaction(client, people, db):
+    before, start = await written(db), await last_outbox_id(db)
     response = await client.post(
         "/api/v1/jobs", json=sampler_job("aer_simulator"), headers=people.alice.headers
     )
     assert response.status_code == 200, response.text
+    job_id = response.json()["id"]
     assert response.json()["backend"] == "aer_simulator"
     jobs, outbox = await written(db)
-    # The job, and in the outbox: its event (public and tenant copies) and the scheduler's command.
+    # The job, and in the outbox: its event (public and tenant copies) and its dispatch, with no
+    # command for the scheduler (nothing waits on this backend: the api placed the job alone).
     assert jobs == before[0] + 1 and outbox == before[1] + 3
-    view = await client.get(f"/api/v1/jobs/{response.json()['id']}", headers=people.alice.headers)
+    [(exchange, key, body)] = await new_work(db, start)
+    assert (exchange, key, body["type"], body["job_id"]) == ("dispatch", "aer_simulator", "dispatch", job_id)
+    job = await db.get(Job, job_id, populate_existing=True)
+    assert str(job.dispatch_id) == body["dispatch_id"] and job.status is JobStatus.QUEUED
+    view = await client.get(f"/api/v1/jobs/{job_id}", headers=people.alice.headers)
     assert view.json()["status"] == "Queued" and view.json()["params"]["pubs"]
+
+
+async def test_submission_behind_a_waiting_job_is_left_to_the_scheduler(client, people, db):
+    waiting = await add_job(db, backend="aer_simulator", created_at=ago(5))
+    start = await last_outbox_id(db)
+    response = await client.post(
+        "/api/v1/jobs", json=sampler_job("aer_simulator"), headers=people.alice.headers
+    )
+    assert response.status_code == 200, response.text
+    [(exchange, key, body)] = await new_work(db, start)
+    assert (exchange, key, body["type"]) == ("commands", "scheduler", "job.submitted")
+    assert body["job_id"] == response.json()["id"]
+    job = await db.get(Job, response.json()["id"], populate_existing=True)
+    assert job.dispatch_id is None and waiting.dispatch_id is None
 
 
 async def test_invalid_json(client, people, db):

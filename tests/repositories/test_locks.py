@@ -9,9 +9,11 @@ from shared.db.models import Instance
 from shared.db.repositories.locks import (
     leader_present,
     lock_row,
+    placement_locks,
     release_event_relay_lock,
     try_event_relay_lock,
     try_leader_lock,
+    try_placement_lock,
     try_relay_lock,
 )
 
@@ -75,3 +77,19 @@ async def test_lock_row_reads_the_row_afresh(db):
     locked = await lock_row(db, Instance, Instance.id == "lk-1")
     assert locked is instance and instance.name == "locks-lab-2"
     assert await lock_row(db, Instance, Instance.id == "none") is None
+
+
+async def test_placement_locks_are_per_backend_and_held_until_the_transaction_ends(db, db_engine):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    await placement_locks(db, ["b", "a"])  # the scheduler's pass
+    await placement_locks(db, [])
+    async with db_engine.connect() as other:
+        async with AsyncSession(bind=other) as api:
+            assert await try_placement_lock(api, "b") is False  # never waits
+            assert await try_placement_lock(api, "c") is True
+            await api.rollback()
+    await db.rollback()  # the pass committed (or failed): the lock is gone with its transaction
+    async with db_engine.connect() as other:
+        async with AsyncSession(bind=other) as api:
+            assert await try_placement_lock(api, "b") is True

@@ -6,7 +6,8 @@ import pytest
 
 from shared.db.repositories.scheduling import SchedulingRepository
 from shared.jobs.states import JobStatus
-from tests.inprocess import add_executor, add_job, add_session, ago
+from shared.sessions.states import SessionMode, SessionState
+from tests.inprocess import add_executor, add_instance, add_job, add_session, ago
 
 R, D = JobStatus.RUNNING, JobStatus.DONE
 
@@ -81,3 +82,74 @@ async def test_mean_run_seconds(db):
     await add_job(db, backend="b", status=D, execution_seconds=9.0, created_at=ago(10))
     assert await jobs.mean_run_seconds("b") == pytest.approx(5.0)
     assert await jobs.mean_run_seconds("b", sample=2) == pytest.approx(6.5)
+
+
+PLACE = {"lease_seconds": 30, "per_executor": 2}
+
+
+async def place(db, job, **overrides):
+    values = {**PLACE, "allocation_since": ago(3600), **overrides}
+    return await SchedulingRepository(db).place_alone(
+        job.id, job.backend, job.instance_id, uuid.uuid4(), **values
+    )
+
+
+async def test_place_alone_dispatches_a_lone_job_into_a_free_slot(db):
+    await add_executor(db, backend="b")
+    await add_job(db, backend="b", status=R, dispatch_id=uuid.uuid4())  # one of two slots in use
+    await add_job(db, backend="other")  # waiting elsewhere: no matter
+    job = await add_job(db, backend="b", instance_id="i1")
+    assert await place(db, job) is True
+    await db.refresh(job)
+    assert job.dispatch_id is not None and job.dispatched_at is not None and job.status is JobStatus.QUEUED
+    assert await place(db, job) is False  # placed once
+
+
+async def test_place_alone_refuses_when_the_policy_might_choose_otherwise(db):
+    await add_executor(db, backend="b")
+    waiting = await add_job(db, backend="b", created_at=ago(5))
+    job = await add_job(db, backend="b")
+    assert await place(db, job) is False  # another job waits: the scheduler orders them
+    waiting.status = JobStatus.CANCELLED
+    await db.flush()
+    assert await place(db, job) is True
+
+
+@pytest.mark.parametrize("state", [SessionState.ACTIVE, SessionState.INACTIVE])
+async def test_place_alone_refuses_while_a_dedicated_session_owns_the_backend(db, state):
+    await add_executor(db, backend="b")
+    session = await add_session(db, backend="b", state=state)
+    if state is SessionState.INACTIVE:  # owns the backend once its next job is on its way
+        await add_job(db, backend="b", session_id=session.id, dispatch_id=uuid.uuid4())
+    batch = await add_session(db, backend="b", mode=SessionMode.BATCH, state=SessionState.ACTIVE)
+    await add_job(db, backend="b", session_id=batch.id, status=R, dispatch_id=uuid.uuid4())
+    job = await add_job(db, backend="b")
+    assert await place(db, job) is False
+    session.state = SessionState.CLOSED
+    await db.flush()
+    assert await place(db, job, per_executor=3) is True  # an active batch owns nothing
+
+
+async def test_place_alone_refuses_a_full_window_and_session_jobs(db):
+    await add_job(db, backend="b", status=R, dispatch_id=uuid.uuid4())
+    job = await add_job(db, backend="b")
+    # No live executor: the window is one executor's, 2 dispatches; 1 in flight.
+    assert await place(db, job, per_executor=1) is False
+    in_session = await add_job(db, backend="c", session_id=(await add_session(db, backend="c")).id)
+    assert await place(db, in_session) is False  # sessions keep the scheduler's order
+    assert await place(db, job) is True
+
+
+async def test_place_alone_refuses_an_instance_over_its_allocation(db):
+    instance = await add_instance(db, allocation=10.0)
+    await add_job(
+        db,
+        instance_id=instance.id,
+        status=D,
+        execution_seconds=11.0,
+        started_at=ago(9011),
+        finished_at=ago(9000),
+    )
+    job = await add_job(db, backend="b", instance_id=instance.id)
+    assert await place(db, job, allocation_since=ago(4 * 3600)) is False
+    assert await place(db, job, allocation_since=ago(3600)) is True  # its usage aged out of the window

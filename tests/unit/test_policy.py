@@ -13,11 +13,11 @@ from services.scheduler.policy import (
     dispatch_order,
     dispatch_window,
     free_slots,
-    message_priority,
     owning_session,
     plan_dispatches,
 )
 from shared.db.repositories.scheduling import BackendLoad
+from shared.messaging.topology import message_priority
 from shared.sessions.states import SessionMode, SessionState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

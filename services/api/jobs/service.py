@@ -16,9 +16,11 @@ from shared.db.models import Job
 from shared.db.repositories.identity import IdentityRepository
 from shared.db.repositories.jobs import JobFilter, JobRepository
 from shared.db.repositories.sessions import RuntimeSessionRepository
+from shared.db.repositories.together import written_together
 from shared.identity.service import Principal
 from shared.jobs.changes import job_changed
 from shared.jobs.options import context_for, option_warnings
+from shared.jobs.placement import Placement
 from shared.jobs.runner_results import runner_error_results
 from shared.jobs.states import JobStatus, check_job_transition
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
@@ -47,6 +49,9 @@ class JobService:
     # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
     changes: ChangeFeed = field(default_factory=ChangeFeed)
     wait_limit_seconds: float = 30.0
+    # Dispatching a job itself when its backend is idle (decision 39); None leaves every job to the
+    # scheduler.
+    placement: Placement | None = None
 
     async def submit(
         self, body: bytes, principal: Principal, idempotency: IdempotentRequest | None = None
@@ -121,7 +126,9 @@ class JobService:
                 await self._check_session(session, session_id, backend, principal)
             await self._check_concurrency(IdentityRepository(session), principal.instance_id)
             await JobRepository(session).add(job)
-            await job_changed(session, job)
+            async with written_together(session):  # the dispatch's outbox row with the event's
+                placed = self.placement is not None and await self.placement.place(session, job)
+                await job_changed(session, job, wake_scheduler=not placed)
             await remember_answer(session, idempotency, {"id": job.id, "backend": job.backend})
         return job
 

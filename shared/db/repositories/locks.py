@@ -1,6 +1,7 @@
 """PostgreSQL advisory locks: which process does a job that only one may do at a time; and row locks
 that serialise the transactions that change one row."""
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -14,6 +15,9 @@ Row = TypeVar("Row")
 RELAY_LOCK_KEY = 0x71_72_75_6E  # "qrun": one outbox relay at a time per database (events in commit order)
 LEADER_LOCK_KEY = 0x71_73_63_68  # "qsch": one scheduler leads per database
 EVENT_RELAY_KEY = 0x71_65_76_74  # "qevt": one relay publishes events as they commit, in commit order
+# "qplc", with a backend's hash: who may add a dispatch to that backend now (the scheduler's pass, or
+# an api process placing a job alone on an idle backend). A two-key lock: its own key space.
+PLACEMENT_LOCK_KEY = 0x71_70_6C_63
 
 
 async def try_relay_lock(session: AsyncSession) -> bool:
@@ -34,6 +38,28 @@ async def try_event_relay_lock(connection: asyncpg.Connection) -> bool:
 
 async def release_event_relay_lock(connection: asyncpg.Connection) -> None:
     await connection.fetchval("SELECT pg_advisory_unlock($1)", EVENT_RELAY_KEY)
+
+
+async def try_placement_lock(session: AsyncSession, backend: str) -> bool:
+    """Never waits: an api process that cannot have it leaves the job to the scheduler."""
+    connection = await driver(session)
+    return bool(
+        await connection.fetchval(
+            "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", PLACEMENT_LOCK_KEY, backend
+        )
+    )
+
+
+async def placement_locks(session: AsyncSession, backends: Sequence[str]) -> None:
+    """The scheduler's pass waits for them (an api process holds one for a statement or two); held
+    until the transaction ends, so the loads read after this stay true until the dispatches commit."""
+    if not backends:
+        return
+    await (await driver(session)).execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(backend)) FROM unnest($2::varchar[]) AS backend",
+        PLACEMENT_LOCK_KEY,
+        sorted(backends),
+    )
 
 
 async def leader_present(session: AsyncSession) -> bool:

@@ -2,6 +2,7 @@
 usage of each instance. Plain SQL on the driver (shared/db/driver.py), since a pass runs once a job;
 the pass's writes (the dispatch mark, requeues) are job transitions, in jobs.py."""
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,34 @@ UNION ALL
 SELECT instance_id, sum(coalesce(execution_seconds, extract(epoch FROM now() - started_at)))
 FROM jobs WHERE status = 'RUNNING' AND started_at IS NOT NULL
 GROUP BY instance_id"""
+
+# A job placed alone (decision 39): only when every order the policy could choose starts with it,
+# which on its backend means that no other job waits, no dedicated session owns the backend (active,
+# or with a job on its way), a dispatch slot is free and its instance's allocation is not used up.
+# (_IN_FLIGHT's columns are those of the innermost query's jobs.)
+_PLACE_ALONE = f"""
+UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
+WHERE id = $1 AND status = 'QUEUED' AND dispatch_id IS NULL AND session_id IS NULL
+  AND NOT EXISTS (SELECT 1 FROM jobs AS other
+                  WHERE other.backend = $3 AND other.status = 'QUEUED' AND other.dispatch_id IS NULL
+                    AND other.id <> $1)
+  AND NOT EXISTS (SELECT 1 FROM sessions
+                  WHERE sessions.backend = $3 AND sessions.mode = 'dedicated' AND sessions.state <> 'closed'
+                    AND (sessions.state = 'active'
+                         OR EXISTS (SELECT 1 FROM jobs AS own
+                                    WHERE own.session_id = sessions.id AND {_IN_FLIGHT})))
+  AND (SELECT greatest(1, count(*)) * $5 FROM executors
+       WHERE executors.backend = $3 AND executors.stopped_at IS NULL
+         AND executors.heartbeat_at > now() - make_interval(secs => $4))
+      > (SELECT count(DISTINCT dispatch_id) FROM jobs AS flying
+         WHERE flying.backend = $3 AND {_IN_FLIGHT})
+  AND NOT EXISTS (SELECT 1 FROM instances
+                  WHERE instances.id = $6 AND instances.usage_allocation_seconds IS NOT NULL
+                    AND (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
+                         WHERE usage_rollup.instance_key = instances.id
+                           AND usage_rollup.hour >= date_trunc('hour', $7::timestamptz))
+                        >= instances.usage_allocation_seconds)
+RETURNING id"""
 
 _DISPATCHED_UNSTARTED = """
 SELECT instance_id, count(*) FROM jobs
@@ -112,6 +141,31 @@ class SchedulingRepository:
         """Jobs per instance on their way to an executor of this backend (not yet counted as usage)."""
         rows = await (await driver(self.session)).fetch(_DISPATCHED_UNSTARTED, backend)
         return {row[0]: int(row[1]) for row in rows}
+
+    async def place_alone(
+        self,
+        job_id: str,
+        backend: str,
+        instance_id: str | None,
+        dispatch_id: uuid.UUID,
+        *,
+        lease_seconds: float,
+        per_executor: int,
+        allocation_since: datetime,
+    ) -> bool:
+        """Give a queued job a dispatch of its own if the policy could only start it next (see
+        _PLACE_ALONE); the caller holds the backend's placement lock. Returns whether it did."""
+        placed = await (await driver(self.session)).fetchval(
+            _PLACE_ALONE,
+            job_id,
+            dispatch_id,
+            backend,
+            lease_seconds,
+            per_executor,
+            instance_id,
+            allocation_since,
+        )
+        return placed is not None
 
     async def mean_run_seconds(self, backend: str, sample: int = 100) -> float | None:
         """How long this backend's recent jobs ran, on average (the policy's estimate of a job's cost)."""

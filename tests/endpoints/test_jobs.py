@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from services.api.app import build_context
 from shared.db.models import Job, JobResult, OutboxMessage
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionState
@@ -145,6 +146,20 @@ async def test_submission_behind_a_waiting_job_is_left_to_the_scheduler(client, 
     assert body["job_id"] == response.json()["id"]
     job = await db.get(Job, response.json()["id"], populate_existing=True)
     assert job.dispatch_id is None and waiting.dispatch_id is None
+
+
+async def test_submission_with_direct_dispatch_off_is_left_to_the_scheduler(
+    app, client, people, db, api_settings, db_engine, db_factory, parse_pool
+):
+    settings = api_settings.model_copy(update={"direct_dispatch": False})  # QRUNTIME_DIRECT_DISPATCH=false
+    app.state.context = build_context(settings, db_engine, db_factory, parse_pool)
+    start = await last_outbox_id(db)
+    response = await client.post(
+        "/api/v1/jobs", json=sampler_job("aer_simulator"), headers=people.alice.headers
+    )
+    assert response.status_code == 200, response.text
+    [(exchange, _key, body)] = await new_work(db, start)
+    assert (exchange, body["type"], body["job_id"]) == ("commands", "job.submitted", response.json()["id"])
 
 
 async def test_invalid_json(client, people, db):

@@ -33,6 +33,7 @@ from services.api.identity.router import router as identity_router
 from services.api.identity.throttle import AuthThrottle
 from services.api.jobs.router import router as jobs_router
 from services.api.jobs.service import JobService
+from services.api.jobs.status_read import JobStatusRead
 from services.api.limits import BodySizeLimit
 from services.api.metrics import RequestMetrics, metrics_app, refresh_state_gauges_forever, remember_route
 from services.api.metrics import router as metrics_router
@@ -180,6 +181,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_console(app)
     app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(api_router(), prefix=EXPERIMENTAL_PREFIX, include_in_schema=False)
+    # Innermost: a plain status poll is answered before routing, still counted, logged and bounded.
+    app.add_middleware(JobStatusRead, prefixes=(API_PREFIX, EXPERIMENTAL_PREFIX))
     # Inside the size limit: the boundary reads bodies only as far as the limit lets them come.
     app.add_middleware(
         InputBoundary, max_json_depth=settings.max_json_depth, max_number_length=settings.max_number_length

@@ -223,14 +223,20 @@ class IdentityService:
         )
         return IssuedToken(access_token=token, issued_at=issued, expires_at=expires)
 
-    async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
-        # The credential is kept only as a hash, even in memory.
-        key = (hashlib.sha256((authorization or "").encode()).hexdigest(), service_crn or "")
-        remembered = self.principals.get(key)
+    def remembered(self, authorization: str | None, service_crn: str | None) -> Principal | None:
+        """The caller these headers authenticated within the last `QRUNTIME_AUTH_CACHE_SECONDS`, if
+        their authentication is remembered and its token has not expired; None otherwise."""
+        remembered = self.principals.get(_remembered_as(authorization, service_crn))
         # A remembered token had its signature verified when it was remembered (the key is this very
         # header): only its expiry is left to check, and an expired token is refused at once.
         if remembered is not None and (remembered[1] is None or time.time() < remembered[1]):
             return remembered[0]
+        return None
+
+    async def authenticate(self, authorization: str | None, service_crn: str | None) -> Principal:
+        principal = self.remembered(authorization, service_crn)
+        if principal is not None:
+            return principal
         claims: TokenClaims | None = None
         scheme, _, credential = (authorization or "").strip().partition(" ")
         credential = credential.strip()
@@ -246,7 +252,9 @@ class IdentityService:
             except InvalidToken as exc:
                 raise Unauthorized(f"Authentication failed: {exc}.") from exc
         principal = await self._authenticate(credential, claims, service_crn)
-        self.principals.put(key, (principal, claims.expires_at if claims else None))
+        self.principals.put(
+            _remembered_as(authorization, service_crn), (principal, claims.expires_at if claims else None)
+        )
         return principal
 
     async def _authenticate(
@@ -312,3 +320,8 @@ class IdentityService:
                 raise NotFound(ErrorCode.NOT_FOUND, "The instance does not exist.")
             consumed = await repo.usage_seconds(instance_id, self.usage_window_start())
         return Usage(consumed_seconds=consumed, allocation_seconds=instance.usage_allocation_seconds)
+
+
+def _remembered_as(authorization: str | None, service_crn: str | None) -> tuple[str, str]:
+    # The credential is kept only as a hash, even in memory.
+    return hashlib.sha256((authorization or "").encode()).hexdigest(), service_crn or ""

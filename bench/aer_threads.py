@@ -2,7 +2,8 @@
 ideal and with fake_manila's noise, with one thread (qruntime's default, QRUNTIME_SIMULATOR_THREADS=1)
 and with Aer's own default (every core), optionally while another process keeps one core busy, as
 the api, the scheduler and the database do beside an executor. Also checks that a seeded run gives
-the same counts either way (the setting changes speed, never results).
+the same counts either way (the setting changes speed, never results). Last, a Bell call with
+qiskit's job thread and in the calling thread, as the executor's simulator child makes it.
 
     .venv/bin/python bench/aer_threads.py
     .venv/bin/python bench/aer_threads.py --busy     # one core kept busy meanwhile
@@ -15,11 +16,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from qiskit import QuantumCircuit, transpile
+from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import SamplerV2
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from services.executor.primitive_jobs import run_primitive_jobs_in_calling_thread
 
 
 def bell() -> QuantumCircuit:
@@ -41,6 +47,31 @@ def p50_ms(simulator: AerSimulator, circuits: int, repeats: int) -> float:
         sampler.run([circuit] * circuits, shots=1000).result()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
+
+
+def job_thread_table(repeats: int) -> None:
+    """A Bell call with qiskit's job thread (a new thread per `run()`) and in the calling thread, as
+    the executor's simulator child runs it (services/executor/primitive_jobs.py); alternated."""
+    original = PrimitiveJob._submit
+    sampler = SamplerV2.from_backend(AerSimulator(max_parallel_threads=1))
+    circuit = transpile(bell(), AerSimulator())
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for index in range(2 * repeats):
+            here = index % 2 == 1
+            if here:
+                run_primitive_jobs_in_calling_thread()
+            else:
+                PrimitiveJob._submit = original  # type: ignore[method-assign]
+            started = time.perf_counter()
+            sampler.run([circuit], shots=1000).result()
+            times[here].append(time.perf_counter() - started)
+    finally:
+        PrimitiveJob._submit = original  # type: ignore[method-assign]
+    thread, here = (statistics.median(times[key]) * 1000 for key in (False, True))
+    print(
+        f"a Bell call, p50 of {repeats}: {thread:.2f} ms with qiskit's job thread, {here:.2f} ms in the calling thread"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             same += [a.data.meas.get_counts() == b.data.meas.get_counts() for a, b in zip(*runs, strict=True)]
         print(f"seeded counts identical with 1 thread and with Aer's default: {all(same)}")
+        job_thread_table(args.repeats * 10)
         return 0 if all(same) else 1
     finally:
         if hog is not None:

@@ -48,9 +48,9 @@ class JobStatusRead(HttpMiddleware):
         exclude_params = _PLAIN_QUERIES.get(query)
         if not job_id or "/" in job_id or exclude_params is None:
             return None
-        ctx: AppContext = scope["app"].state.context
-        if ctx.auth_throttle.watching:
-            return None  # a failure is recent: the route decides whether this address is refused
+        ctx: AppContext | None = getattr(scope["app"].state, "context", None)
+        if ctx is None or ctx.auth_throttle.watching:
+            return None  # not serving yet, or a failure is recent: the route decides what to answer
         headers = Headers(scope=scope)
         principal = ctx.identity.remembered(headers.get("authorization"), headers.get("service-crn"))
         if principal is None:

@@ -15,8 +15,9 @@ PREFIXES = ("/api/v1", "/experimental/api/v1")
 
 @pytest.fixture
 def remembering(app, api_settings, db_engine, db_factory, parse_pool):
-    """The app, with authentications remembered (the in-process suite's default is not to)."""
-    settings = api_settings.model_copy(update={"auth_cache_seconds": 5})
+    """The app, with authentications remembered (the in-process suite's default is not to), and a
+    failure remembered, for longer than any test takes however slow the machine."""
+    settings = api_settings.model_copy(update={"auth_cache_seconds": 60, "auth_failure_window_seconds": 3600})
     app.state.context = build_context(settings, db_engine, db_factory, parse_pool)
     return app
 

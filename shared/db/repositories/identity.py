@@ -127,9 +127,15 @@ class IdentityRepository:
         return [row[0] for row in rows]
 
 
-_OVER_ALLOCATION = """
-SELECT instances.id FROM instances
-WHERE instances.usage_allocation_seconds IS NOT NULL
+def _allocation_used_up(since: str) -> str:
+    """SQL: the row of `instances` in scope has billed its allocation since `since` (a parameter's
+    placeholder), by the hourly rollup; the scheduling pass and a lone job's placement ask it."""
+    return f"""instances.usage_allocation_seconds IS NOT NULL
   AND (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
-       WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', $1::timestamptz))
+       WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', {since}::timestamptz))
       >= instances.usage_allocation_seconds"""
+
+
+_OVER_ALLOCATION = f"""
+SELECT instances.id FROM instances
+WHERE {_allocation_used_up("$1")}"""

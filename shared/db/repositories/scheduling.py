@@ -12,18 +12,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
 from shared.db.models import Job
+from shared.db.repositories.identity import _allocation_used_up  # the same condition as the pass
 
 # A job in flight: dispatched (QUEUED with a dispatch) or RUNNING.
 _IN_FLIGHT = "(status = 'RUNNING' OR (status = 'QUEUED' AND dispatch_id IS NOT NULL))"
 
+
+def _in_flight_dispatches(backend: str) -> str:
+    """SQL: how many dispatches of the backend `backend` (an expression) are in flight."""
+    return f"(SELECT count(DISTINCT dispatch_id) FROM jobs AS flying WHERE flying.backend = {backend} AND {_IN_FLIGHT})"
+
+
+def _live_executors(backend: str, lease: str) -> str:
+    """SQL: how many executors of `backend` sent a heartbeat within the lease (`lease`, in seconds)."""
+    return f"""(SELECT count(*) FROM executors
+         WHERE executors.backend = {backend} AND executors.stopped_at IS NULL
+           AND executors.heartbeat_at > now() - make_interval(secs => {lease}))"""
+
+
 _BACKEND_LOADS = f"""
 WITH waiting AS (SELECT DISTINCT backend FROM jobs WHERE status = 'QUEUED' AND dispatch_id IS NULL)
 SELECT waiting.backend,
-       (SELECT count(DISTINCT dispatch_id) FROM jobs
-         WHERE jobs.backend = waiting.backend AND {_IN_FLIGHT})::int AS in_flight,
-       (SELECT count(*) FROM executors
-         WHERE executors.backend = waiting.backend AND executors.stopped_at IS NULL
-           AND executors.heartbeat_at > now() - make_interval(secs => $1))::int AS live
+       {_in_flight_dispatches("waiting.backend")}::int AS in_flight,
+       {_live_executors("waiting.backend", "$1")}::int AS live
 FROM waiting"""
 
 _UNDISPATCHED = """
@@ -64,17 +75,9 @@ WHERE id = $1 AND status = 'QUEUED' AND dispatch_id IS NULL AND session_id IS NU
                     AND (sessions.state = 'active'
                          OR EXISTS (SELECT 1 FROM jobs AS own
                                     WHERE own.session_id = sessions.id AND {_IN_FLIGHT})))
-  AND (SELECT greatest(1, count(*)) * $5 FROM executors
-       WHERE executors.backend = $3 AND executors.stopped_at IS NULL
-         AND executors.heartbeat_at > now() - make_interval(secs => $4))
-      > (SELECT count(DISTINCT dispatch_id) FROM jobs AS flying
-         WHERE flying.backend = $3 AND {_IN_FLIGHT})
-  AND NOT EXISTS (SELECT 1 FROM instances
-                  WHERE instances.id = $6 AND instances.usage_allocation_seconds IS NOT NULL
-                    AND (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
-                         WHERE usage_rollup.instance_key = instances.id
-                           AND usage_rollup.hour >= date_trunc('hour', $7::timestamptz))
-                        >= instances.usage_allocation_seconds)
+  -- the dispatch window, as policy.dispatch_window computes it, has room
+  AND greatest(1, {_live_executors("$3", "$4")}) * $5 > {_in_flight_dispatches("$3")}
+  AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.id = $6 AND {_allocation_used_up("$7")})
 RETURNING id"""
 
 _DISPATCHED_UNSTARTED = """

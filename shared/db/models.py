@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -186,6 +187,33 @@ class UsageRollup(Base):
     billed_seconds: Mapped[float] = mapped_column(default=0.0)
 
     __table_args__ = (Index("usage_rollup_hour", "hour"),)
+
+
+class FinalCount(Base):
+    """Jobs and sessions per backend in each final state, folded from `final_count_changes` by the
+    relay's clean-up (migration i14_final_counts): the state gauges count what is unfinished live
+    and read these for the rest, so their cost does not grow with history."""
+
+    __tablename__ = "final_counts"
+
+    subject: Mapped[str] = mapped_column(String(16), primary_key=True)  # 'job' or 'session'
+    backend: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class FinalCountChange(Base):
+    """+1 or -1 of a final count, written by the triggers `jobs_final_count*` and
+    `sessions_final_count*` in the transaction that enters or leaves a final state. Only inserted,
+    so finishing transactions never wait on a shared row; deleted when folded."""
+
+    __tablename__ = "final_count_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    n: Mapped[int] = mapped_column(Integer)
 
 
 class Executor(Base):

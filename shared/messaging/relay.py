@@ -40,6 +40,7 @@ from shared.db.repositories.outbox import (
     OutboxRepository,
     hand_over_after_commit,
 )
+from shared.db.repositories.overview import OverviewRepository
 from shared.kit.settings import Settings
 from shared.kit.supervision import first_of, process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
@@ -202,6 +203,7 @@ class OutboxRelay:
             await OutboxRepository(session).delete_sent_before(KEEP_SENT_SECONDS)
             await EventRepository(session).delete_older_than(self.settings.event_retention_days)
             await IdempotencyRepository(session).delete_older_than(IDEMPOTENCY_RETENTION_SECONDS)
+            await OverviewRepository(session).fold_final_counts()
 
     async def _publish_handed_over(self, exchanges: dict[str, AbstractExchange]) -> None:
         """Publish what this process just committed, in commit order, then mark it sent. A row whose

@@ -1,8 +1,9 @@
 """OverviewRepository: the counts behind backend discovery, `qruntime status` and the gauges."""
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
-from shared.db.models import OutboxMessage
+from shared.db.models import Job, OutboxMessage, RuntimeSession
+from shared.db.repositories.jobs import JobRepository
 from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.overview import OverviewRepository
 from shared.jobs.states import JobStatus
@@ -46,3 +47,65 @@ async def test_sessions_executors_and_outbox_backlog(db):
     assert await overview.outbox_backlog() == backlog + 2
     await db.execute(update(OutboxMessage).values(sent_at=ago(1)))
     assert await overview.outbox_backlog() == 0
+
+
+async def final_changes(db, backend: str) -> list[tuple[str, int]]:
+    rows = await db.execute(
+        text("SELECT state, n FROM final_count_changes WHERE backend = :b ORDER BY id"), {"b": backend}
+    )
+    return [tuple(row) for row in rows]
+
+
+async def test_final_states_are_counted_by_the_transaction_that_enters_or_leaves_them(db):
+    overview = OverviewRepository(db)
+    await add_job(db, backend="fc1", status=JobStatus.DONE)  # inserted final
+    queued = await add_job(db, backend="fc1")
+    running = await add_job(db, backend="fc1", status=JobStatus.RUNNING, started_at=ago(1))
+    assert await final_changes(db, "fc1") == [("DONE", 1)]
+    # Dispatches and starts write nothing; finishing does.
+    await db.execute(update(Job).where(Job.id == queued.id).values(status=JobStatus.QUEUED, attempts=1))
+    await db.execute(update(Job).where(Job.id == running.id).values(status=JobStatus.ERROR))
+    await db.execute(update(Job).where(Job.id == queued.id).values(status=JobStatus.CANCELLED))
+    assert await final_changes(db, "fc1") == [("DONE", 1), ("ERROR", 1), ("CANCELLED", 1)]
+    await JobRepository(db).delete(queued.id)
+    assert await final_changes(db, "fc1") == [("DONE", 1), ("ERROR", 1), ("CANCELLED", 1), ("CANCELLED", -1)]
+    await add_job(db, backend="fc1")
+    counts = await overview.jobs_by_state()
+    assert {state: counts.get(("fc1", state)) for state in JobStatus} == {
+        "QUEUED": 1,
+        "RUNNING": None,
+        "DONE": 1,
+        "ERROR": 1,
+        "CANCELLED": 0,
+    }
+
+
+async def test_a_fold_moves_the_changes_into_the_counts_without_changing_what_is_read(db):
+    overview = OverviewRepository(db)
+    for _ in range(3):
+        await add_job(db, backend="fc2", status=JobStatus.DONE)
+    await add_session(db, backend="fc2", state=SessionState.CLOSED)
+    closing = await add_session(db, backend="fc2", state=SessionState.ACTIVE)
+    await db.execute(
+        update(RuntimeSession).where(RuntimeSession.id == closing.id).values(state=SessionState.CLOSED)
+    )
+    before = (await overview.jobs_by_state(), await overview.sessions_by_state())
+    assert before[0][("fc2", "DONE")] == 3 and before[1][("fc2", "closed")] == 2
+    assert await overview.fold_final_counts() >= 5  # at least this test's five changes
+    assert await final_changes(db, "fc2") == []
+    assert (await overview.jobs_by_state(), await overview.sessions_by_state()) == before
+    await add_job(db, backend="fc2", status=JobStatus.DONE)  # a change beside a folded count
+    assert (await overview.jobs_by_state())[("fc2", "DONE")] == 4
+    await overview.fold_final_counts()
+    assert (await overview.jobs_by_state())[("fc2", "DONE")] == 4
+
+
+async def test_final_counts_are_read_from_the_counts_not_from_the_history(db):
+    """What keeps the gauges' cost flat: a finished job's row is not read again to count it."""
+    overview = OverviewRepository(db)
+    await add_job(db, backend="fc3", status=JobStatus.DONE)
+    await add_session(db, backend="fc3", state=SessionState.CLOSED)
+    await overview.fold_final_counts()
+    await db.execute(text("UPDATE final_counts SET n = n + 1000 WHERE backend = 'fc3'"))
+    assert (await overview.jobs_by_state())[("fc3", "DONE")] == 1001
+    assert (await overview.sessions_by_state())[("fc3", "closed")] == 1001

@@ -6,9 +6,49 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Job, OutboxMessage, RuntimeSession
+from shared.db.driver import driver
+from shared.db.models import Job, OutboxMessage
 from shared.db.repositories.executors import ExecutorRepository
 from shared.jobs.states import JobStatus
+
+# The unfinished parts name their states as constants, not parameters, so that even a prepared
+# statement's generic plan can use the partial indexes (jobs_unfinished_by_backend, sessions_unclosed).
+_UNFINISHED = "(" + ", ".join(f"'{status}'" for status in JobStatus if not status.is_final) + ")"
+
+# One statement, one snapshot: a job that finishes meanwhile is counted once, before or after.
+_JOBS_BY_STATE = f"""
+SELECT backend, status AS state, count(*) AS n FROM jobs WHERE status IN {_UNFINISHED} GROUP BY backend, status
+UNION ALL
+SELECT backend, state, sum(n) AS n FROM (
+    SELECT backend, state, n FROM final_counts WHERE subject = 'job'
+    UNION ALL
+    SELECT backend, state, n FROM final_count_changes WHERE subject = 'job'
+) AS final GROUP BY backend, state
+"""
+
+_QUEUE_LENGTHS = "SELECT backend, count(*) AS n FROM jobs WHERE status = 'QUEUED' GROUP BY backend"
+
+_SESSIONS_BY_STATE = """
+SELECT backend, state, count(*) AS n FROM sessions WHERE state <> 'closed' GROUP BY backend, state
+UNION ALL
+SELECT backend, state, sum(n) AS n FROM (
+    SELECT backend, state, n FROM final_counts WHERE subject = 'session'
+    UNION ALL
+    SELECT backend, state, n FROM final_count_changes WHERE subject = 'session'
+) AS final GROUP BY backend, state
+"""
+
+# Keys in order, so two folds (a relay handing over) take the count rows' locks in one order.
+FOLD_FINAL_COUNTS = """
+WITH folded AS (DELETE FROM final_count_changes RETURNING subject, backend, state, n),
+summed AS (
+    INSERT INTO final_counts AS c (subject, backend, state, n)
+    SELECT subject, backend, state, sum(n) FROM folded GROUP BY subject, backend, state
+    ORDER BY subject, backend, state
+    ON CONFLICT (subject, backend, state) DO UPDATE SET n = c.n + EXCLUDED.n
+)
+SELECT count(*) FROM folded
+"""
 
 
 class OverviewRepository:
@@ -20,24 +60,23 @@ class OverviewRepository:
         return await ExecutorRepository(self.session).live_per_backend(lease_seconds)
 
     async def jobs_by_state(self) -> dict[tuple[str, str], int]:
-        rows = await self.session.execute(
-            select(Job.backend, Job.status, func.count()).group_by(Job.backend, Job.status)
-        )
-        return {(backend, status): int(n) for backend, status, n in rows.tuples()}
+        """Jobs per backend and state: unfinished ones counted live, final ones from the counts."""
+        rows = await (await driver(self.session)).fetch(_JOBS_BY_STATE)
+        return {(row["backend"], row["state"]): int(row["n"]) for row in rows}
 
     async def queue_lengths(self) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(Job.backend, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.backend)
-        )
-        return {backend: int(n) for backend, n in rows.tuples()}
+        rows = await (await driver(self.session)).fetch(_QUEUE_LENGTHS)
+        return {row["backend"]: int(row["n"]) for row in rows}
 
     async def sessions_by_state(self) -> dict[tuple[str, str], int]:
-        rows = await self.session.execute(
-            select(RuntimeSession.backend, RuntimeSession.state, func.count()).group_by(
-                RuntimeSession.backend, RuntimeSession.state
-            )
-        )
-        return {(backend, state): int(n) for backend, state, n in rows.tuples()}
+        """Sessions per backend and state: unclosed ones counted live, closed ones from the counts."""
+        rows = await (await driver(self.session)).fetch(_SESSIONS_BY_STATE)
+        return {(row["backend"], row["state"]): int(row["n"]) for row in rows}
+
+    async def fold_final_counts(self) -> int:
+        """Move the committed changes into the counts; returns how many were folded. Safe beside a
+        concurrent fold: each change row is deleted, and so added, once."""
+        return int(await (await driver(self.session)).fetchval(FOLD_FINAL_COUNTS) or 0)
 
     async def outbox_backlog(self) -> int:
         count = await self.session.scalar(

@@ -15,28 +15,32 @@ from shared.jobs.states import JobStatus
 # statement's generic plan can use the partial indexes (jobs_unfinished_by_backend, sessions_unclosed).
 _UNFINISHED = "(" + ", ".join(f"'{status}'" for status in JobStatus if not status.is_final) + ")"
 
-# One statement, one snapshot: a job that finishes meanwhile is counted once, before or after.
-_JOBS_BY_STATE = f"""
-SELECT backend, status AS state, count(*) AS n FROM jobs WHERE status IN {_UNFINISHED} GROUP BY backend, status
+
+def _by_state(live: str, subject: str) -> str:
+    """SQL: what `live` counts (backend, state, n of the unfinished rows), then the subject's final
+    states from the counts plus the changes not yet folded. One statement, one snapshot: a row that
+    reaches a final state meanwhile is counted once, before or after."""
+    return f"""
+{live}
 UNION ALL
 SELECT backend, state, sum(n) AS n FROM (
-    SELECT backend, state, n FROM final_counts WHERE subject = 'job'
+    SELECT backend, state, n FROM final_counts WHERE subject = '{subject}'
     UNION ALL
-    SELECT backend, state, n FROM final_count_changes WHERE subject = 'job'
+    SELECT backend, state, n FROM final_count_changes WHERE subject = '{subject}'
 ) AS final GROUP BY backend, state
 """
+
+
+_JOBS_BY_STATE = _by_state(
+    f"SELECT backend, status AS state, count(*) AS n FROM jobs WHERE status IN {_UNFINISHED} GROUP BY backend, status",
+    "job",
+)
+_SESSIONS_BY_STATE = _by_state(
+    "SELECT backend, state, count(*) AS n FROM sessions WHERE state <> 'closed' GROUP BY backend, state",
+    "session",
+)
 
 _QUEUE_LENGTHS = "SELECT backend, count(*) AS n FROM jobs WHERE status = 'QUEUED' GROUP BY backend"
-
-_SESSIONS_BY_STATE = """
-SELECT backend, state, count(*) AS n FROM sessions WHERE state <> 'closed' GROUP BY backend, state
-UNION ALL
-SELECT backend, state, sum(n) AS n FROM (
-    SELECT backend, state, n FROM final_counts WHERE subject = 'session'
-    UNION ALL
-    SELECT backend, state, n FROM final_count_changes WHERE subject = 'session'
-) AS final GROUP BY backend, state
-"""
 
 # Keys in order, so two folds (a relay handing over) take the count rows' locks in one order.
 FOLD_FINAL_COUNTS = """

@@ -20,31 +20,25 @@ revision, down_revision, branch_labels, depends_on = "i14_final_counts", "i14_ou
 
 _JOB_FINAL = "('DONE', 'ERROR', 'CANCELLED')"
 
-_JOB_FUNCTION = f"""
-CREATE FUNCTION jobs_final_count() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def _count_function(name: str, subject: str, column: str, final: str) -> str:
+    """A row trigger's function: -1 for the old row when it was final, +1 for the new one when it is."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.status IN {_JOB_FINAL} THEN
-        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('job', OLD.backend, OLD.status, -1);
+    IF TG_OP <> 'INSERT' AND OLD.{column} {final} THEN
+        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('{subject}', OLD.backend, OLD.{column}, -1);
     END IF;
-    IF TG_OP <> 'DELETE' AND NEW.status IN {_JOB_FINAL} THEN
-        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('job', NEW.backend, NEW.status, 1);
+    IF TG_OP <> 'DELETE' AND NEW.{column} {final} THEN
+        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('{subject}', NEW.backend, NEW.{column}, 1);
     END IF;
     RETURN NULL;
 END $$
 """
 
-_SESSION_FUNCTION = """
-CREATE FUNCTION sessions_final_count() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'INSERT' AND OLD.state = 'closed' THEN
-        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('session', OLD.backend, OLD.state, -1);
-    END IF;
-    IF TG_OP <> 'DELETE' AND NEW.state = 'closed' THEN
-        INSERT INTO final_count_changes (subject, backend, state, n) VALUES ('session', NEW.backend, NEW.state, 1);
-    END IF;
-    RETURN NULL;
-END $$
-"""
+
+_JOB_FUNCTION = _count_function("jobs_final_count", "job", "status", f"IN {_JOB_FINAL}")
+_SESSION_FUNCTION = _count_function("sessions_final_count", "session", "state", "= 'closed'")
 
 # A truncated table has no final rows left to count.
 _FORGET_FUNCTION = """

@@ -250,19 +250,33 @@ class ExecutorService:
         another executor after a redelivery, still wins: the record then finds them gone and keeps
         nothing. Session jobs are claimed first, because a start changes their session's clock.
         None when nothing of the dispatch is left to run."""
-        job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
         await self.worker.start()  # no run without a working simulator (as for a claim)
-        async with single_statement(self.sessions) as session:
-            queued = await JobRepository(session).dispatched(job_ids, dispatch.dispatch_id)
-        if not queued:
-            return None
-        if any(job.session_id or job.attempts >= self.settings.max_job_attempts for job in queued):
-            return await self._claim_and_run(dispatch, redelivered=False)  # the usual claim decides
+        if isinstance(dispatch, Dispatch) and dispatch.inputs is not None:
+            # Placed by the api with the job's inputs, at its submission: a first attempt, outside
+            # sessions. Not read back: if the job was cancelled meanwhile, the record keeps nothing
+            # (and a run past the first look finds it at its claim).
+            sent = dispatch.inputs
+            time_limit = self._time_limit(sent.max_execution_time)
+            jobs = [ClaimedJob(dispatch.job_id, sent.program_id, sent.params, time_limit, attempts=1)]
+        else:
+            job_ids = [dispatch.job_id] if isinstance(dispatch, Dispatch) else dispatch.job_ids
+            async with single_statement(self.sessions) as session:
+                queued = await JobRepository(session).dispatched(job_ids, dispatch.dispatch_id)
+            if not queued:
+                return None
+            if any(job.session_id or job.attempts >= self.settings.max_job_attempts for job in queued):
+                return await self._claim_and_run(dispatch, redelivered=False)  # the usual claim decides
+            jobs = [
+                ClaimedJob(
+                    job.id,
+                    job.program_id,
+                    job.params,
+                    self._time_limit(job.max_execution_time),
+                    job.attempts + 1,
+                )
+                for job in queued
+            ]
         dispatch_id = str(dispatch.dispatch_id)
-        jobs = [
-            ClaimedJob(job.id, job.program_id, job.params, self._time_limit(job), job.attempts + 1)
-            for job in queued
-        ]
         claimed: list[ClaimedJob] | None = None  # once the run outlasted the first look
 
         async def should_stop(elapsed: float) -> bool:
@@ -318,7 +332,7 @@ class ExecutorService:
                         job.id,
                         job.program_id,
                         job.params,
-                        self._time_limit(job),
+                        self._time_limit(job.max_execution_time),
                         job.attempts,
                         job.session_id,
                     )
@@ -328,9 +342,9 @@ class ExecutorService:
             self._beaten_at = time.monotonic()
         return claimed
 
-    def _time_limit(self, job: Job) -> int:
-        """The job's max execution time: its own (`cost`) capped at the system limit, or the default."""
-        requested = job.max_execution_time or self.settings.default_max_execution_time
+    def _time_limit(self, max_execution_time: int | None) -> int:
+        """A job's max execution time: its own (`cost`) capped at the system limit, or the default."""
+        requested = max_execution_time or self.settings.default_max_execution_time
         return min(requested, self.settings.max_execution_time_limit)
 
     async def _simulate(

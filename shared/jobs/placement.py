@@ -23,8 +23,13 @@ from shared.db.repositories.outbox import OutboxRepository
 from shared.db.repositories.scheduling import SchedulingRepository
 from shared.kit.metrics import DISPATCH_LATENCY
 from shared.kit.settings import Settings
-from shared.messaging.messages import Dispatch, DispatchGroup, Message
+from shared.messaging.messages import Dispatch, DispatchedInputs, DispatchGroup, Message
 from shared.messaging.topology import DISPATCH, message_priority
+
+# A placed job's inputs up to this size travel with its dispatch (the executor then skips reading
+# them back: a round trip on the way to every such job's start); larger ones are read from the row,
+# so the outbox and the broker never carry a large copy.
+INLINE_INPUTS_BYTES = 16 * 1024
 
 
 async def add_dispatch(
@@ -35,18 +40,35 @@ async def add_dispatch(
     *,
     any_in_session: bool,
     top_priority: int,
+    inputs: DispatchedInputs | None = None,
 ) -> None:
-    """The message that hands these jobs (already marked with `dispatch_id`) to the backend's queue."""
+    """The message that hands these jobs (already marked with `dispatch_id`) to the backend's queue;
+    `inputs`, a lone job's inputs, travel with it."""
     message: Message
     if len(job_ids) == 1:
         message = Dispatch(
-            dispatch_id=dispatch_id, job_id=job_ids[0], backend=backend, any_in_session=any_in_session
+            dispatch_id=dispatch_id,
+            job_id=job_ids[0],
+            backend=backend,
+            any_in_session=any_in_session,
+            inputs=inputs,
         )
     else:
         message = DispatchGroup(
             dispatch_id=dispatch_id, job_ids=list(job_ids), backend=backend, any_in_session=any_in_session
         )
     await outbox.add(DISPATCH, backend, message, priority=message_priority(top_priority))
+
+
+def inputs_of(job: Job) -> DispatchedInputs | None:
+    """What of the job travels with its dispatch: its inputs when they are small enough."""
+    if (
+        len(job.params) > INLINE_INPUTS_BYTES
+    ):  # ASCII JSON (json.dumps escapes the rest): characters are bytes
+        return None
+    return DispatchedInputs(
+        program_id=job.program_id, params=job.params, max_execution_time=job.max_execution_time
+    )
 
 
 def observe_dispatch_latency(backend: str, created_at: datetime) -> None:
@@ -96,6 +118,7 @@ class Placement:
             job.backend,
             any_in_session=False,
             top_priority=job.priority,
+            inputs=inputs_of(job),
         )
         observe_dispatch_latency(job.backend, job.created_at)
         return True

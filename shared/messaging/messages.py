@@ -47,8 +47,20 @@ class JobFinished(Message):
     session_id: str | None = None
 
 
+class DispatchedInputs(BaseModel):
+    """A job's inputs as they were stored, sent with the dispatch that the api makes in the job's
+    own transaction: the executor runs the job without reading them back first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program_id: str
+    params: str
+    max_execution_time: int | None = None
+
+
 class Dispatch(Message):
-    """scheduler -> executor of one backend: run this job."""
+    """scheduler (or the api, for a job it places at its submission) -> executor of one backend: run
+    this job."""
 
     type: Literal["dispatch"] = "dispatch"
     dispatch_id: uuid.UUID
@@ -57,6 +69,10 @@ class Dispatch(Message):
     # False when no job of the dispatch is in a session: its claim has no sessions to lock first.
     # (A job's session never changes; a sender older than this field leaves it True.)
     any_in_session: bool = True
+    # The job's inputs, when the api dispatched a small job itself (None: read them from the job's
+    # row, as a reader older than this field always does). Only ever a copy: the record stores a
+    # result only with the digest of the stored input, so a stale or altered copy stores nothing.
+    inputs: DispatchedInputs | None = None
 
 
 class DispatchGroup(Message):

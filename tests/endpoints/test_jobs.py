@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 
 from services.api.app import build_context
 from shared.db.models import Job, JobResult, OutboxMessage
+from shared.jobs.placement import INLINE_INPUTS_BYTES
 from shared.jobs.states import JobStatus
 from shared.sessions.states import SessionState
 from tests.endpoints.conftest import MAX_REQUEST_BYTES, written
 from tests.endpoints.conftest import refusal as refused
 from tests.inprocess import add_instance, add_job, add_session, ago
-from tests.stack import BELL_QASM2, sampler_job
+from tests.stack import BELL_QASM2, layered_qasm, sampler_job
 
 SIX_QUBITS = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[6];\ncreg c[6];\nh q[0];\nmeasure q -> c;\n'
 UNKNOWN_ID = "0123456789abcdef0123"
@@ -130,8 +131,21 @@ async def test_submission_to_an_idle_backend_is_dispatched_in_its_own_transactio
     assert (exchange, key, body["type"], body["job_id"]) == ("dispatch", "aer_simulator", "dispatch", job_id)
     job = await db.get(Job, job_id, populate_existing=True)
     assert str(job.dispatch_id) == body["dispatch_id"] and job.status is JobStatus.QUEUED
+    # Its inputs travel with it, exactly as stored: the executor need not read them back.
+    assert body["inputs"] == {"program_id": "sampler", "params": job.params, "max_execution_time": None}
     view = await client.get(f"/api/v1/jobs/{job_id}", headers=people.alice.headers)
     assert view.json()["status"] == "Queued" and view.json()["params"]["pubs"]
+
+
+async def test_a_placed_job_with_large_inputs_is_dispatched_without_them(client, people, db):
+    start = await last_outbox_id(db)
+    big = sampler_job("aer_simulator", circuit=layered_qasm(20, 200), cost=60)
+    response = await client.post("/api/v1/jobs", json=big, headers=people.alice.headers)
+    assert response.status_code == 200, response.text
+    [(_exchange, _key, body)] = await new_work(db, start)
+    job = await db.get(Job, response.json()["id"], populate_existing=True)
+    assert len(job.params) > INLINE_INPUTS_BYTES  # so the executor reads them from the row
+    assert body["type"] == "dispatch" and body["job_id"] == job.id and body["inputs"] is None
 
 
 async def test_submission_behind_a_waiting_job_is_left_to_the_scheduler(client, people, db):

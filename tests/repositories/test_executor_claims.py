@@ -6,16 +6,17 @@ recorded with its start, and one that runs longer is claimed while it runs."""
 import json
 import uuid
 
+import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from sqlalchemy import select
 
-from services.executor.service import ExecutorService
+from services.executor.service import ExecutorService, ResultMismatch
 from shared.db.models import EventRecord, Executor, Job
 from shared.db.repositories.jobs import JobRepository
 from shared.jobs.states import JobStatus
 from shared.kit.settings import Settings
-from shared.messaging.messages import Dispatch
+from shared.messaging.messages import Dispatch, DispatchedInputs
 from tests.inprocess import add_executor, add_job, ago
 from tests.stack import layered_qasm
 
@@ -126,3 +127,77 @@ async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
     done = await JobRepository(db).get(job.id)
     assert done.status is JobStatus.DONE and done.attempts == 1 and done.execution_seconds > 0.2
     assert await _states_announced(db, job.id) == ["running", "done"]
+
+
+def _bell() -> QuantumCircuit:
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure([0, 1], [0, 1])
+    return bell
+
+
+async def _placed_with_inputs(db, executor: ExecutorService, job: Job, sent_params: str) -> None:
+    """Handle the dispatch the api makes at a submission: `job` alone, with inputs in the message."""
+    dispatch = Dispatch(
+        dispatch_id=job.dispatch_id,
+        job_id=job.id,
+        backend="aer_simulator",
+        any_in_session=False,
+        inputs=DispatchedInputs(program_id="sampler", params=sent_params, max_execution_time=None),
+    )
+    try:
+        await executor.handle(dispatch, redelivered=False)
+    finally:
+        await executor.worker.stop()
+
+
+async def test_a_job_dispatched_with_its_inputs_runs_without_reading_them_back(
+    db, db_factory, migrated_database_url, monkeypatch
+):
+    executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
+    executor.worker.look_seconds = 600.0  # recorded unclaimed, however slow the machine
+    params = _sampler_params(_bell(), 300)
+    job = await add_job(db, dispatch_id=uuid.uuid4(), dispatched_at=ago(1), params=params)
+    await db.commit()
+
+    async def no_read(*_args):
+        raise AssertionError("the inputs came with the dispatch; they are not read back")
+
+    monkeypatch.setattr(JobRepository, "dispatched", no_read)
+    await _placed_with_inputs(db, executor, job, params)
+    assert claims.taken == []
+    done = await JobRepository(db).get(job.id)
+    assert done.status is JobStatus.DONE and done.attempts == 1 and done.executor_id == executor.id
+    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
+    assert sum(result[0].data.c.get_counts().values()) == 300
+    assert await _states_announced(db, job.id) == ["running", "done"]
+
+
+async def test_a_job_cancelled_after_its_dispatch_keeps_no_result_from_the_copy(
+    db, db_factory, migrated_database_url
+):
+    executor, _claims = await _watched_executor(db, db_factory, migrated_database_url)
+    params = _sampler_params(_bell(), 300)
+    job = await add_job(
+        db, status=JobStatus.CANCELLED, dispatch_id=uuid.uuid4(), dispatched_at=ago(1), params=params
+    )
+    await db.commit()
+    await _placed_with_inputs(db, executor, job, params)  # runs the copy: nothing is read first
+    after = await JobRepository(db).get(job.id)
+    assert after.status is JobStatus.CANCELLED and after.executor_id is None
+    assert await JobRepository(db).get_result(job.id) is None
+
+
+async def test_inputs_in_a_dispatch_that_are_not_the_stored_ones_store_nothing(
+    db, db_factory, migrated_database_url
+):
+    executor, _claims = await _watched_executor(db, db_factory, migrated_database_url)
+    stored = _sampler_params(_bell(), 300)
+    job = await add_job(db, dispatch_id=uuid.uuid4(), dispatched_at=ago(1), params=stored)
+    await db.commit()
+    with pytest.raises(ResultMismatch):  # the message is nacked; its redelivery reads the row
+        await _placed_with_inputs(db, executor, job, _sampler_params(_bell(), 200))
+    after = await JobRepository(db).get(job.id)
+    assert after.status is JobStatus.QUEUED and after.attempts == 0
+    assert await JobRepository(db).get_result(job.id) is None

@@ -79,6 +79,27 @@ async def _watched_executor(db, db_factory, database_url: str) -> tuple[Executor
     return executor, claims
 
 
+def _bell() -> QuantumCircuit:
+    bell = QuantumCircuit(2, 2)
+    bell.h(0)
+    bell.cx(0, 1)
+    bell.measure([0, 1], [0, 1])
+    return bell
+
+
+async def _done_unclaimed(db, executor: ExecutorService, claims: ClaimSpy, job: Job, shots: int) -> Job:
+    """The job ran to the end before any claim (a run that ends before the first look is never
+    claimed) and was recorded DONE here with its counts; its start was announced before its end, in
+    the record's transaction, as if it had been claimed."""
+    assert claims.taken == []
+    done = await JobRepository(db).get(job.id)
+    assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
+    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
+    assert sum(result[0].data.c.get_counts().values()) == shots
+    assert await _states_announced(db, job.id) == ["running", "done"]
+    return done
+
+
 async def _handled_alone(db, executor: ExecutorService, params: str) -> Job:
     """A job dispatched alone, outside sessions, handled by `executor` (first delivery)."""
     dispatch_id = uuid.uuid4()
@@ -101,20 +122,10 @@ async def test_a_short_dispatch_outside_sessions_is_recorded_with_its_start_uncl
     # The first look comes after the run however slow the machine is: this is about what a run
     # that ends before it writes, not about how fast a Bell circuit runs here.
     executor.worker.look_seconds = 600.0
-    bell = QuantumCircuit(2, 2)
-    bell.h(0)
-    bell.cx(0, 1)
-    bell.measure([0, 1], [0, 1])
-    job = await _handled_alone(db, executor, _sampler_params(bell, 200))
-    assert claims.taken == []  # a run that ends before the first look is never claimed
-    done = await JobRepository(db).get(job.id)
-    assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
+    job = await _handled_alone(db, executor, _sampler_params(_bell(), 200))
+    done = await _done_unclaimed(db, executor, claims, job, shots=200)
     # Started when the run began, before the record (now() is the test transaction's start).
     assert done.started_at < done.finished_at and done.execution_seconds > 0
-    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
-    assert sum(result[0].data.c.get_counts().values()) == 200
-    # Its start is announced before its end, in the record's transaction, as if it had been claimed.
-    assert await _states_announced(db, job.id) == ["running", "done"]
 
 
 async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
@@ -127,14 +138,6 @@ async def test_a_run_that_outlasts_the_first_look_is_claimed_while_it_runs(
     done = await JobRepository(db).get(job.id)
     assert done.status is JobStatus.DONE and done.attempts == 1 and done.execution_seconds > 0.2
     assert await _states_announced(db, job.id) == ["running", "done"]
-
-
-def _bell() -> QuantumCircuit:
-    bell = QuantumCircuit(2, 2)
-    bell.h(0)
-    bell.cx(0, 1)
-    bell.measure([0, 1], [0, 1])
-    return bell
 
 
 async def _placed_with_inputs(db, executor: ExecutorService, job: Job, sent_params: str) -> None:
@@ -166,12 +169,7 @@ async def test_a_job_dispatched_with_its_inputs_runs_without_reading_them_back(
 
     monkeypatch.setattr(JobRepository, "dispatched", no_read)
     await _placed_with_inputs(db, executor, job, params)
-    assert claims.taken == []
-    done = await JobRepository(db).get(job.id)
-    assert done.status is JobStatus.DONE and done.attempts == 1 and done.executor_id == executor.id
-    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
-    assert sum(result[0].data.c.get_counts().values()) == 300
-    assert await _states_announced(db, job.id) == ["running", "done"]
+    await _done_unclaimed(db, executor, claims, job, shots=300)
 
 
 async def test_a_job_cancelled_after_its_dispatch_keeps_no_result_from_the_copy(

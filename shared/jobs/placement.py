@@ -62,9 +62,8 @@ async def add_dispatch(
 
 def inputs_of(job: Job) -> DispatchedInputs | None:
     """What of the job travels with its dispatch: its inputs when they are small enough."""
-    if (
-        len(job.params) > INLINE_INPUTS_BYTES
-    ):  # ASCII JSON (json.dumps escapes the rest): characters are bytes
+    # The inputs are ASCII JSON (json.dumps escapes the rest): their characters are their bytes.
+    if len(job.params) > INLINE_INPUTS_BYTES:
         return None
     return DispatchedInputs(
         program_id=job.program_id, params=job.params, max_execution_time=job.max_execution_time

@@ -19,9 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Barrier
 from qiskit.primitives import PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.observables_array import ObservablesArray
+from qiskit.quantum_info import SparseObservable
 
+from services.executor.simulators import ProgramSimulator
 from shared.jobs.options import estimator_model_options
 
 DEFAULT_PRECISION = 0.015625
@@ -58,12 +63,19 @@ def estimate(
         groups.setdefault(pub.precision, []).append(index)
     pub_results: list[PubResult | None] = [None] * len(coerced)
     for group_number, (precision, indices) in enumerate(groups.items()):
-        program, _ = prepare([coerced[i] for i in indices], model, None, add_tags=False, backend=device)
+        group = [coerced[i] for i in indices]
+        group_simulator = simulator
+        # Dynamical decoupling reads each device qubit's gate durations by the circuit's numbering.
+        if isinstance(simulator, ProgramSimulator) and not finalized.dynamical_decoupling.enable:
+            group, layout = on_used_qubits(group)
+            if layout is not None:
+                group_simulator = simulator.on_layout(layout)
+        program, _ = prepare(group, model, None, add_tags=False, backend=device)
         for item in program.items:
             if isinstance(item, SamplexItem):
                 item.samplex.finalize()
         group_seed = None if seed is None else seed + group_number
-        raw = run_quantum_program(simulator, program, SimulatorOptions(seed_simulator=group_seed))
+        raw = run_quantum_program(group_simulator, program, SimulatorOptions(seed_simulator=group_seed))
         processed = estimator_v2_post_processor_v0_1(raw)
         shots = int(raw.passthrough_data["post_processor"]["shots"])
         for offset, index in enumerate(indices):
@@ -72,6 +84,81 @@ def estimate(
         [result for result in pub_results if result is not None],
         metadata=_job_metadata(finalized, warnings_),
     )
+
+
+def on_used_qubits(pubs: list[EstimatorPub]) -> tuple[list[EstimatorPub], tuple[int, ...] | None]:
+    """The pubs on the qubits they use, renumbered from 0, and the device qubit of each (None: the
+    pubs as they are, using every qubit or not renumbered, below).
+
+    An ISA circuit spans the whole device, and the sampling program measures (and twirls) every
+    qubit of it: a 2-qubit ansatz on fake_manila simulated 5 qubits, and on the 27-qubit fake_kolkata
+    never finished. A qubit that no gate touches and no observable reads adds nothing to any
+    expectation value: a fake device's errors act on the qubits of their gate and readout only, so
+    its outcomes are independent of the others, and the estimate of an observable that is the
+    identity there does not read them. qiskit-aer's own local estimator drops such qubits the same
+    way. Circuits with classical bits or control flow run as they are."""
+    width = pubs[0].circuit.num_qubits
+    if any(
+        pub.circuit.num_qubits != width or pub.circuit.num_clbits or pub.circuit.has_control_flow_op()
+        for pub in pubs
+    ):
+        return pubs, None
+    used: set[int] = set()
+    for pub in pubs:
+        circuit = pub.circuit
+        for instruction in circuit.data:
+            if instruction.operation.name != "barrier":
+                used.update(circuit.find_bit(qubit).index for qubit in instruction.qubits)
+        for observable in pub.observables.sparse_observables_array().ravel():
+            for _, qubits, _ in observable.to_sparse_list():
+                used.update(qubits)
+    if not used or len(used) == width:
+        return pubs, None
+    layout = tuple(sorted(used))
+    number = {qubit: index for index, qubit in enumerate(layout)}
+    renumbered = [
+        EstimatorPub(
+            _renumbered_circuit(pub.circuit, number),
+            _renumbered_observables(pub.observables, number),
+            pub.parameter_values,
+            pub.precision,
+        )
+        for pub in pubs
+    ]
+    return renumbered, layout
+
+
+def _renumbered_circuit(circuit: QuantumCircuit, number: dict[int, int]) -> QuantumCircuit:
+    renumbered = QuantumCircuit(
+        len(number), global_phase=circuit.global_phase, name=circuit.name, metadata=circuit.metadata
+    )
+    for instruction in circuit.data:
+        qubits = [
+            number[index]
+            for index in (circuit.find_bit(q).index for q in instruction.qubits)
+            if index in number
+        ]
+        operation = instruction.operation
+        if operation.name == "barrier":
+            if qubits:  # a barrier keeps the qubits it still has
+                renumbered.append(Barrier(len(qubits), label=operation.label), qubits, copy=False)
+            continue
+        renumbered.append(operation, qubits, copy=False)
+    return renumbered
+
+
+def _renumbered_observables(observables: ObservablesArray, number: dict[int, int]) -> ObservablesArray:
+    array = observables.sparse_observables_array()
+    renumbered = np.empty(array.shape, dtype=object)
+    for index in np.ndindex(array.shape):
+        renumbered[index] = SparseObservable.from_sparse_list(
+            [
+                (label, [number[q] for q in qubits], coeff)
+                for label, qubits, coeff in array[index].to_sparse_list()
+            ],
+            num_qubits=len(number),
+        )
+    return ObservablesArray(renumbered)
 
 
 def twirls_gates(params: dict[str, Any], ideal: bool) -> bool:

@@ -25,7 +25,6 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit.transpiler.passes import GatesInBasis
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel
 from qiskit_aer.primitives import SamplerV2
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
@@ -66,7 +65,7 @@ class SimulatorRuntime:
         else:
             self.device = fake_device(backend_name)
             # Both simulators share the one noise model (it is only read).
-            noise = DeviceNoiseModel(NoiseModel.from_backend(self.device))
+            noise = DeviceNoiseModel.of_device(self.device)
             self.simulator = device_simulator(DeviceSimulator, self.device, threads, noise)
             self.program_simulator = device_simulator(ProgramSimulator, self.device, threads, noise)
         self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)

@@ -9,15 +9,23 @@ import numpy as np
 import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import efficient_su2
-from qiskit.quantum_info import SparsePauliOp
+from qiskit.quantum_info import SparsePauliOp, SuperOp
 from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel, pauli_error
+from qiskit_aer.noise import NoiseModel, QuantumError, amplitude_damping_error, pauli_error
 from qiskit_aer.primitives import SamplerV2
 
 from services.executor.estimation import estimate
 from services.executor.simulation import SimulatorRuntime
-from services.executor.simulators import KEPT_VIEWS, MUTATORS, DeviceNoiseModel
+from services.executor.simulators import (
+    KEPT_VIEWS,
+    MUTATORS,
+    DeviceNoiseModel,
+    ProgramSimulator,
+    device_simulator,
+    merged_terms,
+)
+from shared.backends.catalog import fake_device
 
 HAMILTONIAN = SparsePauliOp.from_list(
     [("II", -1.05), ("IZ", 0.39), ("ZI", -0.39), ("ZZ", -0.011), ("XX", 0.18)]
@@ -48,6 +56,12 @@ def _value(result: Any) -> float:
     return float(result[0].data.evs)
 
 
+def _fresh_program_simulator(runtime: SimulatorRuntime) -> AerSimulator:
+    """A simulator built from the device for this job alone, as before the child kept its own."""
+    noise = DeviceNoiseModel.of_device(runtime.device)
+    return device_simulator(ProgramSimulator, runtime.device, 1, noise)
+
+
 def test_run_quantum_program_gets_the_same_simulator_every_time(runtime: SimulatorRuntime) -> None:
     assert copy.deepcopy(runtime.program_simulator) is runtime.program_simulator
     assert runtime.program_simulator is not runtime.simulator
@@ -61,7 +75,7 @@ def test_seeded_results_are_those_of_a_fresh_copy_per_job(runtime: SimulatorRunt
     ours = _value(result)
     again = _value(runtime._estimate(params, params["options"]))
     # What the code did before: run_quantum_program deep-copied a simulator built from the device.
-    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    fresh = _fresh_program_simulator(runtime)
     isa, observables, values, precision = params["pubs"][0]
     reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))
     assert ours == again == reference
@@ -81,8 +95,121 @@ def test_the_noise_model_is_converted_once_and_is_the_devices(runtime: Simulator
     noise = runtime.simulator.options.noise_model
     assert noise is runtime.program_simulator.options.noise_model
     assert noise.to_dict(serializable=True) is noise.to_dict(serializable=True)
-    fresh = NoiseModel.from_backend(runtime.device).to_dict(serializable=True)
-    assert _without_ids(noise.to_dict(serializable=True)) == _without_ids(fresh)
+    fresh = NoiseModel.from_backend(runtime.device)
+    _assert_same_channels(noise, fresh)
+    assert noise._default_quantum_errors == fresh._default_quantum_errors == {}
+    assert _without_ids({"errors": _readout(noise)}) == _without_ids({"errors": _readout(fresh)})
+
+
+def _assert_same_channels(noise: NoiseModel, reference: NoiseModel) -> None:
+    """Every gate error of `noise` is the reference's, as a superoperator."""
+    errors = [(name, errors) for name, errors in noise._local_quantum_errors.items()]
+    assert {(n, q) for n, e in errors for q in e} == {
+        (n, q) for n, e in reference._local_quantum_errors.items() for q in e
+    }
+    for name, by_qubits in errors:
+        for qubits, error in by_qubits.items():
+            expected = reference._local_quantum_errors[name][qubits]
+            assert np.allclose(
+                SuperOp(error.to_quantumchannel()).data,
+                SuperOp(expected.to_quantumchannel()).data,
+                rtol=0,
+                atol=1e-12,
+            ), (name, qubits)
+
+
+def _readout(noise: NoiseModel) -> list[dict[str, Any]]:
+    return [error for error in noise.to_dict(serializable=True)["errors"] if error["type"] == "roerror"]
+
+
+@pytest.mark.parametrize("device", ["fake_manila", "fake_kolkata"])
+def test_merged_terms_are_the_same_channel_with_fewer_terms(device: str) -> None:
+    fresh = NoiseModel.from_backend(fake_device(device))
+    merged = DeviceNoiseModel.of_device(fake_device(device))
+    _assert_same_channels(merged, fresh)
+
+    def terms(noise: NoiseModel) -> int:
+        return sum(
+            len(e.probabilities) for errors in noise._local_quantum_errors.values() for e in errors.values()
+        )
+
+    assert terms(merged) < terms(fresh) / 1.5
+    # The two-qubit gate's 144 terms (16 Paulis times each qubit's identity, Z or reset) are 25 maps.
+    full = [
+        pair for pair, error in fresh._local_quantum_errors["cx"].items() if len(error.probabilities) == 144
+    ]
+    assert full
+    assert {len(merged._local_quantum_errors["cx"][pair].probabilities) for pair in full} == {25}
+
+
+def test_merged_terms_keep_what_they_cannot_merge() -> None:
+    amplitude = amplitude_damping_error(0.1)  # a Kraus channel, not Paulis and resets
+    assert merged_terms(amplitude) is amplitude
+    flips = pauli_error([("X", 0.1), ("Z", 0.2), ("I", 0.7)])  # nothing equal to merge
+    assert merged_terms(flips) is flips
+    twice = QuantumError(
+        [
+            (_ops(("x", 0)), 0.25),
+            (_ops(("reset", 0), ("x", 0)), 0.25),
+            (_ops(("z", 0), ("reset", 0), ("x", 0)), 0.5),
+        ]
+    )
+    merged = merged_terms(twice)
+    assert len(merged.probabilities) == 2 and sorted(merged.probabilities) == [0.25, 0.75]
+    assert SuperOp(merged.to_quantumchannel()) == SuperOp(twice.to_quantumchannel())
+
+
+def _ops(*steps: tuple[str, int]) -> QuantumCircuit:
+    circuit = QuantumCircuit(1)
+    for name, qubit in steps:
+        getattr(circuit, name)(qubit)
+    return circuit
+
+
+def test_merged_terms_are_paulis_and_resets_so_the_stabilizer_method_still_runs(
+    runtime: SimulatorRuntime,
+) -> None:
+    """The stabilizer method (what simulates a wide Clifford circuit) needs every error to be Clifford:
+    fake_manila's are, and stay so merged."""
+    noise = runtime.simulator.options.noise_model
+    names = {
+        instruction["name"]
+        for error in noise.to_dict()["errors"]
+        for term in error.get("instructions", ())
+        for instruction in term
+    }
+    assert names <= {"pauli", "reset", "id", "x", "y", "z"}, names
+    ghz = QuantumCircuit(5)
+    ghz.h(0)
+    for qubit in range(4):
+        ghz.cx(qubit, qubit + 1)
+    ghz.measure_all()
+    isa = runtime.pass_manager.run(ghz)
+    result = runtime.simulator.run(isa, shots=400, seed_simulator=3, method="stabilizer").result()
+    assert result.success and result.results[0].metadata["method"] == "stabilizer"
+    counts = result.get_counts()
+    assert counts.get("00000", 0) + counts.get("11111", 0) > 200, counts
+
+
+def test_trajectories_with_merged_terms_follow_the_same_distribution(runtime: SimulatorRuntime) -> None:
+    """Where qiskit-aer samples trajectories (statevector: a term drawn per gate and shot) the same
+    seed draws different terms from the merged mixture; the counts follow the same distribution."""
+    circuit = QuantumCircuit(3)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.cx(1, 2)
+    circuit.delay(40000, 2)  # in dt: relaxation, so resets carry weight
+    circuit.measure_all()
+    isa = runtime.pass_manager.run(circuit)
+    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    shots = 20000
+    counts = [
+        simulator.run(isa, shots=shots, seed_simulator=4, method="statevector").result().get_counts()
+        for simulator in (runtime.simulator, fresh)
+    ]
+    assert counts[0] != counts[1]
+    distance = sum(abs(counts[0].get(k, 0) - counts[1].get(k, 0)) for k in set(counts[0]) | set(counts[1]))
+    assert distance / (2 * shots) < 0.02, counts
 
 
 def _without_ids(document: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +304,7 @@ def test_twirled_and_mitigated_estimates_are_those_of_a_fresh_simulator(runtime:
     result = runtime._estimate(params, params["options"])
     assert result.metadata["resilience_level"] == 1 and result.metadata["twirling"]["enable_measure"]
     ours = _value(result)
-    fresh = AerSimulator.from_backend(runtime.device, max_parallel_threads=1)
+    fresh = _fresh_program_simulator(runtime)
     isa, observables, values, precision = params["pubs"][0]
     reference = _value(estimate(fresh, runtime.device, [(isa, observables, values, precision)], params, []))
     assert ours == reference

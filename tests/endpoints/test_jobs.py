@@ -148,6 +148,27 @@ async def test_a_placed_job_with_large_inputs_is_dispatched_without_them(client,
     assert body["type"] == "dispatch" and body["job_id"] == job.id and body["inputs"] is None
 
 
+async def test_a_session_job_on_an_idle_backend_is_dispatched_for_its_claim(client, people, db):
+    """Decision 44: a session job the policy could only start next is dispatched by the api too,
+    marked as a session's, so the executor claims it (moving the session's clock) before the run."""
+    session = await add_session(db, user_id=people.alice.user.id)
+    start = await last_outbox_id(db)
+    response = await client.post(
+        "/api/v1/jobs", json=sampler_job("aer_simulator", session_id=session.id), headers=people.alice.headers
+    )
+    assert response.status_code == 200, response.text
+    [(exchange, key, body)] = await new_work(db, start)
+    assert (exchange, key, body["type"], body["job_id"]) == (
+        "dispatch",
+        "aer_simulator",
+        "dispatch",
+        response.json()["id"],
+    )
+    assert body["any_in_session"] is True and body["inputs"] is None  # the claim reads the inputs
+    job = await db.get(Job, response.json()["id"], populate_existing=True)
+    assert str(job.dispatch_id) == body["dispatch_id"] and job.session_id == session.id
+
+
 async def test_submission_behind_a_waiting_job_is_left_to_the_scheduler(client, people, db):
     waiting = await add_job(db, backend="aer_simulator", created_at=ago(5))
     start = await last_outbox_id(db)

@@ -130,13 +130,40 @@ async def test_place_alone_refuses_while_a_dedicated_session_owns_the_backend(db
     assert await place(db, job, per_executor=3) is True  # an active batch owns nothing
 
 
-async def test_place_alone_refuses_a_full_window_and_session_jobs(db):
+async def test_place_alone_refuses_a_full_window(db):
     await add_job(db, backend="b", status=R, dispatch_id=uuid.uuid4())
     job = await add_job(db, backend="b")
     # No live executor: the window is one executor's, 2 dispatches; 1 in flight.
     assert await place(db, job, per_executor=1) is False
-    in_session = await add_job(db, backend="c", session_id=(await add_session(db, backend="c")).id)
-    assert await place(db, in_session) is False  # sessions keep the scheduler's order
+    assert await place(db, job) is True
+
+
+@pytest.mark.parametrize("mode", [SessionMode.DEDICATED, SessionMode.BATCH])
+async def test_place_alone_dispatches_a_session_job_that_only_it_could_follow(db, mode):
+    """Decision 44: with nothing else waiting, a job of a session starts next in every order the
+    policy could choose, including while its own dedicated session owns the backend."""
+    await add_executor(db, backend="b")
+    own = await add_session(db, backend="b", mode=mode, state=SessionState.ACTIVE)
+    await add_job(db, backend="b", session_id=own.id, status=R, dispatch_id=uuid.uuid4())
+    job = await add_job(db, backend="b", session_id=own.id)
+    assert await place(db, job) is True
+    await db.refresh(job)
+    assert job.dispatch_id is not None and job.status is JobStatus.QUEUED
+
+
+async def test_place_alone_leaves_a_session_job_to_the_order_it_waits_in(db):
+    await add_executor(db, backend="b")
+    session = await add_session(db, backend="b", mode=SessionMode.DEDICATED, state=SessionState.ACTIVE)
+    earlier = await add_job(db, backend="b", session_id=session.id, created_at=ago(5))
+    job = await add_job(db, backend="b", session_id=session.id)
+    assert await place(db, job) is False  # its own session's earlier job waits: the scheduler's order
+    earlier.status = JobStatus.CANCELLED
+    await db.flush()
+    # Another user's dedicated session owns the backend: only that session's jobs may start.
+    other = await add_session(db, backend="b", mode=SessionMode.DEDICATED, state=SessionState.ACTIVE)
+    assert await place(db, job) is False
+    other.state = SessionState.CLOSED
+    await db.flush()
     assert await place(db, job) is True
 
 

@@ -57,7 +57,8 @@ def _value(result: Any) -> float:
 
 
 def _fresh_program_simulator(runtime: SimulatorRuntime) -> AerSimulator:
-    """A simulator built from the device for this job alone, as before the child kept its own."""
+    """A simulator built from the device for this job alone, as before the child kept its own (and
+    binding each parameter set into a circuit of its own, qiskit-aer's default)."""
     noise = DeviceNoiseModel.of_device(runtime.device)
     return device_simulator(ProgramSimulator, runtime.device, 1, noise)
 

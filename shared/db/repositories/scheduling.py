@@ -61,17 +61,18 @@ FROM jobs WHERE status = 'RUNNING' AND started_at IS NOT NULL
 GROUP BY instance_id"""
 
 # A job placed alone (decision 39): only when every order the policy could choose starts with it,
-# which on its backend means that no other job waits, no dedicated session owns the backend (active,
-# or with a job on its way), a dispatch slot is free and its instance's allocation is not used up.
-# (_IN_FLIGHT's columns are those of the innermost query's jobs.)
+# which on its backend means that no other job waits, no dedicated session but the job's own owns
+# the backend (active, or with a job on its way), a dispatch slot is free and its instance's
+# allocation is not used up. (_IN_FLIGHT's columns are those of the innermost query's jobs.)
 _PLACE_ALONE = f"""
 UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
-WHERE id = $1 AND status = 'QUEUED' AND dispatch_id IS NULL AND session_id IS NULL
+WHERE id = $1 AND status = 'QUEUED' AND dispatch_id IS NULL
   AND NOT EXISTS (SELECT 1 FROM jobs AS other
                   WHERE other.backend = $3 AND other.status = 'QUEUED' AND other.dispatch_id IS NULL
                     AND other.id <> $1)
   AND NOT EXISTS (SELECT 1 FROM sessions
                   WHERE sessions.backend = $3 AND sessions.mode = 'dedicated' AND sessions.state <> 'closed'
+                    AND sessions.id IS DISTINCT FROM jobs.session_id
                     AND (sessions.state = 'active'
                          OR EXISTS (SELECT 1 FROM jobs AS own
                                     WHERE own.session_id = sessions.id AND {_IN_FLIGHT})))

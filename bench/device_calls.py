@@ -4,8 +4,10 @@ device's simulators once (services/executor/simulators.py, architecture.md decis
 For each device: a one-qubit measurement (10 shots) on a plain `AerSimulator.from_backend` (what a
 call cost before) and on the executor's prepared simulator; then an estimator job (a 2-qubit ansatz,
 5-term Hamiltonian, precision 0.02) through the executor's own estimator path at resilience levels
-0 and 1, against the same path on a plain simulator that `run_quantum_program` copies per call.
-Prints medians in ms; a seeded estimate is checked to be the same both ways.
+0 and 1, against the same path on a plain simulator that `run_quantum_program` copies per call and
+that simulates every qubit of the device (n/a beyond 16 qubits: it never finishes). Prints medians
+in ms. (Seeded estimates are not the same both ways since the executor simulates only the qubits a
+pub uses; tests/unit/test_estimator_qubits.py compares the two as distributions.)
 
     .venv/bin/python bench/device_calls.py
     .venv/bin/python bench/device_calls.py --devices fake_manila --repeats 20
@@ -33,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.executor.estimation import estimate
 from services.executor.simulation import SimulatorRuntime
 
-MAX_ESTIMATOR_QUBITS = 16
+# Beyond this many qubits the plain simulator's estimator job is not timed (it never finishes).
+MAX_WHOLE_DEVICE_QUBITS = 16
 HAMILTONIAN = SparsePauliOp.from_list(
     [("II", -1.05), ("IZ", 0.39), ("ZI", -0.39), ("ZZ", -0.011), ("XX", 0.18)]
 )
@@ -70,10 +73,6 @@ def device_row(name: str, repeats: int) -> str:
     call_plain = median_ms(lambda: plain.run(one, shots=10).result(), repeats)
     call_ours = median_ms(lambda: runtime.simulator.run(one, shots=10).result(), repeats)
     row = [f"{name:17s} | {call_plain:8.1f} / {call_ours:6.1f} ms"]
-    if runtime.device.num_qubits > MAX_ESTIMATOR_QUBITS:
-        # The estimator's sampling program measures every qubit of the ISA circuit: a statevector
-        # of the whole device, on any simulator.
-        return " | ".join([*row, "n/a (measures every qubit)", "n/a"])
     for level in (0, 1):
         params = estimator_params(runtime, level)
         pub = params["pubs"][0]
@@ -84,7 +83,11 @@ def device_row(name: str, repeats: int) -> str:
         def before(params: dict[str, Any] = params, pub: Any = pub) -> Any:
             return estimate(plain, runtime.device, [pub], params, [])
 
-        assert float(ours()[0].data.evs) == float(before()[0].data.evs), "seeded results differ"
+        if runtime.device.num_qubits > MAX_WHOLE_DEVICE_QUBITS:
+            # On the plain simulator the sampling program measures every qubit of the ISA circuit:
+            # a statevector of the whole device, which never finishes.
+            row.append(f"{'n/a':>8s} / {median_ms(ours, max(2, repeats // (1 + level * 2))):6.1f} ms")
+            continue
         times = max(2, repeats // (1 + level * 2))
         row.append(f"{median_ms(before, times):8.1f} / {median_ms(ours, times):6.1f} ms")
     return " | ".join(row)

@@ -7,9 +7,10 @@ order the policy could choose starts with that job: the submission's transaction
 (`Placement.place`), and the job skips the hop through the scheduler (a message, a pass and a
 commit: about 5 ms of a 20 ms trip, 10 of a session job's 25 ms to its start). A job in a session
 is placed the same way (decision 44): with nothing else waiting, the policy's session rules
-(dedicated ownership, batches first, each session's order) leave only it to start. Both hold the backend's placement lock while they add a
-dispatch, so the window of dispatches in flight is never exceeded; an api process that cannot take
-the lock at once leaves the job to the scheduler, as it does any job it does not place.
+(dedicated ownership, batches first, each session's order) leave only it to start. Both hold the
+backend's placement lock while they add a dispatch, so the window of dispatches in flight is never
+exceeded; an api process that cannot take the lock at once leaves the job to the scheduler, as it
+does any job it does not place.
 """
 
 import uuid

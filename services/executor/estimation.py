@@ -26,7 +26,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.quantum_info import SparseObservable
 
-from services.executor.simulators import ProgramSimulator
+from services.executor.simulators import ProgramSimulator, qubits_of
 from shared.jobs.options import estimator_model_options
 
 DEFAULT_PRECISION = 0.015625
@@ -103,12 +103,8 @@ def on_used_qubits(pubs: list[EstimatorPub]) -> tuple[list[EstimatorPub], tuple[
         for pub in pubs
     ):
         return pubs, None
-    used: set[int] = set()
+    used = set(qubits_of([pub.circuit for pub in pubs]) or ())
     for pub in pubs:
-        circuit = pub.circuit
-        for instruction in circuit.data:
-            if instruction.operation.name != "barrier":
-                used.update(circuit.find_bit(qubit).index for qubit in instruction.qubits)
         for observable in pub.observables.sparse_observables_array().ravel():
             for _, qubits, _ in observable.to_sparse_list():
                 used.update(qubits)

@@ -190,12 +190,16 @@ class QubitsNoiseModel(DeviceNoiseModel):
             # Filtered from the device's kept document: a new set of qubits costs a pass over its
             # errors, not a conversion of the whole model (about a second for 127 qubits).
             whole = self._device.to_dict(serializable=serializable)
-            errors = [error for error in whole["errors"] if self._meets(error)]
+            errors = [self._numbered(error) for error in whole["errors"] if self._meets(error)]
             self._documents[serializable] = {**whole, "errors": errors}
         return self._documents[serializable]
 
     def _meets(self, error: dict[str, Any]) -> bool:
         return all(set(qubits) <= self.qubits for qubits in error.get("gate_qubits", ()))
+
+    def _numbered(self, error: dict[str, Any]) -> dict[str, Any]:
+        """An error of the device's document as this view's circuits number their qubits."""
+        return error
 
     def _changed(self) -> None:
         # A view shares the device model's tables: a change made here would reach the device model
@@ -212,25 +216,13 @@ class LaidOutNoiseModel(QubitsNoiseModel):
     def __init__(self, device: DeviceNoiseModel, layout: tuple[int, ...]) -> None:
         super().__init__(device, frozenset(layout))
         self.layout = layout
+        self._number = {qubit: index for index, qubit in enumerate(layout)}
 
-    def to_dict(self, serializable: bool = False) -> dict[str, Any]:
-        if serializable not in self._documents:
-            whole = self._device.to_dict(serializable=serializable)
-            number = {qubit: index for index, qubit in enumerate(self.layout)}
-            errors = [
-                {
-                    **error,
-                    "gate_qubits": [
-                        type(qubits)(number[q] for q in qubits) for qubits in error["gate_qubits"]
-                    ],
-                }
-                if "gate_qubits" in error
-                else error
-                for error in whole["errors"]
-                if self._meets(error)
-            ]
-            self._documents[serializable] = {**whole, "errors": errors}
-        return self._documents[serializable]
+    def _numbered(self, error: dict[str, Any]) -> dict[str, Any]:
+        if "gate_qubits" not in error:
+            return error
+        renumbered = [type(qubits)(self._number[q] for q in qubits) for qubits in error["gate_qubits"]]
+        return {**error, "gate_qubits": renumbered}
 
 
 def qubits_of(circuits: Any) -> frozenset[int] | None:
@@ -259,9 +251,7 @@ class DeviceSimulator(AerSimulator):
         if "noise_model" not in run_options and isinstance(noise, DeviceNoiseModel):
             if self.qubit_layout is not None:
                 run_options["noise_model"] = noise.laid_out(self.qubit_layout)
-                return super().run(circuits, parameter_binds=parameter_binds, **run_options)
-            qubits = qubits_of(circuits)
-            if qubits is not None:
+            elif (qubits := qubits_of(circuits)) is not None:
                 run_options["noise_model"] = noise.on_qubits(qubits)
         return super().run(circuits, parameter_binds=parameter_binds, **run_options)
 

@@ -48,6 +48,7 @@ from services.api.usage.router import router as usage_router
 from shared.backends.catalog import build_catalog
 from shared.db.engine import create_engine, create_session_factory
 from shared.identity.service import IdentityService
+from shared.jobs.endings import JobEndings
 from shared.jobs.placement import Placement
 from shared.kit.health import HealthServer
 from shared.kit.settings import Settings
@@ -85,15 +86,17 @@ def build_context(
     over their rolled-back transaction)."""
     catalog = build_catalog(settings.backends, settings.aer_max_qubits)
     limits = Limits.of(settings)
-    relay = OutboxRelay(settings, sessions)
+    endings = JobEndings()
+    relay = OutboxRelay(settings, sessions, endings)
     jobs = JobService(
         sessions,
         catalog,
         limits,
         pool,
-        relay.changes,
-        settings.job_wait_limit_seconds,
-        Placement.of(settings),
+        endings,
+        wait_limit_seconds=settings.job_wait_limit_seconds,
+        linger_seconds=settings.status_linger_seconds,
+        placement=Placement.of(settings),
     )
     backends = BackendService(settings, sessions, catalog)
     return AppContext(

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # Longest server-side wait of GET /jobs/{id}?wait=N (seconds).
     job_wait_limit_seconds: float = Field(default=30.0, gt=0, le=300)
+    # A plain GET /jobs/{id} of a job already handed to an executor is held this long for the job to
+    # end (0: never). The official client sleeps at least 100 ms between status reads, so a job that
+    # ends while the read is held is seen one sleep earlier (decision 47).
+    status_linger_seconds: float = Field(default=0.25, ge=0, le=5)
     # Parts of the CRNs that name instances:
     # crn:v1:qruntime:public:quantum-computing:<region>:a/<account>:<instance id>::
     region: str = "local"

@@ -41,6 +41,7 @@ from shared.db.repositories.outbox import (
     hand_over_after_commit,
 )
 from shared.db.repositories.overview import OverviewRepository
+from shared.jobs.endings import JOB_ENDED_CHANNEL, JobEndings
 from shared.kit.settings import Settings
 from shared.kit.supervision import first_of, process_health, sleep_unless
 from shared.messaging.connection import BrokerLost, describe, is_broker_error, keep_connected
@@ -88,7 +89,12 @@ class ChangeFeed:
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        endings: JobEndings | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.topology = Topology(settings.namespace)
@@ -96,6 +102,8 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self.broker_connected = False
         self.changes = ChangeFeed()
+        # The api's: its listener also hears which jobs ended, for the reads that wait for them.
+        self.endings = endings
         self._handed_over: deque[CommittedMessage] = deque()
         self._published: list[int] = []  # ids published and confirmed, not yet marked sent
         self._mark_at = 0.0
@@ -118,6 +126,10 @@ class OutboxRelay:
         if self.sweeping and self._sweep_due is None:
             self._sweep_due = asyncio.get_running_loop().time() + EVENT_GATHER_SECONDS
             self._wake.set()
+
+    def _on_job_ended(self, _conn: object, _pid: int, _channel: str, job_id: str) -> None:
+        if self.endings is not None:
+            self.endings.ended(job_id)
 
     async def run(self) -> None:
         """Relay until stop(). The broker connection is kept by `keep_connected` (a lost broker is
@@ -291,6 +303,9 @@ class OutboxRelay:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                     await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._on_notify())
+                    if self.endings is not None:
+                        await conn.add_listener(JOB_ENDED_CHANNEL, self._on_job_ended)
+                        self.endings.wake_all()  # what ended while no listener was there
                     while not (lost.is_set() or self._stop.is_set()):
                         await self._hold_or_seek_sweeping(conn)
                         await first_of(

@@ -6,12 +6,13 @@ import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-from tests.stack import BELL_QASM2, Stack, sampler_job, wait_for
+from tests.stack import BELL_QASM2, Stack, layered_qasm, sampler_job, wait_for
 
 
 def submit(stack: Stack, user: str) -> str:
@@ -51,6 +52,31 @@ def test_wait_ends_at_its_bound_for_a_job_that_stays_queued(stack: Stack) -> Non
         assert refused.status_code == 400
         assert refused.json()["errors"][0]["code"] == 1200
         assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 204
+
+
+def test_a_plain_read_of_a_running_job_is_held_for_its_end(stack: Stack) -> None:
+    """Decision 47 through the real processes: a plain read of a job an executor runs is held for the
+    linger (0.25 s by default) when the job does not end meanwhile, and a read held for a job
+    answers with its end (a cancel, announced by the database) once it comes."""
+    with stack.client("alice") as client:
+        response = client.post("/api/v1/jobs", json=sampler_job("aer_simulator", layered_qasm(20, 400), 100))
+        assert response.status_code == 200, response.text
+        job_id = response.json()["id"]
+
+        def status(**params: object) -> str:
+            return str(client.get(f"/api/v1/jobs/{job_id}", params=params).json()["state"]["status"])
+
+        wait_for(lambda: status(wait=0) == "Running", 60, "the long job to start")
+        asked = time.monotonic()
+        assert status(exclude_params="true") == "Running"
+        assert time.monotonic() - asked >= 0.25
+        with ThreadPoolExecutor(1) as pool, stack.client("alice") as other:
+            held = pool.submit(lambda: other.get(f"/api/v1/jobs/{job_id}", params={"wait": 60}))
+            time.sleep(0.3)
+            assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 204
+            answer = held.result(timeout=60)
+        assert answer.status_code == 200
+        assert answer.json()["state"]["status"] == "Cancelled"
 
 
 def test_usage_rollup_counts_every_finished_job_once(stack: Stack) -> None:

@@ -111,7 +111,7 @@ async def get_job(
     jobs: Jobs,
     principal: CurrentPrincipal,
     exclude_params: bool = Query(default=False),
-    wait: float = Query(default=0.0, ge=0.0, le=3600.0),
+    wait: float | None = Query(default=None, ge=0.0, le=3600.0),
 ) -> JobView:
     """Get a job
 
@@ -119,8 +119,9 @@ async def get_job(
     a failure), times, session, tags and inputs (`exclude_params=true` leaves the inputs out). Another user's
     job answers 404 like a job that does not exist.
     """
-    # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS).
-    return await jobs.view(job_id, principal, exclude_params, wait)
+    # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS);
+    # without it, a dispatched job's read lingers for QRUNTIME_STATUS_LINGER_SECONDS (decision 47).
+    return await jobs.view(job_id, principal, exclude_params, wait or 0.0, linger=wait is None)
 
 
 @router.post(

@@ -19,12 +19,12 @@ from shared.db.repositories.sessions import RuntimeSessionRepository
 from shared.db.repositories.together import written_together
 from shared.identity.service import Principal
 from shared.jobs.changes import job_changed
+from shared.jobs.endings import JobEndings
 from shared.jobs.options import context_for, option_warnings
 from shared.jobs.placement import Placement
 from shared.jobs.runner_results import runner_error_results
 from shared.jobs.states import JobStatus, check_job_transition
 from shared.kit.errors import Conflict, ErrorCode, InvalidInput, NotFound, QRuntimeError
-from shared.messaging.relay import ChangeFeed
 
 from .schemas import (
     JobCreated,
@@ -46,9 +46,13 @@ class JobService:
     catalog: dict[str, BackendInfo]
     limits: Limits
     pool: ParsePool
-    # Woken when any change commits (the outbox NOTIFY): what GET /jobs/{id}?wait=N waits on.
-    changes: ChangeFeed = field(default_factory=ChangeFeed)
+    # Woken by the id of each job that ends: what a read that waits for its job sleeps on.
+    endings: JobEndings = field(default_factory=JobEndings)
     wait_limit_seconds: float = 30.0
+    # How long a plain read of a job already handed to an executor is held for its end (decision 47).
+    linger_seconds: float = 0.0
+    # A held read reads its job again this often even unwoken: a missed announcement costs this much.
+    reread_seconds: float = 1.0
     # Dispatching a job itself when its backend is idle (decision 39); None leaves every job to the
     # scheduler.
     placement: Placement | None = None
@@ -181,23 +185,32 @@ class JobService:
             )
 
     async def view(
-        self, job_id: str, principal: Principal, exclude_params: bool, wait: float = 0.0
+        self, job_id: str, principal: Principal, exclude_params: bool, wait: float = 0.0, linger: bool = False
     ) -> JobView:
         """The job; with `wait`, held until it is final or `wait` seconds (at most the configured
-        limit) have passed. The wait sleeps on the change feed: each committed change wakes it for
-        one indexed read of the job, so no request polls the database on a timer of its own."""
+        limit) have passed. With `linger` (a client's plain status read), a job already dispatched is
+        held for its end as long as the linger (decision 47). A held read sleeps until its job's end
+        is announced, with a re-read every second as a safety net, so no request polls the database."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(max(wait, 0.0), self.wait_limit_seconds)
-        while True:
-            async with single_statement(self.sessions) as session:
-                job = await self._get(
-                    JobRepository(session), job_id, principal, with_params=not exclude_params, detached=True
-                )
-            remaining = deadline - loop.time()
-            if JobStatus(job.status).is_final or remaining <= 0:
-                return to_view(job, exclude_params)
-            # A safety net under the feed: a missed NOTIFY delays the answer by at most a second.
-            await self.changes.wait(min(remaining, 1.0))
+        started = loop.time()
+        with self.endings.watch(job_id) as watch:
+            while True:
+                watch.rearm()
+                async with single_statement(self.sessions) as session:
+                    job = await self._get(
+                        JobRepository(session),
+                        job_id,
+                        principal,
+                        with_params=not exclude_params,
+                        detached=True,
+                    )
+                bound = min(wait, self.wait_limit_seconds)
+                if linger and job.dispatched_at is not None:
+                    bound = max(bound, self.linger_seconds)
+                remaining = started + bound - loop.time()
+                if JobStatus(job.status).is_final or remaining <= 0:
+                    return to_view(job, exclude_params)
+                await watch.sleep(min(remaining, self.reread_seconds))
 
     async def cancel(self, job_id: str, principal: Principal) -> None:
         async with unit_of_work(self.sessions) as session:

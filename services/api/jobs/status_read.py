@@ -6,9 +6,10 @@ dependency solving and its response handling a read cost the api about 1.05 ms o
 it the read and the JSON. This middleware answers the plain case of that route itself, with the
 body the route would give: an authentication remembered from an earlier request (so no credential
 is checked here, and no failure can be counted twice), no `wait`, at most `exclude_params=true` or
-`false`, the job found and the caller's. Every other request, and any failure on the way, goes on
-to the route, which answers it as always. It sits inside the api's own middlewares, so the request
-is counted, logged and bounded like any other.
+`false`, the job found and the caller's. Like the route, it holds the read of a dispatched job for
+the job's end as long as the linger (decision 47). Every other request, and any failure on the way,
+goes on to the route, which answers it as always. It sits inside the api's own middlewares, so the
+request is counted, logged and bounded like any other.
 """
 
 from urllib.parse import parse_qsl
@@ -56,7 +57,7 @@ class JobStatusRead(HttpMiddleware):
         if principal is None:
             return None
         try:
-            view = await ctx.jobs.view(job_id, principal, exclude_params)
+            view = await ctx.jobs.view(job_id, principal, exclude_params, linger=True)
         except Exception:  # not found, another's, a database error: the route answers it properly
             return None
         state = scope.setdefault("state", {})

@@ -117,7 +117,9 @@ async def get_job(
 
     A job's state (`Queued`, `Running`, `Completed`, `Failed`, `Cancelled`, with the reason and reason code of
     a failure), times, session, tags and inputs (`exclude_params=true` leaves the inputs out). Another user's
-    job answers 404 like a job that does not exist.
+    job answers 404 like a job that does not exist. `wait=N` answers as soon as the job is final, or after N
+    seconds; without `wait`, the read of a job already handed to an executor is held until the job ends, at
+    most a quarter of a second (`QRUNTIME_STATUS_LINGER_SECONDS`), and `wait=0` answers at once.
     """
     # wait=N: answer as soon as the job is final, or after N seconds (capped by QRUNTIME_JOB_WAIT_LIMIT_SECONDS);
     # without it, a dispatched job's read lingers for QRUNTIME_STATUS_LINGER_SECONDS (decision 47).

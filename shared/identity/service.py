@@ -11,7 +11,7 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.engine import unit_of_work
+from shared.db.engine import single_statement, unit_of_work
 from shared.db.models import ApiKey, Instance, User
 from shared.db.repositories.identity import IdentityRepository
 from shared.identity.cache import TtlCache
@@ -313,13 +313,14 @@ class IdentityService:
         return datetime.now(UTC) - timedelta(days=self.settings.usage_window_days)
 
     async def usage(self, instance_id: str) -> Usage:
-        async with unit_of_work(self.sessions) as session:
-            repo = IdentityRepository(session)
-            instance = await repo.instance(instance_id)
-            if instance is None:
-                raise NotFound(ErrorCode.NOT_FOUND, "The instance does not exist.")
-            consumed = await repo.usage_seconds(instance_id, self.usage_window_start())
-        return Usage(consumed_seconds=consumed, allocation_seconds=instance.usage_allocation_seconds)
+        async with single_statement(self.sessions) as session:
+            found = await IdentityRepository(session).allocation_and_usage(
+                instance_id, self.usage_window_start()
+            )
+        if found is None:
+            raise NotFound(ErrorCode.NOT_FOUND, "The instance does not exist.")
+        allocation, consumed = found
+        return Usage(consumed_seconds=consumed, allocation_seconds=allocation)
 
 
 def _remembered_as(authorization: str | None, service_crn: str | None) -> tuple[str, str]:

@@ -117,6 +117,11 @@ async def test_unfinished_jobs_and_usage(db):
     assert await repo.unfinished_jobs(instance.id) == 2
     assert await repo.usage_seconds(instance.id, since=ago(3600)) == 11.0
     assert await repo.usage_seconds(unlimited.id, since=ago(3600)) == 99.0
+    # The same in one statement on the driver, with the allocation: what the usage route reads.
+    assert await repo.allocation_and_usage(instance.id, since=ago(3600)) == (10.0, 11.0)
+    assert await repo.allocation_and_usage(unlimited.id, since=ago(3600)) == (None, 99.0)
+    assert await repo.allocation_and_usage(spare.id, since=ago(3600)) == (100.0, 1.0)
+    assert await repo.allocation_and_usage("no-such-instance", since=ago(3600)) is None
     over = await repo.instances_over_allocation(since=ago(3600))
     assert instance.id in over and spare.id not in over and unlimited.id not in over
 

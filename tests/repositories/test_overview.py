@@ -39,6 +39,17 @@ async def test_sessions_executors_and_outbox_backlog(db):
     await add_executor(db, backend="ov3")
     await add_executor(db, backend="ov3", heartbeat_at=ago(999))
     assert (await overview.live_executors(30))["ov3"] == 1
+    # One backend's state in one statement: served, and how many of its jobs wait.
+    await add_job(db, backend="ov3")
+    await add_job(db, backend="ov3", status=JobStatus.RUNNING)
+    assert await overview.backend_state("ov3", 30) == (True, 1)
+    assert await overview.backend_state("ov3", 30) == (
+        "ov3" in await overview.live_executors(30),
+        (await overview.queue_lengths())["ov3"],
+    )
+    await add_executor(db, backend="ov4", heartbeat_at=ago(999))
+    assert await overview.backend_state("ov4", 30) == (False, 0)
+    assert await overview.backend_state("ov4", 3600) == (True, 0)
     backlog = await overview.outbox_backlog()
     outbox = OutboxRepository(db)
     await outbox.add("commands", "k", JobSubmitted(job_id="x", backend="ov3"))

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.backends import catalog as catalog_data
 from shared.backends.catalog import BackendInfo
-from shared.db.engine import unit_of_work
+from shared.db.engine import single_statement, unit_of_work
 from shared.db.repositories.overview import OverviewRepository
 from shared.kit.errors import ErrorCode, NotFound
 from shared.kit.settings import Settings
@@ -52,8 +52,15 @@ class BackendService:
         return states
 
     async def state(self, name: str) -> BackendState:
-        self.info(name)
-        return next(s for s in await self.states(include_mocks=True) if s.info.name == name)
+        """One backend's state, in one statement (the official client asks before every submission)."""
+        info = self.info(name)
+        async with single_statement(self.sessions) as session:
+            online, queued = await OverviewRepository(session).backend_state(
+                info.name, self.settings.executor_lease_seconds
+            )
+        if info.name != name:  # a mock: its device's executor answers for it, and nothing queues for it
+            return BackendState(replace(info, name=name, mock=True), online, 0)
+        return BackendState(info, online, queued)
 
     def configuration(self, name: str) -> dict[str, Any]:
         real = self.info(name).name

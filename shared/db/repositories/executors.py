@@ -14,6 +14,14 @@ def is_live(lease_seconds: float) -> Any:
     return Executor.stopped_at.is_(None) & (Executor.heartbeat_at > seconds_ago(lease_seconds))
 
 
+def live_executors_sql(backend: str, lease: str) -> str:
+    """SQL: how many executors of `backend` (an expression) hold a lease of `lease` seconds (an
+    expression): what `is_live` says, for statements written on the driver."""
+    return f"""(SELECT count(*) FROM executors
+         WHERE executors.backend = {backend} AND executors.stopped_at IS NULL
+           AND executors.heartbeat_at > now() - make_interval(secs => {lease}))"""
+
+
 class ExecutorRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

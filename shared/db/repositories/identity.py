@@ -109,6 +109,15 @@ class IdentityRepository:
         )
         return int(count or 0)
 
+    async def allocation_and_usage(
+        self, instance_id: str, since: datetime
+    ) -> tuple[float | None, float] | None:
+        """The instance's allocation (None: unlimited) and its billed seconds since `since`, as
+        `usage_seconds` counts them: one statement on the driver, since the official client asks
+        before every submission. None: no such instance."""
+        row = await (await driver(self.session)).fetchrow(_ALLOCATION_AND_USAGE, instance_id, since)
+        return None if row is None else (row["allocation"], float(row["used"]))
+
     async def usage_seconds(self, instance_id: str, since: datetime) -> float:
         """Execution time of the instance's finished jobs in the window; cancelled jobs do not count.
         Read from the hourly rollup: the hour in which the window starts counts whole."""
@@ -135,6 +144,12 @@ def _allocation_used_up(since: str) -> str:
        WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', {since}::timestamptz))
       >= instances.usage_allocation_seconds"""
 
+
+_ALLOCATION_AND_USAGE = """
+SELECT usage_allocation_seconds AS allocation,
+       (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
+        WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', $2::timestamptz)) AS used
+FROM instances WHERE id = $1"""
 
 _OVER_ALLOCATION = f"""
 SELECT instances.id FROM instances

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
 from shared.db.models import Job, OutboxMessage
-from shared.db.repositories.executors import ExecutorRepository
+from shared.db.repositories.executors import ExecutorRepository, live_executors_sql
 from shared.jobs.states import JobStatus
 
 # The unfinished parts name their states as constants, not parameters, so that even a prepared
@@ -41,6 +41,9 @@ _SESSIONS_BY_STATE = _by_state(
 )
 
 _QUEUE_LENGTHS = "SELECT backend, count(*) AS n FROM jobs WHERE status = 'QUEUED' GROUP BY backend"
+_BACKEND_STATE = f"""
+SELECT {live_executors_sql("$1", "$2")} AS live,
+       (SELECT count(*) FROM jobs WHERE backend = $1 AND status = 'QUEUED') AS queued"""
 
 # Keys in order, so two folds (a relay handing over) take the count rows' locks in one order.
 FOLD_FINAL_COUNTS = """
@@ -67,6 +70,12 @@ class OverviewRepository:
         """Jobs per backend and state: unfinished ones counted live, final ones from the counts."""
         rows = await (await driver(self.session)).fetch(_JOBS_BY_STATE)
         return {(row["backend"], row["state"]): int(row["n"]) for row in rows}
+
+    async def backend_state(self, backend: str, lease_seconds: float) -> tuple[bool, int]:
+        """Whether an executor serves the backend, and how many of its jobs are queued: one statement
+        on the driver, since the official client asks before every submission."""
+        row = await (await driver(self.session)).fetchrow(_BACKEND_STATE, backend, lease_seconds)
+        return int(row["live"]) > 0, int(row["queued"])
 
     async def queue_lengths(self) -> dict[str, int]:
         rows = await (await driver(self.session)).fetch(_QUEUE_LENGTHS)

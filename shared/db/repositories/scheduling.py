@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
 from shared.db.models import Job
+from shared.db.repositories.executors import live_executors_sql
 from shared.db.repositories.identity import _allocation_used_up  # the same condition as the pass
 
 # A job in flight: dispatched (QUEUED with a dispatch) or RUNNING.
@@ -23,18 +24,11 @@ def _in_flight_dispatches(backend: str) -> str:
     return f"(SELECT count(DISTINCT dispatch_id) FROM jobs AS flying WHERE flying.backend = {backend} AND {_IN_FLIGHT})"
 
 
-def _live_executors(backend: str, lease: str) -> str:
-    """SQL: how many executors of `backend` sent a heartbeat within the lease (`lease`, in seconds)."""
-    return f"""(SELECT count(*) FROM executors
-         WHERE executors.backend = {backend} AND executors.stopped_at IS NULL
-           AND executors.heartbeat_at > now() - make_interval(secs => {lease}))"""
-
-
 _BACKEND_LOADS = f"""
 WITH waiting AS (SELECT DISTINCT backend FROM jobs WHERE status = 'QUEUED' AND dispatch_id IS NULL)
 SELECT waiting.backend,
        {_in_flight_dispatches("waiting.backend")}::int AS in_flight,
-       {_live_executors("waiting.backend", "$1")}::int AS live
+       {live_executors_sql("waiting.backend", "$1")}::int AS live
 FROM waiting"""
 
 _UNDISPATCHED = """
@@ -77,7 +71,7 @@ WHERE id = $1 AND status = 'QUEUED' AND dispatch_id IS NULL
                          OR EXISTS (SELECT 1 FROM jobs AS own
                                     WHERE own.session_id = sessions.id AND {_IN_FLIGHT})))
   -- the dispatch window, as policy.dispatch_window computes it, has room
-  AND greatest(1, {_live_executors("$3", "$4")}) * $5 > {_in_flight_dispatches("$3")}
+  AND greatest(1, {live_executors_sql("$3", "$4")}) * $5 > {_in_flight_dispatches("$3")}
   AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.id = $6 AND {_allocation_used_up("$7")})
 RETURNING id"""
 

@@ -2,8 +2,9 @@
 
 from sqlalchemy import select
 
+from shared.db.driver import driver
 from shared.db.models import Executor
-from shared.db.repositories.executors import ExecutorRepository, is_live
+from shared.db.repositories.executors import ExecutorRepository, is_live, live_executors_sql
 from tests.inprocess import add_executor, ago
 
 
@@ -33,3 +34,14 @@ async def test_live_per_backend_counts_leases(db):
     assert await executors.live_per_backend(10) == {"lb1": 2}
     live = await db.scalars(select(Executor.backend).where(is_live(30)))
     assert sorted(live) == ["lb1", "lb1", "lb2"]
+    # The same condition written for the driver (the scheduler's pass, a backend's status).
+    counted = await (await driver(db)).fetchval(
+        f"SELECT array[{live_executors_sql('$1', '$4')}, {live_executors_sql('$2', '$4')},"
+        f" {live_executors_sql('$3', '$4')}, {live_executors_sql('$2', '$5')}]",
+        "lb1",
+        "lb2",
+        "lb3",
+        30,
+        10,
+    )
+    assert counted == [2, 1, 0, 0]

@@ -136,19 +136,22 @@ class IdentityRepository:
         return [row[0] for row in rows]
 
 
+def _billed_since(since: str) -> str:
+    """SQL: the seconds the row of `instances` in scope billed since `since` (a parameter's
+    placeholder), by the hourly rollup: the hour in which `since` falls counts whole."""
+    return f"""(SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
+       WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', {since}::timestamptz))"""
+
+
 def _allocation_used_up(since: str) -> str:
     """SQL: the row of `instances` in scope has billed its allocation since `since` (a parameter's
     placeholder), by the hourly rollup; the scheduling pass and a lone job's placement ask it."""
     return f"""instances.usage_allocation_seconds IS NOT NULL
-  AND (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
-       WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', {since}::timestamptz))
-      >= instances.usage_allocation_seconds"""
+  AND {_billed_since(since)} >= instances.usage_allocation_seconds"""
 
 
-_ALLOCATION_AND_USAGE = """
-SELECT usage_allocation_seconds AS allocation,
-       (SELECT coalesce(sum(billed_seconds), 0.0) FROM usage_rollup
-        WHERE usage_rollup.instance_key = instances.id AND usage_rollup.hour >= date_trunc('hour', $2::timestamptz)) AS used
+_ALLOCATION_AND_USAGE = f"""
+SELECT usage_allocation_seconds AS allocation, {_billed_since("$2")} AS used
 FROM instances WHERE id = $1"""
 
 _OVER_ALLOCATION = f"""

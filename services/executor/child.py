@@ -15,9 +15,13 @@ from services.executor.protocol import JobRun, Ready, RunReply, RunRequest, Star
 def child_main(conn: Connection, backend: str, threads: int = 1) -> None:
     try:
         from services.executor.primitive_jobs import run_primitive_jobs_in_calling_thread
+        from services.executor.sampler_memory import convert_sampler_memory_with_numpy
+        from services.executor.samplex_pool import run_samplex_nodes_in_calling_thread
         from services.executor.simulation import SimulatorRuntime
 
         run_primitive_jobs_in_calling_thread()
+        convert_sampler_memory_with_numpy()
+        run_samplex_nodes_in_calling_thread()
         runtime = SimulatorRuntime(backend, threads)
     except Exception as exc:
         conn.send(StartFailed(f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"))

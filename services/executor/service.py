@@ -33,13 +33,7 @@ from shared.kit.metrics import EXECUTION_SECONDS, JOBS_FINISHED
 from shared.kit.settings import Settings
 from shared.kit.supervision import ProcessBroken, Supervisor, first_of, process_health
 from shared.messaging.connection import describe, is_broker_error, keep_connected
-from shared.messaging.messages import (
-    Dispatch,
-    DispatchedInputs,
-    DispatchGroup,
-    executor_command_adapter,
-    read_or_dead_letter,
-)
+from shared.messaging.messages import Dispatch, DispatchGroup, executor_command_adapter, read_or_dead_letter
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import Topology
 
@@ -224,11 +218,7 @@ class ExecutorService:
         still be cancelled with its session. A first delivery outside sessions runs before its
         claim (`_run_unclaimed`)."""
         async with self._turn:
-            if redelivered:
-                records = await self._claim_and_run(dispatch, redelivered)
-            elif dispatch.any_in_session and isinstance(dispatch, Dispatch) and dispatch.inputs is not None:
-                records = await self._run_beside_claim(dispatch, dispatch.inputs)
-            elif dispatch.any_in_session:
+            if redelivered or dispatch.any_in_session:
                 records = await self._claim_and_run(dispatch, redelivered)
             else:
                 records = await self._run_unclaimed(dispatch)
@@ -251,38 +241,6 @@ class ExecutorService:
         if not claimed:
             return None
         outcomes = await self._simulate(str(dispatch.dispatch_id), claimed)
-        return [partial(self._record, jobs, outcome) for jobs, outcome in outcomes]
-
-    async def _run_beside_claim(self, dispatch: Dispatch, sent: DispatchedInputs) -> list[Record]:
-        """A session job placed by the api with its inputs, on its first delivery: claimed in a
-        transaction of its own while the child already runs the copy of its inputs. The claim moves
-        its session's clock (activation, last start) as before, a few milliseconds after the run
-        began instead of just before it; a session loop's job no longer waits for that commit. If
-        nothing is claimed (the job was cancelled, or its session closed, since its dispatch), the
-        run is stopped at the first look or, if it ended before, nothing of it is kept; the record
-        stores a result only with the digest of the job's stored input, as any record does."""
-        await self.worker.start()  # no run and no claim without a working simulator
-        claim = asyncio.create_task(self._claim(dispatch, redelivered=False))
-
-        async def should_stop(elapsed: float) -> bool:
-            claimed = await asyncio.shield(claim)
-            return not claimed or await self._should_stop(claimed, elapsed)
-
-        dispatch_id = str(dispatch.dispatch_id)
-        try:
-            outcome = await self.worker.run(
-                dispatch_id, [JobInput(dispatch.job_id, sent.program_id, sent.params)], should_stop
-            )
-        finally:
-            # The claim is never left behind unobserved: it ends here whatever the run did. When
-            # the run failed, its error is the one raised; the claim's own is only retrieved.
-            await asyncio.wait([claim])
-            if not claim.cancelled():
-                claim.exception()
-        claimed = claim.result()  # a failed claim fails the delivery, as a claim before a run would
-        if not claimed:
-            return []  # cancelled or closed with its session meanwhile: the run is not kept
-        outcomes = await self._after_run(dispatch_id, claimed, outcome)
         return [partial(self._record, jobs, outcome) for jobs, outcome in outcomes]
 
     async def _run_unclaimed(self, dispatch: Dispatch | DispatchGroup) -> list[Record] | None:

@@ -119,9 +119,9 @@ class Placement:
             job.backend,
             any_in_session=in_session,
             top_priority=job.priority,
-            # A session job's copy lets its executor run it while the claim that moves its
-            # session's clock commits beside the run (ExecutorService._run_beside_claim).
-            inputs=inputs_of(job),
+            # A session job is claimed before it runs (its start moves the session's clock), and
+            # the claim reads its inputs: a copy in the message would only be carried.
+            inputs=None if in_session else inputs_of(job),
         )
         observe_dispatch_latency(job.backend, job.created_at)
         return True

@@ -1,8 +1,7 @@
 """The executor's claim, in-process over the test's rolled-back transaction (a real simulator child):
 a claim renews the executor's lease when its heartbeat has paused, so the scheduler never takes the
 jobs it just claimed for orphans; a short dispatch outside sessions runs before it is claimed and is
-recorded with its start, and one that runs longer is claimed while it runs; a session job placed
-with its inputs runs while its claim commits, and keeps nothing when the claim takes nothing."""
+recorded with its start, and one that runs longer is claimed while it runs."""
 
 import json
 import uuid
@@ -13,13 +12,12 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 from sqlalchemy import select
 
 from services.executor.service import ExecutorService, ResultMismatch
-from shared.db.models import EventRecord, Executor, Job, RuntimeSession
+from shared.db.models import EventRecord, Executor, Job
 from shared.db.repositories.jobs import JobRepository
 from shared.jobs.states import JobStatus
 from shared.kit.settings import Settings
 from shared.messaging.messages import Dispatch, DispatchedInputs
-from shared.sessions.states import SessionState
-from tests.inprocess import add_executor, add_job, add_session, ago
+from tests.inprocess import add_executor, add_job, ago
 from tests.stack import layered_qasm
 
 
@@ -203,95 +201,3 @@ async def test_inputs_in_a_dispatch_that_are_not_the_stored_ones_store_nothing(
     after = await JobRepository(db).get(job.id)
     assert after.status is JobStatus.QUEUED and after.attempts == 0
     assert await JobRepository(db).get_result(job.id) is None
-
-
-async def _session_job_placed_with_inputs(
-    db, executor: ExecutorService, sent_params: str, stored_params: str, status: JobStatus = JobStatus.QUEUED
-) -> tuple[Job, RuntimeSession, list[str]]:
-    """A session job dispatched by the api with its inputs, handled on its first delivery; what
-    happened in order: the run's start and the claim's end."""
-    runtime_session = await add_session(db)
-    job = await add_job(
-        db,
-        status=status,
-        dispatch_id=uuid.uuid4(),
-        dispatched_at=ago(1),
-        params=stored_params,
-        session_id=runtime_session.id,
-    )
-    await db.commit()
-    order: list[str] = []
-    claim, run = executor._claim, executor.worker.run
-
-    async def claim_in_order(dispatch, redelivered):
-        claimed = await claim(dispatch, redelivered)
-        order.append("claim committed")
-        return claimed
-
-    async def run_in_order(*args):
-        order.append("run began")
-        return await run(*args)
-
-    executor._claim = claim_in_order  # type: ignore[method-assign]
-    executor.worker.run = run_in_order  # type: ignore[method-assign]
-    executor.worker.look_seconds = 600.0  # this is about the order, not about a Bell circuit's speed
-    dispatch = Dispatch(
-        dispatch_id=job.dispatch_id,
-        job_id=job.id,
-        backend="aer_simulator",
-        any_in_session=True,
-        inputs=DispatchedInputs(program_id="sampler", params=sent_params, max_execution_time=None),
-    )
-    try:
-        await executor.handle(dispatch, redelivered=False)
-    finally:
-        await executor.worker.stop()
-    return job, runtime_session, order
-
-
-async def test_a_placed_session_job_runs_while_its_claim_commits(
-    db, db_factory, migrated_database_url, monkeypatch
-):
-    executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
-    params = _sampler_params(_bell(), 300)
-
-    async def no_read(*_args):
-        raise AssertionError("the inputs came with the dispatch; they are not read back")
-
-    monkeypatch.setattr(JobRepository, "dispatched", no_read)
-    job, runtime_session, order = await _session_job_placed_with_inputs(db, executor, params, params)
-    assert order == ["run began", "claim committed"]
-    assert claims.taken == [[job.id]]
-    done = await JobRepository(db).get(job.id)
-    assert done.status is JobStatus.DONE and done.executor_id == executor.id and done.attempts == 1
-    result = json.loads(await JobRepository(db).get_result(job.id), cls=RuntimeDecoder)
-    assert sum(result[0].data.c.get_counts().values()) == 300
-    assert await _states_announced(db, job.id) == ["running", "done"]
-    # The claim moved the session's clock, as a claim before the run did.
-    await db.refresh(runtime_session)
-    assert runtime_session.state is SessionState.ACTIVE and runtime_session.last_job_started is not None
-
-
-async def test_a_session_job_cancelled_after_its_dispatch_keeps_nothing_of_its_run(
-    db, db_factory, migrated_database_url
-):
-    executor, claims = await _watched_executor(db, db_factory, migrated_database_url)
-    params = _sampler_params(_bell(), 300)
-    job, _session, order = await _session_job_placed_with_inputs(
-        db, executor, params, params, status=JobStatus.CANCELLED
-    )
-    assert order == ["run began", "claim committed"] and claims.taken == [[]]
-    after = await JobRepository(db).get(job.id)
-    assert after.status is JobStatus.CANCELLED and after.executor_id is None and after.attempts == 0
-    assert await JobRepository(db).get_result(job.id) is None
-    assert await _states_announced(db, job.id) == []
-
-
-async def test_a_session_jobs_copy_that_is_not_its_stored_input_stores_nothing(
-    db, db_factory, migrated_database_url
-):
-    executor, _claims = await _watched_executor(db, db_factory, migrated_database_url)
-    stored = _sampler_params(_bell(), 300)
-    with pytest.raises(ResultMismatch):  # the message is nacked; its redelivery claims and reads the row
-        await _session_job_placed_with_inputs(db, executor, _sampler_params(_bell(), 200), stored)
-    assert await JobRepository(db).get_result((await db.scalars(select(Job.id))).one()) is None

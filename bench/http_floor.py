@@ -29,7 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trip import cpu_now, run_timed
+from trip import Group, cpu_now, run_timed
 
 APP = """
 from fastapi import FastAPI, Request
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         http.get("/api/v1/jobs/x", params={"exclude_params": "true"}).json()
 
         threads = [threading.Thread(target=client, args=(args.requests,)) for _ in range(args.threads)]
-        groups = {"server": [server.pid]}
+        groups: dict[str, Group] = {"server": ("tree", server.pid)}
         before = cpu_now(groups)
         wall = run_timed(threads)
         after = cpu_now(groups)

@@ -109,11 +109,14 @@ def run_timed(threads: list[threading.Thread]) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of its children that have ended and been waited for (a
+    PostgreSQL backend that closed, an executor's replaced simulator child): those move into the
+    parent's counters when they end, so a group measured at two moments loses none of them."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 def _pids_of_user(user: str) -> list[int]:
@@ -121,20 +124,36 @@ def _pids_of_user(user: str) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
-def process_groups(stack: BenchStack) -> dict[str, list[int]]:
+def _tree(pid: int) -> list[int]:
+    """A process and its live descendants."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    return [pid, *(descendant for child in children for descendant in _tree(int(child)))]
+
+
+# What a group's CPU is counted over: a process tree, or every process of a user (a whole server).
+Group = tuple[str, int | str]
+
+
+def process_groups(stack: BenchStack) -> dict[str, Group]:
     """The stack's processes with their children (simulator child, parse workers), and the
-    PostgreSQL and RabbitMQ servers (all their processes: the whole server, other databases too)."""
-    groups: dict[str, list[int]] = {}
-    for role, process in stack.roles.items():
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        groups[role] = [process.pid, *(int(child) for child in children)]
-    groups["postgresql"] = _pids_of_user("postgres")
-    groups["rabbitmq"] = _pids_of_user("rabbitmq")
+    PostgreSQL and RabbitMQ servers (all their processes: the whole server, other databases too).
+    The processes are listed afresh at each measure: a backend opened in between counts too."""
+    groups: dict[str, Group] = {role: ("tree", process.pid) for role, process in stack.roles.items()}
+    groups["postgresql"] = ("user", "postgres")
+    groups["rabbitmq"] = ("user", "rabbitmq")
     return groups
 
 
-def cpu_now(groups: dict[str, list[int]]) -> dict[str, float]:
-    used = {name: sum(_cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+def _pids(group: Group) -> list[int]:
+    kind, who = group
+    return _tree(int(who)) if kind == "tree" else _pids_of_user(str(who))
+
+
+def cpu_now(groups: dict[str, Group]) -> dict[str, float]:
+    used = {name: sum(_cpu_seconds(pid) for pid in _pids(group)) for name, group in groups.items()}
     own = resource.getrusage(resource.RUSAGE_SELF)
     used["client (this bench)"] = own.ru_utime + own.ru_stime
     return used

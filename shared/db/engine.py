@@ -5,12 +5,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from shared.kit.settings import Settings
+
+# A pool too small for its process's peaks closes connections at every lull and opens them again at
+# the next peak: each a connect in the process and a backend start in PostgreSQL.
+DB_CONNECTIONS_OPENED = Counter(
+    "qruntime_db_connections_opened_total", "Database connections this process's pool has opened"
+)
 
 
 def create_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
@@ -28,7 +35,12 @@ def create_engine(settings: Settings, pool_size: int = 10) -> AsyncEngine:
         hide_parameters=True,
     )
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+    event.listen(engine.sync_engine.pool, "connect", _count_connection)
     return engine
+
+
+def _count_connection(_dbapi_connection: Any, _record: Any) -> None:
+    DB_CONNECTIONS_OPENED.inc()
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/qruntime"
     # Connections each process keeps open (and as many more under load); unset, each role uses its
-    # own default (api 10, scheduler 5, executor 4). Lower it when many processes share a server.
+    # own default (api 20, scheduler 5, executor 4). Lower it when many processes share a server.
     db_pool_size: int | None = Field(default=None, ge=1, le=100)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Prefix of every exchange and queue, so several stacks (and test runs) can share one broker.

@@ -1,5 +1,6 @@
 """The engine's pool: a connection the server closed is replaced at checkout, with no ping per use; a
-single statement's pooled connection goes back clean, or is closed when it may not be."""
+single statement's pooled connection goes back clean, or is closed when it may not be; the api's
+pool keeps the connections its peaks need."""
 
 import asyncio
 
@@ -8,8 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import UnboundExecutionError
 
+from services.api.app import API_DB_POOL_SIZE
 from shared.db.driver import driver
 from shared.db.engine import (
+    DB_CONNECTIONS_OPENED,
     asyncpg_dsn,
     create_engine,
     create_session_factory,
@@ -101,3 +104,36 @@ async def test_a_single_statements_connection_is_reused_when_clean_and_closed_wh
             assert await db.scalar(text("SELECT pg_backend_pid()")) == second
     finally:
         await engine.dispose()
+
+
+async def _waves(sessions, concurrent: int, waves: int) -> None:
+    """`concurrent` statements at once, `waves` times, with a lull between waves."""
+
+    async def statement() -> None:
+        async with single_statement(sessions) as db:
+            await (await driver(db)).execute("SELECT pg_sleep(0.05)")
+
+    for _ in range(waves):
+        await asyncio.gather(*(statement() for _ in range(concurrent)))
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(("kept", "reopened"), [(API_DB_POOL_SIZE, False), (10, True)])
+async def test_the_apis_pool_keeps_what_its_peaks_need(migrated_database_url, kept, reopened):
+    """At a burst's peaks the api holds about twenty connections (16 clients and its own work).
+    Its pool keeps them through the lulls; one that keeps ten, the earlier default, opens the
+    others again at every peak: a connect in the api and a backend start in PostgreSQL each."""
+    settings = Settings(database_url=migrated_database_url, _env_file=None)  # type: ignore[call-arg]
+    engine = create_engine(settings, pool_size=kept)
+    sessions = create_session_factory(engine)
+    try:
+        await _waves(sessions, concurrent=API_DB_POOL_SIZE, waves=1)
+        before = DB_CONNECTIONS_OPENED._value.get()
+        await _waves(sessions, concurrent=API_DB_POOL_SIZE, waves=3)
+        opened = DB_CONNECTIONS_OPENED._value.get() - before
+    finally:
+        await engine.dispose()
+    if reopened:
+        assert opened >= 3 * (API_DB_POOL_SIZE - 10)
+    else:
+        assert opened == 0

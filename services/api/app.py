@@ -66,6 +66,7 @@ EXPERIMENTAL_PREFIX = "/experimental/api/v1"
 # burst: 2.6 against 1.7 ms of PostgreSQL's CPU per job, 4.8 against 3.8 of the api's).
 API_DB_POOL_SIZE = 20
 
+
 def api_router() -> APIRouter:
     # Every route of the runtime API needs an authenticated caller.
     router = APIRouter(dependencies=[Depends(current_principal)])

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from shared.db.engine import asyncpg_dsn, unit_of_work
 from shared.db.models import OutboxMessage
@@ -143,3 +143,29 @@ async def test_lock_unsent_leaves_young_rows_to_their_publisher(db):
     await db.execute(update(OutboxMessage).where(OutboxMessage.id == first.id).values(sent_at=earlier))
     await outbox.mark_sent([first.id])
     assert await db.scalar(select(OutboxMessage.sent_at).where(OutboxMessage.id == first.id)) == earlier
+
+
+async def test_marking_rows_sent_never_scans_the_whole_outbox_after_it_grew(db):
+    """A statement prepared while the outbox was nearly empty kept a sequential scan as its generic
+    plan on that connection until an ANALYZE: after a burst, every mark read every row kept (sent
+    rows stay an hour). Marking is planned for the outbox as it is at each call."""
+    outbox = OutboxRepository(db)
+    await outbox.add("commands", "k", JobSubmitted(job_id="j", backend="b"))
+    await db.flush()
+    (first,) = await outbox.lock_unsent(limit=1)
+    for _ in range(8):  # as a relay does after each publish, on a table of one row
+        await outbox.mark_sent([first.id])
+    await db.execute(
+        text(
+            "INSERT INTO outbox (message_id, exchange, routing_key, body, priority, sent_at) "
+            "SELECT gen_random_uuid(), 'events', 'job.x', '{}'::jsonb, 0, now() FROM generate_series(1, 20000)"
+        )
+    )
+    await outbox.add("commands", "k2", JobSubmitted(job_id="j2", backend="b"))
+    await db.flush()
+    (second,) = await outbox.lock_unsent(limit=1)
+    scans = text("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'outbox'")
+    before = await db.scalar(scans)
+    await outbox.mark_sent([second.id])
+    assert await db.scalar(scans) == before
+    assert await unsent(db) == []

@@ -65,7 +65,11 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_WRITTEN_KEY, None)
 
 
-_MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]) AND sent_at IS NULL"
+# Sent without parameters, so planned at each call for the outbox as it is: prepared, its generic
+# plan was made once per connection, a sequential scan while the outbox was nearly empty, and kept
+# after it grew until an ANALYZE (sent rows stay KEEP_SENT_SECONDS: after a burst every mark read
+# thousands of rows). The ids are the outbox's own integers, formatted as integers.
+_MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY('{{{ids}}}'::bigint[]) AND sent_at IS NULL"
 
 
 _LOCK_UNSENT = """
@@ -174,7 +178,10 @@ class OutboxRepository:
         ]
 
     async def mark_sent(self, ids: list[int]) -> None:
-        await (await driver(self.session)).execute(_MARK_SENT, ids)
+        if ids:
+            await (await driver(self.session)).execute(
+                _MARK_SENT.format(ids=",".join(str(int(i)) for i in ids))
+            )
 
     async def delete_sent_before(self, seconds: float) -> int:
         result = await self.session.execute(

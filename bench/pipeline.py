@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import batch_grouping
 from batch_grouping import BELL_QASM2, BenchStack
-from trip import cpu_now, process_groups, run_timed
+from trip import cpu_now, process_groups, process_tree, run_timed
 
 HERE = Path(__file__).resolve().parent
 FINAL = frozenset({"Completed", "Failed", "Cancelled"})
@@ -261,17 +261,12 @@ def estimator_loop(stack: BenchStack | None, jobs: int, resilience_level: int | 
 def rss_mb(pid: int) -> float:
     """Resident set size of a process and its descendants (the executor's simulator child), in MB."""
     total = 0
-    pids = [pid]
-    while pids:
-        current = pids.pop()
+    for one in process_tree(pid):
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            status = Path(f"/proc/{one}/status").read_text()
         except OSError:
-            continue
-        pids.extend(int(child) for child in children)
+            continue  # ended since it was listed
+        total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return total / 1024
 
 

@@ -124,13 +124,13 @@ def _pids_of_user(user: str) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """A process and its live descendants."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except FileNotFoundError:
         return []
-    return [pid, *(descendant for child in children for descendant in _tree(int(child)))]
+    return [pid, *(descendant for child in children for descendant in process_tree(int(child)))]
 
 
 # What a group's CPU is counted over: a process tree, or every process of a user (a whole server).
@@ -149,7 +149,7 @@ def process_groups(stack: BenchStack) -> dict[str, Group]:
 
 def _pids(group: Group) -> list[int]:
     kind, who = group
-    return _tree(int(who)) if kind == "tree" else _pids_of_user(str(who))
+    return process_tree(int(who)) if kind == "tree" else _pids_of_user(str(who))
 
 
 def cpu_now(groups: dict[str, Group]) -> dict[str, float]:

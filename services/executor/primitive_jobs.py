@@ -12,22 +12,31 @@ finished. It covers every primitive the child runs: the Sampler, and the sampler
 qiskit-ibm-runtime's quantum-program runner (the Estimator's pipeline) and noise learner.
 """
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import JobError
+
+T = TypeVar("T")
+
+
+def finished_future(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> "Future[T]":
+    """`function` called here, its result or its error kept in a future that is already done, as a
+    worker thread's future would keep it (also samplex_pool.py's tasks)."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(function(*args, **kwargs))
+    except Exception as exc:  # kept for whoever waits on the future to raise, as a thread's would
+        future.set_exception(exc)
+    return future
 
 
 def _submit_in_calling_thread(job: Any) -> None:
     if job._future is not None:
         raise JobError("Primitive job has been submitted already.")
-    future: Future[Any] = Future()
-    try:
-        future.set_result(job._function(*job._args, **job._kwargs))
-    except Exception as exc:  # kept for result() to raise, as the thread's future would
-        future.set_exception(exc)
-    job._future = future
+    job._future = finished_future(job._function, *job._args, **job._kwargs)
 
 
 def run_primitive_jobs_in_calling_thread() -> None:

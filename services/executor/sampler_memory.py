@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from qiskit.primitives.containers import BitArray, DataBin, SamplerPubResult
+from qiskit_aer.primitives.sampler_v2 import SamplerV2
 
 _WIDEST_BYTES = 8  # outcomes up to 64 clbits fit an unsigned 64-bit integer
 
@@ -82,17 +83,9 @@ def postprocess_pub(
     )
 
 
-def _library_postprocess() -> Any:
-    from qiskit_aer.primitives.sampler_v2 import SamplerV2
-
-    return SamplerV2._postprocess_pub
-
-
-_LIBRARY_POSTPROCESS = _library_postprocess()
+_LIBRARY_POSTPROCESS = SamplerV2._postprocess_pub
 
 
 def convert_sampler_memory_with_numpy() -> None:
     """For this process (the simulator child only): Aer's SamplerV2 converts memory with numpy."""
-    from qiskit_aer.primitives.sampler_v2 import SamplerV2
-
     SamplerV2._postprocess_pub = postprocess_pub  # type: ignore[method-assign]

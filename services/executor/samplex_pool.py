@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from services.executor.primitive_jobs import finished_future
+
 T = TypeVar("T")
 
 
@@ -31,12 +33,7 @@ class CallingThreadPool:
         return None
 
     def submit(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> "Future[T]":
-        future: Future[T] = Future()
-        try:
-            future.set_result(function(*args, **kwargs))
-        except Exception as exc:  # kept for wait_with_raise, as the pool's future would keep it
-            future.set_exception(exc)
-        return future
+        return finished_future(function, *args, **kwargs)
 
 
 def run_samplex_nodes_in_calling_thread() -> None:

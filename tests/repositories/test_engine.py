@@ -6,13 +6,13 @@ import asyncio
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.exc import UnboundExecutionError
 
 from services.api.app import API_DB_POOL_SIZE
 from shared.db.driver import driver
 from shared.db.engine import (
-    DB_CONNECTIONS_OPENED,
     asyncpg_dsn,
     create_engine,
     create_session_factory,
@@ -128,9 +128,9 @@ async def test_the_apis_pool_keeps_what_its_peaks_need(migrated_database_url, ke
     sessions = create_session_factory(engine)
     try:
         await _waves(sessions, concurrent=API_DB_POOL_SIZE, waves=1)
-        before = DB_CONNECTIONS_OPENED._value.get()
+        before = REGISTRY.get_sample_value("qruntime_db_connections_opened_total")
         await _waves(sessions, concurrent=API_DB_POOL_SIZE, waves=3)
-        opened = DB_CONNECTIONS_OPENED._value.get() - before
+        opened = REGISTRY.get_sample_value("qruntime_db_connections_opened_total") - before
     finally:
         await engine.dispose()
     if reopened:

@@ -45,7 +45,7 @@ class BackendService:
         if include_mocks:
             # A mock runs on its device's executor, without simulating: it answers when that one does.
             states += [
-                BackendState(replace(s.info, name=mock, mock=True), s.online, 0)
+                _as_mock(s, mock)
                 for s in list(states)
                 if (mock := catalog_data.mock_name(s.info.name)) is not None
             ]
@@ -58,9 +58,8 @@ class BackendService:
             online, queued = await OverviewRepository(session).backend_state(
                 info.name, self.settings.executor_lease_seconds
             )
-        if info.name != name:  # a mock: its device's executor answers for it, and nothing queues for it
-            return BackendState(replace(info, name=name, mock=True), online, 0)
-        return BackendState(info, online, queued)
+        state = BackendState(info, online, queued)
+        return state if info.name == name else _as_mock(state, name)
 
     def configuration(self, name: str) -> dict[str, Any]:
         real = self.info(name).name
@@ -71,3 +70,8 @@ class BackendService:
         real = self.info(name).name
         props = catalog_data.properties(real)
         return props if real == name else {**props, "backend_name": name}
+
+
+def _as_mock(device: BackendState, name: str) -> BackendState:
+    """The mock `name` of a device: it answers when the device's executor does, and nothing queues for it."""
+    return BackendState(replace(device.info, name=name, mock=True), device.online, 0)

@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.driver import driver
-from shared.db.models import ApiKey, Instance, InstanceMember, Job, UsageRollup, User
+from shared.db.models import ApiKey, Instance, InstanceMember, Job, User
 from shared.db.repositories.locks import lock_row
 from shared.jobs.states import JobStatus
 
@@ -121,12 +121,7 @@ class IdentityRepository:
     async def usage_seconds(self, instance_id: str, since: datetime) -> float:
         """Execution time of the instance's finished jobs in the window; cancelled jobs do not count.
         Read from the hourly rollup: the hour in which the window starts counts whole."""
-        total = await self.session.scalar(
-            select(func.coalesce(func.sum(UsageRollup.billed_seconds), 0.0)).where(
-                UsageRollup.instance_key == instance_id,
-                UsageRollup.hour >= func.date_trunc("hour", since),
-            )
-        )
+        total = await (await driver(self.session)).fetchval(_USAGE, instance_id, since)
         return float(total or 0.0)
 
     async def instances_over_allocation(self, since: datetime) -> list[str]:
@@ -149,6 +144,8 @@ def _allocation_used_up(since: str) -> str:
     return f"""instances.usage_allocation_seconds IS NOT NULL
   AND {_billed_since(since)} >= instances.usage_allocation_seconds"""
 
+
+_USAGE = f"SELECT {_billed_since('$2')} FROM instances WHERE id = $1"
 
 _ALLOCATION_AND_USAGE = f"""
 SELECT usage_allocation_seconds AS allocation, {_billed_since("$2")} AS used

@@ -1,5 +1,5 @@
-"""The status poll answered before routing (services/api/jobs/status_read.py): the same answer as the
-route's, and only for the plain case; everything else reaches the route."""
+"""The status poll and the result read answered before routing (services/api/jobs/status_read.py):
+the same answer as the route's, and only for the plain case; everything else reaches the route."""
 
 import httpx
 import pytest
@@ -7,6 +7,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.api.app import build_context
 from services.api.jobs.status_read import JobStatusRead
+from shared.db.models import JobResult
 from shared.jobs.states import JobStatus
 from tests.inprocess import add_job
 
@@ -115,4 +116,49 @@ async def test_a_recent_authentication_failure_sends_every_poll_to_the_route(
         # The throttle now watches: whether this address may go on is the route's to decide.
         assert (
             await shortcut_alone.get(f"/api/v1/jobs/{job.id}", headers=people.alice.headers)
+        ).status_code == 418
+
+
+async def test_a_completed_jobs_result_is_the_routes_answer_without_the_route(
+    remembering, shortcut_alone, people, db
+):
+    mine = await add_job(db, user_id=people.alice.user.id, status=JobStatus.DONE)
+    theirs = await add_job(db, user_id=people.bob.user.id, status=JobStatus.DONE)
+    failed = await add_job(db, user_id=people.alice.user.id, status=JobStatus.ERROR, reason="boom")
+    unrecorded = await add_job(db, user_id=people.alice.user.id, status=JobStatus.DONE)
+    running = await add_job(db, user_id=people.alice.user.id, status=JobStatus.RUNNING)
+    body = '{"results": [{"data": {"meas": [1, 2, 3]}}], "metadata": {"version": 2}}'
+    db.add_all([JobResult(job_id=mine.id, body=body), JobResult(job_id=theirs.id, body='{"x": 1}')])
+    await db.flush()
+    alice = people.alice.headers
+    transport = httpx.ASGITransport(app=remembering)
+    async with httpx.AsyncClient(transport=transport, base_url="http://qruntime.test") as client:
+        path = f"/api/v1/jobs/{mine.id}/results"
+        assert (await shortcut_alone.get(path, headers=alice)).status_code == 418  # not yet known
+        routed = await client.get(path, headers=alice)
+        assert routed.status_code == 200 and routed.text == body
+        for prefix in PREFIXES:
+            alone = await shortcut_alone.get(f"{prefix}/jobs/{mine.id}/results", headers=alice)
+            assert alone.status_code == 200
+            assert alone.content == routed.content == body.encode()
+            assert alone.headers["content-type"] == routed.headers["content-type"]
+        for caller in (people.alice, people.bob):  # both remembered from now on
+            assert (await client.get("/api/v1/jobs", headers=caller.headers)).status_code == 200
+        bob = people.bob.headers
+        went_on = [
+            (theirs.id, alice, 404),  # another's: answered like a missing one, by the route
+            (failed.id, alice, 200),  # the error text, the route's
+            (unrecorded.id, alice, 409),
+            (running.id, alice, 409),
+            (mine.id, bob, 404),
+            ("0123456789abcdef0123", alice, 404),
+        ]
+        for job_id, headers, routed_status in went_on:
+            url = f"/api/v1/jobs/{job_id}/results"
+            assert (await shortcut_alone.get(url, headers=headers)).status_code == 418, job_id
+            assert (await client.get(url, headers=headers)).status_code == routed_status, job_id
+        assert (await shortcut_alone.get(path, params={"x": "1"}, headers=alice)).status_code == 418
+        assert (await shortcut_alone.get(path + "/", headers=alice)).status_code == 418
+        assert (
+            await shortcut_alone.get(f"/api/v1/jobs/{mine.id}/x/results", headers=alice)
         ).status_code == 418

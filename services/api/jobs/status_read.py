@@ -1,4 +1,4 @@
-"""The status poll, answered before FastAPI's routing (decision 40).
+"""The status poll and the result read, answered before FastAPI's routing (decisions 40 and 50).
 
 Clients read `GET /api/v1/jobs/{id}` over and over while a job runs: qiskit-ibm-runtime's
 `job.status()` and `job.result()`, and every script's wait loop. Through FastAPI's router, its
@@ -10,6 +10,12 @@ is checked here, and no failure can be counted twice), no `wait`, at most `exclu
 the job's end as long as the linger (decision 47). Every other request, and any failure on the way,
 goes on to the route, which answers it as always. It sits inside the api's own middlewares, so the
 request is counted, logged and bounded like any other.
+
+A client reads a completed job's result once (`job.result()`), right after the poll that saw it
+completed. Through the route that read cost a unit of work (BEGIN, the job, the result, COMMIT) and
+the router's own work; here the plain case, `GET /api/v1/jobs/{id}/results` without a query for the
+caller's completed job, is one statement reading the owner and the stored body, sent as stored.
+Anything else (not completed, a failed job's error text, another's job) goes on to the route.
 """
 
 from urllib.parse import parse_qsl
@@ -21,6 +27,7 @@ from services.api.dependencies import AppContext
 from services.api.middleware import HttpMiddleware
 
 ROUTE = "/jobs/{job_id}"
+RESULTS = "/results"
 _PLAIN_QUERIES = {(): False, (("exclude_params", "false"),): False, (("exclude_params", "true"),): True}
 
 
@@ -47,6 +54,9 @@ class JobStatusRead(HttpMiddleware):
         job_id = path[len(prefix) :]
         query = tuple(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         exclude_params = _PLAIN_QUERIES.get(query)
+        wants_result = job_id.endswith(RESULTS) and not query
+        if wants_result:
+            job_id = job_id[: -len(RESULTS)]
         if not job_id or "/" in job_id or exclude_params is None:
             return None
         ctx: AppContext | None = getattr(scope["app"].state, "context", None)
@@ -57,10 +67,18 @@ class JobStatusRead(HttpMiddleware):
         if principal is None:
             return None
         try:
-            view = await ctx.jobs.view(job_id, principal, exclude_params, linger=True)
+            if wants_result:
+                result = await ctx.jobs.done_result(job_id, principal)
+                body = None if result is None else result.encode()
+            else:
+                view = await ctx.jobs.view(job_id, principal, exclude_params, linger=True)
+                body = view.model_dump_json(by_alias=True).encode()
         except Exception:  # not found, another's, a database error: the route answers it properly
+            return None
+        if body is None:
             return None
         state = scope.setdefault("state", {})
         state["principal"] = principal  # the access log's user
-        state["route_template"] = prefix[: -len("/jobs/")] + ROUTE  # the metrics' route label
-        return view.model_dump_json(by_alias=True).encode()
+        # The metrics' route label
+        state["route_template"] = prefix[: -len("/jobs/")] + ROUTE + (RESULTS if wants_result else "")
+        return body

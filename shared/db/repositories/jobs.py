@@ -107,6 +107,9 @@ _DISPATCHED_INPUTS = """
 SELECT * FROM jobs WHERE id = ANY($1::varchar[]) AND dispatch_id = $2 AND status = 'QUEUED'"""
 
 _GET_RESULT = "SELECT body FROM job_results WHERE job_id = $1"
+_GET_DONE_RESULT = """
+SELECT j.user_id, r.body FROM jobs j JOIN job_results r ON r.job_id = j.id
+WHERE j.id = $1 AND j.status = 'DONE'"""
 
 _MARK_DISPATCHED = """
 UPDATE jobs SET dispatch_id = $2, dispatched_at = now()
@@ -220,6 +223,11 @@ class JobRepository:
     async def get_result(self, job_id: str) -> str | None:
         connection = await driver(self.session)  # read once a job, often large: no ORM on the way
         return await connection.fetchval(_GET_RESULT, job_id)  # type: ignore[no-any-return]
+
+    async def get_done_result(self, job_id: str) -> tuple[str | None, str] | None:
+        """A DONE job's owner and result body in one read; None for any other job (or none)."""
+        row = await (await driver(self.session)).fetchrow(_GET_DONE_RESULT, job_id)
+        return None if row is None else (row["user_id"], row["body"])
 
     async def cancel(self, job_id: str, reason: str) -> Job | None:
         """QUEUED or RUNNING -> CANCELLED; None when the job is already final."""

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from services.api.programs.pool import ParsePool
+from services.api.programs.pool import INLINE_REPLY_BYTES, ParsePool
 from shared.kit.errors import ErrorCode, InvalidInput, QRuntimeError
 
 
@@ -135,6 +135,9 @@ def test_small_and_large_tasks_cross_the_pipe_whole_and_in_order(loop: str) -> N
             )
             # A small task with a large reply: the reply crosses in a thread.
             assert await pool.run(grown, 5 * 1024 * 1024) == bytes(5 * 1024 * 1024)
+            # Replies on both sides of the one-message limit (a pickle adds a few dozen bytes).
+            for size in range(INLINE_REPLY_BYTES - 64, INLINE_REPLY_BYTES + 8, 4):
+                assert await pool.run(grown, size) == bytes(size)
             ticker.cancel()
             assert answers == [small[::-1], large[::-1], small[::-1]]
             assert ticks > 0

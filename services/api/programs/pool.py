@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
 # A task at most this large (pickled) goes through the pipe on the event loop: half a pipe's buffer.
 INLINE_BYTES = 32 * 1024
+# A reply at most this large comes with its size in one message that a Connection sends in one write
+# (it splits a message of more than 16 KiB in two); a larger one is read in a thread.
+SIZE_BYTES = 8
+INLINE_REPLY_BYTES = 16 * 1024 - SIZE_BYTES
 
 
 class ParseBudgetExceeded(QRuntimeError):
@@ -87,9 +91,15 @@ def _worker_main(conn: Connection, memory_bytes: int, warm: tuple[str, ...]) -> 
         except Exception as exc:  # a parser bug: the request is refused, the worker lives on
             reply = ("failed", type(exc).__name__)
         data = ForkingPickler.dumps(reply)
-        # Its size first, so that the api knows whether to read the reply on its event loop.
-        conn.send_bytes(len(data).to_bytes(8, "big"))
-        conn.send_bytes(data)
+        # Its size first, so that the api knows whether to read the reply on its event loop. A small
+        # reply follows its size in the same write: the api, woken by the first byte, never waits
+        # on its loop for the rest of a reply whose writer was preempted between two writes.
+        size = len(data).to_bytes(SIZE_BYTES, "big")
+        if len(data) <= INLINE_REPLY_BYTES:
+            conn.send_bytes(size + data)
+        else:
+            conn.send_bytes(size)
+            conn.send_bytes(data)
 
 
 class _Worker:
@@ -116,9 +126,10 @@ class _Worker:
             await asyncio.to_thread(self.conn.send_bytes, request)
         while not await readable(self.conn, 3600.0):
             pass  # the caller's budget (wait_for) decides how long
-        size = int.from_bytes(self.conn.recv_bytes(16), "big")
-        if size <= INLINE_BYTES:
-            data = self.conn.recv_bytes()
+        first = self.conn.recv_bytes(SIZE_BYTES + INLINE_REPLY_BYTES)
+        size = int.from_bytes(first[:SIZE_BYTES], "big")
+        if size <= INLINE_REPLY_BYTES:
+            data = first[SIZE_BYTES:]
         else:
             data = await asyncio.to_thread(self.conn.recv_bytes)
         reply: tuple[str, Any] = ForkingPickler.loads(data)

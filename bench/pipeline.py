@@ -371,7 +371,9 @@ def run(args: argparse.Namespace) -> Report:
             report.notes.append(
                 f"burst: {result['requests_per_job']:.2f} HTTP requests per job; CPU per job (ms): "
                 + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
-                + f"; total {sum(cpu.values()):.1f} (bench/http_floor.py: the HTTP stack's own floor)"
+                + f"; total {sum(cpu.values()):.1f}, so {os.cpu_count()} cores fully used would finish at most "
+                + f"{(os.cpu_count() or 1) * 1000 / sum(cpu.values()):.0f} jobs/s"
+                + " (bench/http_floor.py: the HTTP stack's own floor)"
             )
             report.figures["memory_1k"] = memory(stack)
         if "estimator" not in skip:

@@ -1,5 +1,6 @@
 """The HTTP floor of this machine: requests per second that the api's own stack answers when it does
-no work at all, asked by the burst row's client (16 httpx threads).
+no work at all, asked by the burst row's client (16 threads, each on one keep-alive connection of
+http.client).
 
 bench/pipeline.py's burst row needs one POST, a few status polls and one result GET per job. This
 bench serves a FastAPI app with two routes that answer at once (a POST that reads its JSON body and
@@ -12,11 +13,13 @@ request is printed too: on a 2-core machine the burst's client shares the cores 
 
     .venv/bin/python bench/http_floor.py            # 16 threads x 500 requests
     .venv/bin/python bench/http_floor.py --requests 200
+    .venv/bin/python bench/http_floor.py --client httpx    # the burst's client until the fourteenth round
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -29,6 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pipeline import LeanClient
 from trip import Group, cpu_now, run_timed
 
 APP = """
@@ -65,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--requests", type=int, default=500, help="requests per thread")
+    parser.add_argument(
+        "--client",
+        choices=("http.client", "httpx"),
+        default="http.client",
+        help="the burst's client (default), or httpx, which the burst used until the fourteenth round",
+    )
     args = parser.parse_args(argv)
     port = free_port()
     server = subprocess.Popen(
@@ -87,12 +97,25 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
 
         def client(count: int) -> None:
-            with httpx.Client(base_url=url) as http:
+            if args.client == "httpx":
+                with httpx.Client(base_url=url) as http:
+                    for i in range(count):
+                        if i % 4 == 0:
+                            http.post("/api/v1/jobs", json=BODY).raise_for_status()
+                        else:
+                            http.get("/api/v1/jobs/x", params={"exclude_params": "true"}).json()
+                return
+            lean = LeanClient(url, {}, timeout=60)
+            body = json.dumps(BODY).encode()
+            try:
                 for i in range(count):
                     if i % 4 == 0:
-                        http.post("/api/v1/jobs", json=BODY).raise_for_status()
+                        status, _ = lean.request("POST", "/api/v1/jobs", body)
+                        assert status == 200, status
                     else:
-                        http.get("/api/v1/jobs/x", params={"exclude_params": "true"}).json()
+                        json.loads(lean.request("GET", "/api/v1/jobs/x?exclude_params=true")[1])
+            finally:
+                lean.close()
 
         threads = [threading.Thread(target=client, args=(args.requests,)) for _ in range(args.threads)]
         groups: dict[str, Group] = {"server": ("tree", server.pid)}
@@ -106,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(timeout=10)
     total = args.threads * args.requests
     print(
-        f"HTTP floor, {args.threads} threads x {args.requests} requests (1 POST : 3 GET), "
+        f"HTTP floor, {args.threads} {args.client} threads x {args.requests} requests (1 POST : 3 GET), "
         f"load average {os.getloadavg()[0]:.2f}: {total / wall:.0f} requests/s; "
         f"CPU per request: server {server_used / total * 1e6:.0f} us, client {client_used / total * 1e6:.0f} us"
     )

@@ -92,6 +92,18 @@ async def test_set_tags_delete_and_results(db):
     assert await db.scalar(select(JobResult).where(JobResult.job_id == job.id)) is None
 
 
+async def test_a_done_result_is_read_with_its_owner_only_for_a_done_job(db):
+    jobs = JobRepository(db)
+    done = await add_job(db, status=JobStatus.DONE, user_id="u-1")
+    failed = await add_job(db, status=JobStatus.ERROR, user_id="u-1")
+    assert await jobs.get_done_result(done.id) is None  # no result stored yet
+    db.add_all([JobResult(job_id=done.id, body='{"ok": 1}'), JobResult(job_id=failed.id, body='{"x": 2}')])
+    await db.flush()
+    assert await jobs.get_done_result(done.id) == ("u-1", '{"ok": 1}')
+    assert await jobs.get_done_result(failed.id) is None  # a result row, but the job is not DONE
+    assert await jobs.get_done_result("0123456789abcdef0123") is None
+
+
 async def test_cancel_moves_unfinished_jobs_and_refuses_final_ones(db):
     jobs = JobRepository(db)
     queued, running, done = await add_job(db), await add_job(db, status=R), await add_job(db, status=D)

@@ -42,6 +42,10 @@ class Principal:
     instance_id: str | None
     instance_crn: str | None
 
+    def may_see(self, owner_id: str | None) -> bool:
+        """Whether this caller may see what `owner_id` owns: its owner, or an administrator."""
+        return self.is_admin or owner_id == self.user_id
+
 
 @dataclass(frozen=True)
 class IssuedToken:

@@ -148,7 +148,7 @@ class DeploymentService:
 
     async def _get(self, repo: DeploymentRepository, deployment_id: str, principal: Principal) -> Deployment:
         deployment = await repo.get(deployment_id) if len(deployment_id) <= MAX_ID_LENGTH else None
-        if deployment is None or not (principal.is_admin or deployment.user_id == principal.user_id):
+        if deployment is None or not principal.may_see(deployment.user_id):
             raise NotFound(ErrorCode.DEPLOYMENT_NOT_FOUND, f"Deployment {deployment_id} was not found.")
         return deployment
 

@@ -143,9 +143,7 @@ class JobService:
             raise InvalidInput(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id!r} was not found.")
         # Locked until commit: a close or cancel racing with this submission waits, then sees the job.
         runtime_session = await RuntimeSessionRepository(db).get_for_submission(session_id)
-        if runtime_session is not None and not (
-            principal.is_admin or runtime_session.user_id == principal.user_id
-        ):
+        if runtime_session is not None and not principal.may_see(runtime_session.user_id):
             runtime_session = None  # another user's session is as good as missing
         check_session_accepts(runtime_session, session_id, backend)
 
@@ -253,7 +251,7 @@ class JobService:
             return None
         async with single_statement(self.sessions) as session:
             found = await JobRepository(session).get_done_result(job_id)
-        if found is None or not (principal.is_admin or found[0] == principal.user_id):
+        if found is None or not principal.may_see(found[0]):
             return None
         return found[1]
 
@@ -343,7 +341,7 @@ class JobService:
         else:
             job = await jobs.get_detached(job_id) if detached else await jobs.get(job_id)
         # Another user's job answers exactly like a missing one: its existence is not revealed.
-        if job is None or not (principal.is_admin or job.user_id == principal.user_id):
+        if job is None or not principal.may_see(job.user_id):
             raise NotFound(ErrorCode.JOB_NOT_FOUND, f"Job {job_id} was not found.")
         return job
 

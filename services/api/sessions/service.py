@@ -153,7 +153,7 @@ class RuntimeSessionService:
     ) -> tuple[RuntimeSession, float]:
         found = await repository.get_with_usage(session_id) if is_wellformed_id(session_id) else None
         # Another user's session answers exactly like a missing one.
-        if found is None or not (principal.is_admin or found[0].user_id == principal.user_id):
+        if found is None or not principal.may_see(found[0].user_id):
             raise NotFound(ErrorCode.SESSION_NOT_FOUND, f"Session {session_id} was not found.")
         return found
 

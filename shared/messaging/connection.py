@@ -22,6 +22,7 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from shared.kit.supervision import Health, first_of, process_health, sleep_unless
+from shared.messaging.coalescing import connect
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ async def keep_connected(
     while not stop.is_set():
         health.beat(name)
         try:
-            connection = await aio_pika.connect(url, timeout=5)
+            connection = await connect(url)
         except Exception as exc:
             health.report(name, False, f"broker unreachable ({type(exc).__name__})")
             log.warning("%s: RabbitMQ not reachable (%s); retrying in %.1f s", name, describe(exc), delay)

@@ -82,6 +82,33 @@ class Exchange:
     channel: aiormq.Channel
 
 
+async def publish_row(exchange: Exchange, row: CommittedMessage) -> None:
+    """Publish one outbox row and wait for the broker's confirm (raises DeliveryError when a
+    mandatory message could not be routed)."""
+    message = aio_pika.Message(
+        body=json.dumps(row.body).encode(),
+        content_type="application/json",
+        message_id=str(row.message_id),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=row.priority,
+        type=str(row.body.get("type", "")),
+    )
+    # On aiormq's channel, without waiting for the frame to be written: aio-pika's publish waits,
+    # holding the channel's lock, so a batch left one frame per turn of the event loop and one send
+    # each, about twice the CPU per publish here and in RabbitMQ (bench/publish_cost.py). The
+    # confirm is still awaited and the channel's write queue is bounded, so nothing is marked sent
+    # unconfirmed.
+    await exchange.channel.basic_publish(
+        message.body,
+        exchange=exchange.name,
+        routing_key=row.routing_key,
+        properties=message.properties,
+        # Events may have no subscriber; work must always reach its queue.
+        mandatory=row.exchange not in EVENT_EXCHANGES,
+        wait=False,
+    )
+
+
 class ChangeFeed:
     """Wakes every waiter in this process when the database announces committed changes (the outbox
     NOTIFY): Server-Sent Events streams wait on it instead of polling the database."""
@@ -292,28 +319,7 @@ class OutboxRelay:
             raise
 
     async def _publish_unguarded(self, exchanges: dict[str, Exchange], row: CommittedMessage) -> None:
-        exchange = exchanges[row.exchange]
-        message = aio_pika.Message(
-            body=json.dumps(row.body).encode(),
-            content_type="application/json",
-            message_id=str(row.message_id),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=row.priority,
-            type=str(row.body.get("type", "")),
-        )
-        # On aiormq's channel, without waiting for the frame to be written: aio-pika's publish waits,
-        # holding the channel's lock, so a batch left one frame per turn of the event loop and one
-        # send each (twice the CPU per publish, here and in RabbitMQ). The confirm is still awaited,
-        # and the channel's write queue is bounded, so nothing is marked sent unconfirmed.
-        await exchange.channel.basic_publish(
-            message.body,
-            exchange=exchange.name,
-            routing_key=row.routing_key,
-            properties=message.properties,
-            # Events may have no subscriber; work must always reach its queue.
-            mandatory=row.exchange not in EVENT_EXCHANGES,
-            wait=False,
-        )
+        await publish_row(exchanges[row.exchange], row)
 
     async def _listen(self) -> None:
         """LISTEN for outbox commits, and be the event relay when no other relay is (only while this

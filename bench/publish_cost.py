@@ -1,0 +1,201 @@
+"""What one confirmed publish costs, the relay's way against aio-pika's own, measured alternately.
+
+Every process publishes its outbox rows with publisher confirms, a batch at a time (the event relay's
+sweep, what a commit handed over). This bench publishes event-sized messages in batches, as the
+relay does, to a topic exchange of its own that nothing is bound to (events without a subscriber,
+the burst's case), two ways, alternating, and prints the CPU per publish of this process and of
+the RabbitMQ server:
+
+- aio-pika: `Exchange.publish` on an `aio_pika.connect` connection, what the relay did until the
+  fifteenth round. It waits for each frame to be written while holding the channel's lock.
+- relay: `shared.messaging.relay.publish_row` on `shared.messaging.coalescing.connect`, what the
+  relay does now (aiormq's basic_publish without waiting for the write; one send per turn).
+
+    .venv/bin/python bench/publish_cost.py              # 3 rounds x 3,000 publishes a way and size
+    .venv/bin/python bench/publish_cost.py --rounds 5 --publishes 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.db.repositories.outbox import CommittedMessage
+from shared.messaging.coalescing import connect
+from shared.messaging.relay import Exchange, publish_row
+from shared.messaging.topology import EVENTS
+
+AMQP_URL = os.environ.get("QRUNTIME_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+BATCH_SIZES = (1, 6, 20)
+# A job's state event as the relay publishes it (about 500 bytes of JSON).
+BODY = {
+    "type": "job.state_changed",
+    "event_id": str(uuid.uuid4()),
+    "job_id": "d4rgm3c8c2sc73a8kdeg",
+    "session_id": None,
+    "state": "completed",
+    "status": "Completed",
+    "reason": None,
+    "reason_code": None,
+    "backend": "aer_simulator",
+    "instance": "i" * 20,
+    "at": "2026-12-01T22:00:00.000000Z",
+    "version": 1,
+    "pubs_done": 1,
+    "pubs_total": 1,
+}
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rabbitmq_cpu() -> float:
+    """CPU seconds of every process of the rabbitmq user (the whole server)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != _RABBITMQ_UID:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _uid_of(user: str) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return -1
+
+
+_RABBITMQ_UID = _uid_of("rabbitmq")
+
+Publish = Callable[[CommittedMessage], Awaitable[object]]
+
+
+async def _aio_pika_way(exchange_name: str) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    exchange = await channel.get_exchange(exchange_name)
+
+    async def publish(row: CommittedMessage) -> object:
+        return await exchange.publish(
+            aio_pika.Message(
+                body=json.dumps(row.body).encode(),
+                content_type="application/json",
+                message_id=str(row.message_id),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=row.priority,
+                type=str(row.body.get("type", "")),
+            ),
+            routing_key=row.routing_key,
+            mandatory=False,
+        )
+
+    return connection, publish
+
+
+async def _relay_way(exchange_name: str) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
+    connection = await connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    await channel.get_exchange(exchange_name)
+    underlay = await channel.get_underlay_channel()
+    exchange = Exchange(exchange_name, underlay)  # type: ignore[arg-type]
+
+    async def publish(row: CommittedMessage) -> object:
+        return await publish_row(exchange, row)
+
+    return connection, publish
+
+
+WAYS = {"aio-pika": _aio_pika_way, "relay": _relay_way}
+
+
+async def measure(way: str, exchange_name: str, batch: int, publishes: int) -> tuple[float, float, float]:
+    """(client µs, RabbitMQ µs, publishes per second) for `publishes` confirmed publishes."""
+    connection, publish = await WAYS[way](exchange_name)
+    try:
+        rows = [
+            CommittedMessage(i, uuid.uuid4(), EVENTS, "job.completed.aer_simulator", BODY, 0)
+            for i in range(batch)
+        ]
+        for _ in range(3):  # warm
+            await asyncio.gather(*(publish(row) for row in rows))
+        rounds = max(1, publishes // batch)
+        client, broker, started = _own_cpu(), _rabbitmq_cpu(), time.perf_counter()
+        for _ in range(rounds):
+            await asyncio.gather(*(publish(row) for row in rows))
+        wall = time.perf_counter() - started
+        n = rounds * batch
+        return (_own_cpu() - client) / n * 1e6, (_rabbitmq_cpu() - broker) / n * 1e6, n / wall
+    finally:
+        await connection.close()
+
+
+async def run(rounds: int, publishes: int) -> None:
+    exchange_name = f"qrt-bench-publish-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, auto_delete=False)
+    figures: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    try:
+        for _ in range(rounds):
+            for batch in BATCH_SIZES:
+                for way in WAYS:
+                    figures.setdefault((way, batch), []).append(
+                        await measure(way, exchange_name, batch, publishes)
+                    )
+    finally:
+        exchange = await channel.get_exchange(exchange_name)
+        await exchange.delete()
+        await connection.close()
+    print(f"confirmed publishes, {rounds} alternated rounds of {publishes} a way and batch size; medians")
+    print(f"{'batch':>5} {'way':>9} {'client µs':>10} {'rabbitmq µs':>12} {'publishes/s':>12}")
+    for batch in BATCH_SIZES:
+        medians = {}
+        for way in WAYS:
+            runs = figures[(way, batch)]
+            medians[way] = tuple(statistics.median(run[i] for run in runs) for i in range(3))
+            client, broker, rate = medians[way]
+            print(f"{batch:>5} {way:>9} {client:>10.0f} {broker:>12.0f} {rate:>12.0f}")
+        old, new = medians["aio-pika"], medians["relay"]
+        print(
+            f"{batch:>5} {'ratio':>9} {new[0] / old[0]:>10.2f} {new[1] / old[1]:>12.2f} {new[2] / old[2]:>12.2f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--publishes", type=int, default=3000)
+    args = parser.parse_args(argv)
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}, os.cpu_count()={os.cpu_count()}")
+    asyncio.run(run(args.rounds, args.publishes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,18 +1,18 @@
 """What one confirmed publish costs, the relay's way against aio-pika's own, measured alternately.
 
 Every process publishes its outbox rows with publisher confirms, a batch at a time (the event relay's
-sweep, what a commit handed over). This bench publishes event-sized messages in batches, as the
-relay does, to a topic exchange of its own that nothing is bound to (events without a subscriber,
-the burst's case), two ways, alternating, and prints the CPU per publish of this process and of
-the RabbitMQ server:
+sweep, what a commit handed over). This bench publishes a job's state events in batches, as the
+relay does, each to a public and a per-tenant topic exchange of its own that nothing is bound to
+(events without a subscriber, the burst's case), two ways, alternating, and prints the CPU per
+message (two per event) of this process and of the RabbitMQ server:
 
 - aio-pika: `Exchange.publish` on an `aio_pika.connect` connection, what the relay did until the
   fifteenth round. It waits for each frame to be written while holding the channel's lock.
 - relay: `shared.messaging.relay.publish_row` on `shared.messaging.coalescing.connect`, what the
   relay does now (aiormq's basic_publish without waiting for the write; one send per turn).
 
-    .venv/bin/python bench/publish_cost.py              # 3 rounds x 3,000 publishes a way and size
-    .venv/bin/python bench/publish_cost.py --rounds 5 --publishes 6000
+    .venv/bin/python bench/publish_cost.py              # 3 rounds x 1,500 events a way and size
+    .venv/bin/python bench/publish_cost.py --rounds 5 --publishes 3000
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ import aio_pika
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.db.repositories.outbox import CommittedMessage
+from shared.events.document import tenant_routing_key
 from shared.messaging.coalescing import connect
 from shared.messaging.relay import Exchange, publish_row
-from shared.messaging.topology import EVENTS
+from shared.messaging.topology import EVENTS, TENANT_EVENTS
 
 AMQP_URL = os.environ.get("QRUNTIME_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-BATCH_SIZES = (1, 6, 20)
+BATCH_SIZES = (1, 3, 10)  # events per batch: one commit's, a few commits', a sweep's
 # A job's state event as the relay publishes it (about 500 bytes of JSON).
 BODY = {
     "type": "job.state_changed",
@@ -94,37 +95,50 @@ _RABBITMQ_UID = _uid_of("rabbitmq")
 Publish = Callable[[CommittedMessage], Awaitable[object]]
 
 
-async def _aio_pika_way(exchange_name: str) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
+async def _aio_pika_way(names: dict[str, str]) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
+    """Each copy as its own row published with aio-pika, as the relay did until this round."""
     connection = await aio_pika.connect(AMQP_URL)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    exchange = await channel.get_exchange(exchange_name)
+    public = await channel.get_exchange(names[EVENTS])
+    tenant = await channel.get_exchange(names[TENANT_EVENTS])
 
     async def publish(row: CommittedMessage) -> object:
-        return await exchange.publish(
-            aio_pika.Message(
-                body=json.dumps(row.body).encode(),
-                content_type="application/json",
-                message_id=str(row.message_id),
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                priority=row.priority,
-                type=str(row.body.get("type", "")),
-            ),
-            routing_key=row.routing_key,
-            mandatory=False,
+        copies = (
+            (public, row.routing_key),
+            (tenant, tenant_routing_key(row.body["instance"], row.routing_key)),
+        )
+        return await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        body=json.dumps(row.body).encode(),
+                        content_type="application/json",
+                        message_id=str(uuid.uuid4()),
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        priority=row.priority,
+                        type=str(row.body.get("type", "")),
+                    ),
+                    routing_key=routing_key,
+                    mandatory=False,
+                )
+                for exchange, routing_key in copies
+            )
         )
 
     return connection, publish
 
 
-async def _relay_way(exchange_name: str) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
+async def _relay_way(names: dict[str, str]) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
     connection = await connect(AMQP_URL)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    await channel.get_exchange(exchange_name)
     underlay = await channel.get_underlay_channel()
-    exchange = Exchange(exchange_name, underlay)  # type: ignore[arg-type]
+    exchanges = {}
+    for kind, name in names.items():
+        await channel.get_exchange(name)
+        exchanges[kind] = Exchange(name, underlay)  # type: ignore[arg-type]
 
     async def publish(row: CommittedMessage) -> object:
-        return await publish_row(exchange, row)
+        return await publish_row(exchanges, row)
 
     return connection, publish
 
@@ -132,9 +146,9 @@ async def _relay_way(exchange_name: str) -> tuple[aio_pika.abc.AbstractConnectio
 WAYS = {"aio-pika": _aio_pika_way, "relay": _relay_way}
 
 
-async def measure(way: str, exchange_name: str, batch: int, publishes: int) -> tuple[float, float, float]:
-    """(client µs, RabbitMQ µs, publishes per second) for `publishes` confirmed publishes."""
-    connection, publish = await WAYS[way](exchange_name)
+async def measure(way: str, names: dict[str, str], batch: int, publishes: int) -> tuple[float, float, float]:
+    """(client µs, RabbitMQ µs, messages per second) for `publishes` events (two messages each)."""
+    connection, publish = await WAYS[way](names)
     try:
         rows = [
             CommittedMessage(i, uuid.uuid4(), EVENTS, "job.completed.aer_simulator", BODY, 0)
@@ -147,31 +161,32 @@ async def measure(way: str, exchange_name: str, batch: int, publishes: int) -> t
         for _ in range(rounds):
             await asyncio.gather(*(publish(row) for row in rows))
         wall = time.perf_counter() - started
-        n = rounds * batch
+        n = rounds * batch * 2
         return (_own_cpu() - client) / n * 1e6, (_rabbitmq_cpu() - broker) / n * 1e6, n / wall
     finally:
         await connection.close()
 
 
 async def run(rounds: int, publishes: int) -> None:
-    exchange_name = f"qrt-bench-publish-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    names = {EVENTS: f"qrt-bench-publish-{tag}", TENANT_EVENTS: f"qrt-bench-publish-tenant-{tag}"}
     connection = await aio_pika.connect(AMQP_URL)
     channel = await connection.channel()
-    await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, auto_delete=False)
+    for name in names.values():
+        await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, auto_delete=False)
     figures: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     try:
         for _ in range(rounds):
             for batch in BATCH_SIZES:
                 for way in WAYS:
-                    figures.setdefault((way, batch), []).append(
-                        await measure(way, exchange_name, batch, publishes)
-                    )
+                    figures.setdefault((way, batch), []).append(await measure(way, names, batch, publishes))
     finally:
-        exchange = await channel.get_exchange(exchange_name)
-        await exchange.delete()
+        for name in names.values():
+            await (await channel.get_exchange(name)).delete()
         await connection.close()
-    print(f"confirmed publishes, {rounds} alternated rounds of {publishes} a way and batch size; medians")
-    print(f"{'batch':>5} {'way':>9} {'client µs':>10} {'rabbitmq µs':>12} {'publishes/s':>12}")
+    print(f"confirmed publishes of events (two messages each), {rounds} alternated rounds of {publishes}")
+    print("events a way and batch size; CPU per message, medians")
+    print(f"{'batch':>5} {'way':>9} {'client µs':>10} {'rabbitmq µs':>12} {'messages/s':>12}")
     for batch in BATCH_SIZES:
         medians = {}
         for way in WAYS:
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--publishes", type=int, default=3000)
+    parser.add_argument("--publishes", type=int, default=1500, help="events a way and batch size")
     args = parser.parse_args(argv)
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}, os.cpu_count()={os.cpu_count()}")
     asyncio.run(run(args.rounds, args.publishes))

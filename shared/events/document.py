@@ -74,7 +74,12 @@ class Event(BaseModel):
 
     def tenant_routing_key(self) -> str:
         """Per-tenant copy: the instance first, so RabbitMQ topic permissions can confine a tenant."""
-        return f"{self.instance or 'none'}.{self.routing_key()}"
+        return tenant_routing_key(self.instance, self.routing_key())
+
+
+def tenant_routing_key(instance: str | None, routing_key: str) -> str:
+    """The per-tenant exchange's routing key of an event published with `routing_key`."""
+    return f"{instance or 'none'}.{routing_key}"
 
 
 def event_json_schema() -> dict[str, Any]:

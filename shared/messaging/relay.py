@@ -21,6 +21,7 @@ idempotent).
 import asyncio
 import json
 import logging
+import uuid
 from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from shared.db.repositories.outbox import (
     hand_over_after_commit,
 )
 from shared.db.repositories.overview import OverviewRepository
+from shared.events.document import tenant_routing_key
 from shared.jobs.endings import JOB_ENDED_CHANNEL, JobEndings
 from shared.kit.settings import Settings
 from shared.kit.supervision import first_of, process_health, sleep_unless
@@ -82,13 +84,37 @@ class Exchange:
     channel: aiormq.Channel
 
 
-async def publish_row(exchange: Exchange, row: CommittedMessage) -> None:
+# The per-tenant copy of a public event gets a message id of its own, the same at every re-send.
+_TENANT_COPY = uuid.UUID("6f1d7a56-5d0e-4b8e-9d7c-0c6a3c1e2b41")
+
+
+async def publish_row(exchanges: dict[str, Exchange], row: CommittedMessage) -> None:
     """Publish one outbox row and wait for the broker's confirm (raises DeliveryError when a
-    mandatory message could not be routed)."""
+    mandatory message could not be routed). A row of the public events exchange is published to
+    the per-tenant exchange too, with the owning instance first in its routing key (decision 14):
+    one row, two messages, both confirmed before the row is marked sent."""
+    body = json.dumps(row.body).encode()
+    sends = [_publish_message(exchanges[row.exchange], row, body, row.routing_key, row.message_id)]
+    if row.exchange == EVENTS:
+        sends.append(
+            _publish_message(
+                exchanges[TENANT_EVENTS],
+                row,
+                body,
+                tenant_routing_key(row.body.get("instance"), row.routing_key),
+                uuid.uuid5(_TENANT_COPY, str(row.message_id)),
+            )
+        )
+    await asyncio.gather(*sends)
+
+
+async def _publish_message(
+    exchange: Exchange, row: CommittedMessage, body: bytes, routing_key: str, message_id: uuid.UUID
+) -> None:
     message = aio_pika.Message(
-        body=json.dumps(row.body).encode(),
+        body=body,
         content_type="application/json",
-        message_id=str(row.message_id),
+        message_id=str(message_id),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         priority=row.priority,
         type=str(row.body.get("type", "")),
@@ -101,7 +127,7 @@ async def publish_row(exchange: Exchange, row: CommittedMessage) -> None:
     await exchange.channel.basic_publish(
         message.body,
         exchange=exchange.name,
-        routing_key=row.routing_key,
+        routing_key=routing_key,
         properties=message.properties,
         # Events may have no subscriber; work must always reach its queue.
         mandatory=row.exchange not in EVENT_EXCHANGES,
@@ -319,7 +345,7 @@ class OutboxRelay:
             raise
 
     async def _publish_unguarded(self, exchanges: dict[str, Exchange], row: CommittedMessage) -> None:
-        await publish_row(exchanges[row.exchange], row)
+        await publish_row(exchanges, row)
 
     async def _listen(self) -> None:
         """LISTEN for outbox commits, and be the event relay when no other relay is (only while this

@@ -124,9 +124,10 @@ async def test_submission_to_an_idle_backend_is_dispatched_in_its_own_transactio
     job_id = response.json()["id"]
     assert response.json()["backend"] == "aer_simulator"
     jobs, outbox = await written(db)
-    # The job, and in the outbox: its event (public and tenant copies) and its dispatch, with no
-    # command for the scheduler (nothing waits on this backend: the api placed the job alone).
-    assert jobs == before[0] + 1 and outbox == before[1] + 3
+    # The job, and in the outbox: its event (one row, which the relay publishes to the public and the
+    # tenant exchange) and its dispatch, with no command for the scheduler (nothing waits on this
+    # backend: the api placed the job alone).
+    assert jobs == before[0] + 1 and outbox == before[1] + 2
     [(exchange, key, body)] = await new_work(db, start)
     assert (exchange, key, body["type"], body["job_id"]) == ("dispatch", "aer_simulator", "dispatch", job_id)
     job = await db.get(Job, job_id, populate_existing=True)

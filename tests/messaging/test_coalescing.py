@@ -1,15 +1,9 @@
-"""Writes to RabbitMQ gathered per turn of the event loop (shared/messaging/coalescing.py), and the
-relay's way of publishing over them: on a real socket and a real broker."""
+"""Writes to RabbitMQ gathered per turn of the event loop (shared/messaging/coalescing.py), on a
+real loopback socket."""
 
 import asyncio
-import uuid
 
-import aio_pika
-import aiormq
-import pytest
-
-from shared.messaging.coalescing import CoalescingTransport, connect
-from tests.stack import AMQP_URL
+from shared.messaging.coalescing import CoalescingTransport
 
 
 class _Received(asyncio.Protocol):
@@ -100,36 +94,3 @@ async def test_an_aborted_transport_sends_nothing_it_still_held() -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def test_a_batch_published_without_waiting_arrives_whole_in_order_and_confirmed() -> None:
-    """The relay's way (shared/messaging/relay.py): aiormq's basic_publish with wait=False over a
-    coalescing connection, every confirm awaited; a mandatory message nobody can take still fails."""
-    connection = await connect(AMQP_URL)
-    try:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        queue = await channel.declare_queue(f"qrt-test-coalescing-{uuid.uuid4().hex[:8]}", exclusive=True)
-        underlay = await channel.get_underlay_channel()
-        assert isinstance(underlay, aiormq.Channel)
-        bodies = [f"message {i}".encode() for i in range(300)]
-        confirms = await asyncio.gather(
-            *(
-                underlay.basic_publish(body, routing_key=queue.name, mandatory=True, wait=False)
-                for body in bodies
-            )
-        )
-        assert all(isinstance(confirm, aiormq.spec.Basic.Ack) for confirm in confirms)
-        got: list[bytes] = []
-        async with queue.iterator() as messages:
-            async for message in messages:
-                await message.ack()
-                got.append(message.body)
-                if len(got) == len(bodies):
-                    break
-        assert got == bodies
-        with pytest.raises(aio_pika.exceptions.DeliveryError):
-            await underlay.basic_publish(
-                b"nobody", routing_key=f"qrt-test-nobody-{uuid.uuid4().hex}", mandatory=True, wait=False
-            )
-    finally:
-        await connection.close()

@@ -141,8 +141,8 @@ class OutboxRepository:
         await self._add(message.message_id, exchange, routing_key, message.model_dump(mode="json"), priority)
 
     async def add_event(self, exchange: str, routing_key: str, event: Event) -> None:
-        # The same event goes to two exchanges: each copy is its own outbox row (its own message id),
-        # while the body keeps the event_id subscribers deduplicate on.
+        # A row on the public events exchange is also published to the per-tenant one (the relay's
+        # publish_row); every copy keeps the body's event_id, which subscribers deduplicate on.
         await self._add(uuid.uuid4(), exchange, routing_key, event.model_dump(mode="json"), 0)
 
     async def _add(

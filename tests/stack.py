@@ -509,3 +509,20 @@ class EventRecorder:
 def iter_lines(path: Path) -> Iterator[str]:
     if path.exists():
         yield from path.read_text(errors="replace").splitlines()
+
+
+def child_pids(parent: int) -> list[int]:
+    """The simulator children of an executor process (spawned multiprocessing children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -17,11 +17,10 @@ from tests.faults.conftest import (
     Submission,
     assert_clean,
     audit,
-    child_pids,
     kill_pid,
     submit,
 )
-from tests.stack import layered_qasm, sampler_job, wait_for
+from tests.stack import child_pids, layered_qasm, sampler_job, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -78,7 +78,7 @@ DATABASE_HEALTH_NAME = "database"
 
 @dataclass(frozen=True)
 class Exchange:
-    """An exchange the relay publishes to, on aiormq's channel (see `_publish_unguarded`)."""
+    """An exchange the relay publishes to, on aiormq's channel (see `publish_row`)."""
 
     name: str
     channel: aiormq.Channel

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -32,11 +31,14 @@ from pathlib import Path
 import aio_pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trip import cpu_now
 
 from shared.db.repositories.outbox import CommittedMessage
 from shared.events.document import tenant_routing_key
 from shared.messaging.coalescing import connect
-from shared.messaging.relay import Exchange, publish_row
+from shared.messaging.relay import exchanges_on, publish_row
 from shared.messaging.topology import EVENTS, TENANT_EVENTS
 
 AMQP_URL = os.environ.get("QRUNTIME_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -60,37 +62,11 @@ BODY = {
 }
 
 
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _cpu_now() -> tuple[float, float]:
+    """CPU seconds so far of this process and of the RabbitMQ server (every process of its user)."""
+    used = cpu_now({"rabbitmq": ("user", "rabbitmq")})
+    return used["client (this bench)"], used["rabbitmq"]
 
-
-def _rabbitmq_cpu() -> float:
-    """CPU seconds of every process of the rabbitmq user (the whole server)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if entry.stat().st_uid != _RABBITMQ_UID:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _uid_of(user: str) -> int:
-    import pwd
-
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return -1
-
-
-_RABBITMQ_UID = _uid_of("rabbitmq")
 
 Publish = Callable[[CommittedMessage], Awaitable[object]]
 
@@ -131,11 +107,7 @@ async def _aio_pika_way(names: dict[str, str]) -> tuple[aio_pika.abc.AbstractCon
 async def _relay_way(names: dict[str, str]) -> tuple[aio_pika.abc.AbstractConnection, Publish]:
     connection = await connect(AMQP_URL)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    underlay = await channel.get_underlay_channel()
-    exchanges = {}
-    for kind, name in names.items():
-        await channel.get_exchange(name)
-        exchanges[kind] = Exchange(name, underlay)  # type: ignore[arg-type]
+    exchanges = await exchanges_on(channel, names)
 
     async def publish(row: CommittedMessage) -> object:
         return await publish_row(exchanges, row)
@@ -157,12 +129,13 @@ async def measure(way: str, names: dict[str, str], batch: int, publishes: int) -
         for _ in range(3):  # warm
             await asyncio.gather(*(publish(row) for row in rows))
         rounds = max(1, publishes // batch)
-        client, broker, started = _own_cpu(), _rabbitmq_cpu(), time.perf_counter()
+        (client, broker), started = _cpu_now(), time.perf_counter()
         for _ in range(rounds):
             await asyncio.gather(*(publish(row) for row in rows))
         wall = time.perf_counter() - started
         n = rounds * batch * 2
-        return (_own_cpu() - client) / n * 1e6, (_rabbitmq_cpu() - broker) / n * 1e6, n / wall
+        client_after, broker_after = _cpu_now()
+        return (client_after - client) / n * 1e6, (broker_after - broker) / n * 1e6, n / wall
     finally:
         await connection.close()
 

@@ -111,28 +111,38 @@ async def publish_row(exchanges: dict[str, Exchange], row: CommittedMessage) -> 
 async def _publish_message(
     exchange: Exchange, row: CommittedMessage, body: bytes, routing_key: str, message_id: uuid.UUID
 ) -> None:
-    message = aio_pika.Message(
+    properties = aio_pika.Message(
         body=body,
         content_type="application/json",
         message_id=str(message_id),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         priority=row.priority,
         type=str(row.body.get("type", "")),
-    )
+    ).properties
     # On aiormq's channel, without waiting for the frame to be written: aio-pika's publish waits,
     # holding the channel's lock, so a batch left one frame per turn of the event loop and one send
     # each, about twice the CPU per publish here and in RabbitMQ (bench/publish_cost.py). The
     # confirm is still awaited and the channel's write queue is bounded, so nothing is marked sent
     # unconfirmed.
     await exchange.channel.basic_publish(
-        message.body,
+        body,
         exchange=exchange.name,
         routing_key=routing_key,
-        properties=message.properties,
+        properties=properties,
         # Events may have no subscriber; work must always reach its queue.
         mandatory=row.exchange not in EVENT_EXCHANGES,
         wait=False,
     )
+
+
+async def exchanges_on(channel: AbstractChannel, names: dict[str, str]) -> dict[str, Exchange]:
+    """The exchanges `names` maps to (each must exist: checked here), on `channel`'s aiormq channel."""
+    underlay = await channel.get_underlay_channel()
+    if not isinstance(underlay, aiormq.Channel):
+        raise TypeError(f"aio-pika's channel is not on an aiormq channel: {type(underlay).__name__}")
+    for name in names.values():
+        await channel.get_exchange(name)  # declared, or fail here
+    return {kind: Exchange(name, underlay) for kind, name in names.items()}
 
 
 class ChangeFeed:
@@ -305,12 +315,7 @@ class OutboxRelay:
             raise
 
     async def _exchanges(self, channel: AbstractChannel) -> dict[str, Exchange]:
-        underlay = await channel.get_underlay_channel()
-        if not isinstance(underlay, aiormq.Channel):
-            raise TypeError(f"aio-pika's channel is not on an aiormq channel: {type(underlay).__name__}")
-        for name in EXCHANGES:
-            await channel.get_exchange(self.topology.exchange_name(name))  # declared, or fail here
-        return {name: Exchange(self.topology.exchange_name(name), underlay) for name in EXCHANGES}
+        return await exchanges_on(channel, {name: self.topology.exchange_name(name) for name in EXCHANGES})
 
     async def relay_once(self, exchanges: dict[str, Exchange]) -> int:
         async with unit_of_work(self.sessions) as session:
@@ -331,7 +336,7 @@ class OutboxRelay:
         """Publish one row and wait for its confirm; any broker failure becomes BrokerLost, so it is
         never taken for a database error (aiormq's ConnectionClosed is an OSError)."""
         try:
-            await asyncio.wait_for(self._publish_unguarded(exchanges, row), timeout=PUBLISH_TIMEOUT)
+            await asyncio.wait_for(publish_row(exchanges, row), timeout=PUBLISH_TIMEOUT)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -343,9 +348,6 @@ class OutboxRelay:
             if is_broker_error(exc):
                 raise BrokerLost(describe(exc)) from exc
             raise
-
-    async def _publish_unguarded(self, exchanges: dict[str, Exchange], row: CommittedMessage) -> None:
-        await publish_row(exchanges, row)
 
     async def _listen(self) -> None:
         """LISTEN for outbox commits, and be the event relay when no other relay is (only while this

@@ -2,6 +2,8 @@
 real loopback socket."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from shared.messaging.coalescing import CoalescingTransport
 
@@ -19,8 +21,10 @@ class _Received(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def _loopback() -> tuple[asyncio.AbstractServer, _Received, asyncio.Transport, list[bytes]]:
-    """A server on a free loopback port and a client transport to it whose sends are recorded."""
+@asynccontextmanager
+async def _loopback() -> AsyncIterator[tuple[_Received, CoalescingTransport, list[bytes]]]:
+    """A server on a free loopback port, and a coalescing transport to it over a client transport
+    whose sends are recorded; both are closed afterwards."""
     loop = asyncio.get_running_loop()
     received = _Received()
     server = await loop.create_server(lambda: received, "127.0.0.1", 0)
@@ -34,7 +38,13 @@ async def _loopback() -> tuple[asyncio.AbstractServer, _Received, asyncio.Transp
         write(data)
 
     transport.write = recording_write  # type: ignore[method-assign]
-    return server, received, transport, sent
+    coalescing = CoalescingTransport(transport, loop)
+    try:
+        yield received, coalescing, sent
+    finally:
+        coalescing.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def _until(condition: object, seconds: float = 5.0) -> None:
@@ -45,9 +55,7 @@ async def _until(condition: object, seconds: float = 5.0) -> None:
 
 
 async def test_the_writes_of_one_turn_leave_in_one_send_in_order() -> None:
-    server, received, inner, sent = await _loopback()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    try:
+    async with _loopback() as (received, transport, sent):
         chunks = [f"frame {i};".encode() for i in range(50)]
         for chunk in chunks:
             transport.write(chunk)
@@ -61,36 +69,22 @@ async def test_the_writes_of_one_turn_leave_in_one_send_in_order() -> None:
         assert sent[1:] == [b"second turn;"]
         await _until(lambda: len(received.data) == len(b"".join(chunks)) + len(b"second turn;"))
         assert bytes(received.data) == b"".join(chunks) + b"second turn;"
-    finally:
-        transport.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_what_is_written_just_before_a_close_still_leaves() -> None:
-    server, received, inner, sent = await _loopback()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    try:
+    async with _loopback() as (received, transport, sent):
         transport.write(b"close frame")
         transport.close()
         assert transport.is_closing()
         await asyncio.wait_for(received.closed, 5)
         assert bytes(received.data) == b"close frame"
         assert sent == [b"close frame"]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_an_aborted_transport_sends_nothing_it_still_held() -> None:
-    server, received, inner, sent = await _loopback()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    try:
+    async with _loopback() as (received, transport, sent):
         transport.write(b"never sent")
         transport.abort()
         await asyncio.wait_for(received.closed, 5)
         await asyncio.sleep(0)
         assert sent == [] and bytes(received.data) == b""
-    finally:
-        server.close()
-        await server.wait_closed()

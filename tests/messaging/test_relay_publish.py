@@ -12,7 +12,7 @@ import pytest
 
 from shared.db.repositories.outbox import CommittedMessage
 from shared.messaging.coalescing import connect
-from shared.messaging.relay import Exchange, publish_row
+from shared.messaging.relay import exchanges_on, publish_row
 from shared.messaging.topology import COMMANDS, EVENTS, TENANT_EVENTS
 from tests.stack import AMQP_URL
 
@@ -68,9 +68,7 @@ async def test_an_event_row_is_published_to_the_public_and_the_tenant_exchange()
             exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, auto_delete=True)
             queues[kind] = await channel.declare_queue(exclusive=True)
             await queues[kind].bind(exchange, routing_key="#")
-        underlay = await channel.get_underlay_channel()
-        assert isinstance(underlay, aiormq.Channel)
-        exchanges = {kind: Exchange(name, underlay) for kind, name in names.items()}
+        exchanges = await exchanges_on(channel, names)
         body = {"type": "job.state_changed", "job_id": "j1", "instance": "inst-a", "state": "completed"}
         event = CommittedMessage(1, uuid.uuid4(), EVENTS, "job.completed.aer_simulator", body, 0)
         await publish_row(exchanges, event)

@@ -126,11 +126,18 @@ def test_an_idle_stack_sleeps(stack: Stack) -> None:
     """Nothing polls in a loop while nothing happens: relays, consumers and timers wait on events."""
     stack.wait_outbox_sent()
     pids = {name: process.pid for name, process in stack.processes.items()}
-    before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-    time.sleep(4.0)
-    used = {name: _cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+
+    def used_in(seconds: float) -> dict[str, float]:
+        before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        time.sleep(seconds)
+        return {name: _cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+
     # Heartbeats, gauges and the once-a-second timer check cost a few per cent of a core at most.
-    assert all(seconds < 0.4 for seconds in used.values()), used
+    # The relay's once-a-minute clean-up may fall into one window (0.42 s seen there on a loaded
+    # machine), so each process's quieter of two windows is bounded: a polling loop fills both.
+    first, second = used_in(4.0), used_in(4.0)
+    used = {name: min(first[name], second[name]) for name in pids}
+    assert all(seconds < 0.4 for seconds in used.values()), (first, second)
 
 
 def test_a_row_no_process_published_is_swept_out(stack: Stack) -> None:
